@@ -1,0 +1,3 @@
+"""Wire and file formats. Every module here is pure and raises only DecodeError on bad input."""
+
+__all__: list[str] = []

@@ -1,0 +1,58 @@
+"""lz4 wrappers; the only module that imports lz4.
+
+Block form (entry content): ``varint(uncompressed_len) || lz4 block``. Stream form
+(bundles): the standard lz4 frame format.
+"""
+
+from __future__ import annotations
+
+import lz4.block
+import lz4.frame
+
+from meshnode.codec.varint import decode_varint, encode_varint
+from meshnode.errors import DecodeError
+
+__all__ = [
+    "compress_block",
+    "compress_stream",
+    "decompress_block",
+    "decompress_stream",
+]
+
+
+def compress_block(data: bytes) -> bytes:
+    """lz4-compress ``data`` with its length in front."""
+    return encode_varint(len(data)) + lz4.block.compress(data, store_size=False)
+
+
+def decompress_block(blob: bytes, max_bytes: int) -> bytes:
+    """Inverse of compress_block; refuses output longer than ``max_bytes``.
+
+    Raises:
+        DecodeError: malformed, or the claimed size is over ``max_bytes``.
+    """
+    size, pos = decode_varint(blob)
+    if size > max_bytes:
+        raise DecodeError(f"compressed content claims {size} bytes, limit is {max_bytes}")
+    try:
+        out: bytes = lz4.block.decompress(blob[pos:], uncompressed_size=size)
+    except (lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:
+        raise DecodeError("content is not valid lz4") from exc
+    if len(out) != size:
+        raise DecodeError("lz4 content has the wrong length")
+    return out
+
+
+def compress_stream(data: bytes) -> bytes:
+    """Whole-buffer lz4 frame."""
+    out: bytes = lz4.frame.compress(data)
+    return out
+
+
+def decompress_stream(data: bytes) -> bytes:
+    """Whole-buffer lz4 frame decode; DecodeError if malformed."""
+    try:
+        out: bytes = lz4.frame.decompress(data)
+    except (RuntimeError, ValueError) as exc:
+        raise DecodeError("not a valid lz4 frame") from exc
+    return out

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from meshnode.codec.content import decode_contact, decode_post
 from meshnode.codec.message import ContentType, Entry
 from meshnode.identity import verify_signature
-from meshnode.types import MsgId, Seq
+
+if TYPE_CHECKING:
+    from meshnode.types import MsgId, Seq
 
 __all__ = ["FeedHead", "Verdict", "check_content", "judge_entry"]
 

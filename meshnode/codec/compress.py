@@ -22,7 +22,8 @@ __all__ = [
 
 def compress_block(data: bytes) -> bytes:
     """lz4-compress ``data`` with its length in front."""
-    return encode_varint(len(data)) + lz4.block.compress(data, store_size=False)
+    packed: bytes = lz4.block.compress(data, store_size=False)
+    return encode_varint(len(data)) + packed
 
 
 def decompress_block(blob: bytes, max_bytes: int) -> bytes:

@@ -232,5 +232,8 @@ def _check_header(header: int, *, short: bool) -> None:
     if header & _RESERVED:
         raise DecodeError("reserved header bits set")
     if bool(header & _SHORT) != short:
-        raise DecodeError("short-form entry where a full one was expected" if not short
-                          else "full-form entry where a short one was expected")
+        raise DecodeError(
+            "short-form entry where a full one was expected"
+            if not short
+            else "full-form entry where a short one was expected"
+        )

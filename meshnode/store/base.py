@@ -9,13 +9,15 @@ policy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from meshnode.codec.message import Entry
-from meshnode.feed import FeedHead
-from meshnode.types import FeedId, MsgId, Seq
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from meshnode.codec.message import Entry
+    from meshnode.feed import FeedHead
+    from meshnode.types import FeedId, MsgId, Seq
 
 __all__ = ["ForkRecord", "Store", "StoreStats"]
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from meshnode.codec.message import ContentType, Entry
 from meshnode.errors import LocalProtocolError
 from meshnode.feed import FeedHead
 from meshnode.store.base import ForkRecord, StoreStats
 from meshnode.types import FeedId, MsgId, Seq
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["MemoryStore"]
 
@@ -85,8 +88,9 @@ class MemoryStore:
         """Totals."""
         total = sum(f.bytes for f in self._feeds.values())
         entries = sum(len(f.raws) for f in self._feeds.values())
-        return StoreStats(feeds=len(self._feeds), entries=entries, entry_bytes=total,
-                          file_bytes=total)
+        return StoreStats(
+            feeds=len(self._feeds), entries=entries, entry_bytes=total, file_bytes=total
+        )
 
     def contacts(self) -> Iterator[tuple[FeedId, Seq]]:
         """Held CONTACT entries."""

@@ -1,0 +1,76 @@
+"""Ingest benchmark: decode + verify + validate + append + index, against raw verification.
+
+Entries are signed up front (not timed). The timed run ingests them round-robin across
+feeds into a fresh FileStore with the default (batched) fsync policy, then flushes. The
+same entries are then verified with the bare PyNaCl call, which is the physical limit.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import nacl.bindings
+
+from meshnode.codec.content import ContactAction
+from meshnode.codec.message import ContentType, Entry, create_entry
+from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.node import Node
+from meshnode.store.flatfile import FileStore, StoreConfig
+from meshnode.types import MsgId, Seq
+
+__all__ = ["bench_ingest", "make_feeds"]
+
+_TS_MS = 1_700_000_000_000
+
+
+def make_feeds(feeds: int, per_feed: int, content_bytes: int = 60) -> list[list[Entry]]:
+    """Signed chains of POST entries, one per author, deterministic."""
+    out = []
+    for f in range(feeds):
+        author = Identity(f.to_bytes(4, "big") * 8)
+        previous: MsgId | None = None
+        chain = []
+        for seq in range(1, per_feed + 1):
+            text = f"feed {f} entry {seq} ".ljust(content_bytes, ".").encode()
+            entry = create_entry(
+                author, DEFAULT_NETWORK_KEY, seq=Seq(seq), previous=previous,
+                timestamp_ms=_TS_MS + seq, content_type=ContentType.POST, content=text,
+            )
+            chain.append(entry)
+            previous = entry.id
+        out.append(chain)
+    return out
+
+
+def bench_ingest(entries: int = 50_000, feeds: int = 100) -> dict[str, object]:
+    """Time ingest of ``entries`` over ``feeds`` against raw signature verification."""
+    chains = make_feeds(feeds, entries // feeds)
+    raws = [chain[i].raw for i in range(entries // feeds) for chain in chains]
+    me = Identity(b"\xee" * 32)
+    with tempfile.TemporaryDirectory(prefix="meshnode-bench-") as tmp:
+        node = Node(me, network_key=DEFAULT_NETWORK_KEY, store=FileStore(Path(tmp), StoreConfig()))
+        for chain in chains:
+            node.set_contact(ContactAction.FOLLOW, chain[0].author, timestamp_ms=_TS_MS)
+        start = time.perf_counter()
+        added = sum(1 for raw in raws if node.ingest(raw).outcome.value == "added")
+        node.flush()
+        ingest_s = time.perf_counter() - start
+        node.close()
+    start = time.perf_counter()
+    for raw in raws:
+        nacl.bindings.crypto_sign_open(raw[-64:] + DEFAULT_NETWORK_KEY + raw[:-64], raw[1:33])
+    verify_s = time.perf_counter() - start
+    if added != len(raws):
+        raise RuntimeError(f"only {added} of {len(raws)} entries were added")
+    return {
+        "entries": len(raws),
+        "feeds": feeds,
+        "ingest_s": round(ingest_s, 3),
+        "entries_per_s": round(len(raws) / ingest_s),
+        "verify_per_s": round(len(raws) / verify_s),
+        "ratio": round(verify_s / ingest_s, 3),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }

@@ -1,0 +1,368 @@
+"""The node core: our identity, the store, the policy, and the rules that join them.
+
+Sans-IO: no clocks (timestamps are passed in), no sockets, no threads. The store is the one
+seam to disk. Later layers (replication, links) drive a Node; the CLI drives it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from meshnode.codec.content import Contact, ContactAction, decode_contact, encode_contact
+from meshnode.codec.message import (
+    DEFAULT_MAX_CONTENT_BYTES,
+    ContentType,
+    Entry,
+    create_entry,
+    decode_entry,
+)
+from meshnode.errors import DecodeError, ForkError, StoreCorrupt
+from meshnode.feed import Verdict, check_content, judge_entry
+from meshnode.identity import Identity, format_feed_id, network_tag
+from meshnode.policy import Policy, PolicyConfig, Want
+from meshnode.store.base import ForkRecord, Store
+from meshnode.types import FeedId, Seq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = ["CheckReport", "IngestResult", "Node", "NodeConfig", "Outcome", "Problem"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """Core settings."""
+
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+
+class Outcome(Enum):
+    """What ingest did with an entry."""
+
+    ADDED = "added"
+    HELD = "held"
+    UNWANTED = "unwanted"
+    REJECTED = "rejected"
+    FORKED = "forked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """Outcome of one ingest, with the reason when it was not added."""
+
+    outcome: Outcome
+    reason: str = ""
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One stored entry that fails verification."""
+
+    feed: str
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckReport:
+    """Result of verifying every stored entry."""
+
+    ok: bool
+    entries: int
+    problems: list[Problem]
+    forked: list[dict[str, object]]
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "problems": [{"feed": p.feed, "seq": p.seq, "reason": p.reason} for p in self.problems],
+            "forked": self.forked,
+        }
+
+
+class Node:
+    """A node's core state: publish, ingest, policy and caps over one Store."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        network_key: bytes,
+        store: Store,
+        config: NodeConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.feed_id = identity.feed_id
+        self.network_key = network_key
+        self.store = store
+        self.config = config or NodeConfig()
+        self.policy = Policy(self.feed_id, self.config.policy)
+        self._forked = {f.feed: f.seq for f in store.forks()}
+        self._load_contacts()
+
+    # -- writing our own feed -------------------------------------------------------------
+
+    def publish(self, content_type: int, content: bytes, *, timestamp_ms: int) -> Entry:
+        """Sign and append an entry to our own feed.
+
+        Args:
+            content_type: a ContentType code.
+            content: payload bytes, at most ``max_content_bytes``.
+            timestamp_ms: claimed wall time, passed in by the shell.
+
+        Returns:
+            The stored entry.
+
+        Raises:
+            ValueError: content too large.
+            ForkError: our own feed is forked (the key is in use elsewhere).
+            StoreFull: no room on disk; nothing was stored.
+        """
+        if self.feed_id in self._forked:
+            raise ForkError("our own feed is forked: this key was used on another node")
+        head = self.store.head(self.feed_id)
+        entry = create_entry(
+            self.identity,
+            self.network_key,
+            seq=Seq(head.latest + 1 if head else 1),
+            previous=head.latest_id if head else None,
+            timestamp_ms=timestamp_ms,
+            content_type=content_type,
+            content=content,
+            max_content_bytes=self.config.max_content_bytes,
+        )
+        self._append(entry, Want(0, None))
+        return entry
+
+    def post(self, text: str, *, timestamp_ms: int) -> Entry:
+        """Publish a text post."""
+        return self.publish(ContentType.POST, text.encode("utf-8"), timestamp_ms=timestamp_ms)
+
+    def set_contact(self, action: ContactAction, target: FeedId, *, timestamp_ms: int) -> Entry:
+        """Publish a follow, unfollow, block or unblock of ``target``."""
+        content = encode_contact(Contact(action=action, target=target))
+        return self.publish(ContentType.CONTACT, content, timestamp_ms=timestamp_ms)
+
+    # -- taking entries from outside ------------------------------------------------------
+
+    def ingest(self, raw: bytes) -> IngestResult:
+        """Verify a full-form entry from outside and store it if the policy wants it.
+
+        Args:
+            raw: full-form entry bytes from a peer, a bundle or a drive.
+
+        Returns:
+            What happened; invalid input is REJECTED with a reason, never raised.
+
+        Raises:
+            StoreError: the disk failed (StoreFull when it is full); nothing stored is lost.
+        """
+        try:
+            entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
+        except DecodeError as exc:
+            return IngestResult(outcome=Outcome.REJECTED, reason=f"malformed: {exc}")
+        want = self.policy.want(entry.author)
+        if want is None:
+            return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")
+        forked_at = self._forked.get(entry.author)
+        if forked_at is not None:
+            reason = f"feed forked at seq {forked_at}"
+            return IngestResult(outcome=Outcome.REJECTED, reason=reason, entry=entry)
+        head = self.store.head(entry.author)
+        stored_id = None
+        if head is not None and head.first <= entry.seq <= head.latest:
+            stored_id = self.store.entry_id(entry.author, entry.seq)
+            if stored_id == entry.id:
+                # Same bytes as an entry we verified before: no need to verify again.
+                return IngestResult(outcome=Outcome.HELD, entry=entry)
+        try:
+            check_content(entry, self.network_key, self.config.max_content_bytes)
+        except DecodeError as exc:
+            return IngestResult(outcome=Outcome.REJECTED, reason=str(exc), entry=entry)
+        verdict = judge_entry(entry, head, stored_id)
+        if verdict is Verdict.APPEND:
+            self._append(entry, want)
+            return IngestResult(outcome=Outcome.ADDED, entry=entry)
+        if verdict is Verdict.FORK:
+            return self._record_fork(entry)
+        latest = head.latest if head else 0
+        first = head.first if head else 0
+        reason = (
+            f"gap: holds up to seq {latest}, got seq {entry.seq}"
+            if verdict is Verdict.GAP
+            else f"before the range held (from seq {first}), got seq {entry.seq}"
+        )
+        return IngestResult(outcome=Outcome.REJECTED, reason=reason, entry=entry)
+
+    def _record_fork(self, entry: Entry) -> IngestResult:
+        self.store.record_fork(ForkRecord(feed=entry.author, seq=entry.seq, raw=entry.raw))
+        self._forked[entry.author] = entry.seq
+        log.warning("feed %s forked at seq %d", format_feed_id(entry.author), entry.seq)
+        reason = f"fork: conflicts with the stored chain at seq {entry.seq}"
+        return IngestResult(outcome=Outcome.FORKED, reason=reason, entry=entry)
+
+    def _append(self, entry: Entry, want: Want) -> None:
+        self.store.append(entry)
+        if entry.content_type == ContentType.CONTACT:
+            self._apply_contact(entry)
+        self._enforce_caps(entry.author, want)
+
+    # -- policy -----------------------------------------------------------------------------
+
+    def _load_contacts(self) -> None:
+        for feed, seq in self.store.contacts():
+            try:
+                entry = decode_entry(self.store.get(feed, seq))
+            except (DecodeError, StoreCorrupt) as exc:
+                log.error(
+                    "skipping damaged contact entry %s:%d: %s", format_feed_id(feed), seq, exc
+                )
+                continue
+            self._apply_contact(entry)
+
+    def _apply_contact(self, entry: Entry) -> None:
+        try:
+            contact = decode_contact(entry.plain_content(self.config.max_content_bytes))
+        except DecodeError:
+            return
+        if self.policy.apply_contact(entry.author, entry.seq, contact):
+            log.debug("follow graph changed by %s:%d", format_feed_id(entry.author), entry.seq)
+
+    def hops(self, feed: FeedId) -> int | None:
+        """Hop distance of a wanted feed, None when it is not replicated."""
+        want = self.policy.want(feed)
+        return None if want is None else want.hops
+
+    def _enforce_caps(self, feed: FeedId, want: Want) -> None:
+        head = self.store.head(feed)
+        assert head is not None
+        if want.max_entries is not None and head.latest - head.first + 1 > want.max_entries:
+            self.store.evict(feed, Seq(head.latest - want.max_entries + 1))
+        cap = self.config.policy.feed_cap_bytes
+        if cap and want.hops >= 1 and self.store.feed_bytes(feed) > cap:
+            self._evict_bytes(feed, self.store.feed_bytes(feed) - cap)
+        global_cap = self.config.policy.global_cap_bytes
+        if global_cap:
+            excess = self.store.stats().entry_bytes - global_cap
+            if excess > 0:
+                self._evict_globally(excess)
+
+    def _evict_bytes(self, feed: FeedId, excess: int) -> int:
+        """Evict the oldest entries of ``feed`` until ``excess`` bytes are freed or one is left."""
+        head = self.store.head(feed)
+        if head is None:
+            return 0
+        seq, freed = head.first, 0
+        while freed < excess and seq < head.latest:
+            freed += len(self.store.get(feed, seq))
+            seq = Seq(seq + 1)
+        return self.store.evict(feed, seq) if seq > head.first else 0
+
+    def _evict_globally(self, excess: int) -> None:
+        """Free ``excess`` bytes from the least wanted feeds first; our own feed is never cut."""
+        hops = self.policy.hops()
+        far = self.config.policy.max_hops + 1
+        candidates = [f for f in self.store.feeds() if hops.get(f) != 0]
+        candidates.sort(key=lambda f: (-hops.get(f, far), -self.store.feed_bytes(f)))
+        for feed in candidates:
+            excess -= self._evict_bytes(feed, excess)
+            if excess <= 0:
+                return
+        log.warning("store is over its global cap by %d bytes with nothing left to evict", excess)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def iter_feed(self, feed: FeedId, since: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        """Stored entries of ``feed`` with seq > since, oldest first."""
+        head = self.store.head(feed)
+        if head is None:
+            return
+        seq = max(since + 1, head.first)
+        end = head.latest if limit is None else min(head.latest, seq + limit - 1)
+        while seq <= end:
+            yield decode_entry(self.store.get(feed, Seq(seq)), max_content_bytes=1 << 20)
+            seq += 1
+
+    def status(self) -> dict[str, object]:
+        """JSON-ready summary: identity, sizes, caps and the range held of every feed."""
+        stats = self.store.stats()
+        hops = self.policy.hops()
+        policy = self.config.policy
+        return {
+            "id": format_feed_id(self.feed_id),
+            "network": network_tag(self.network_key),
+            "feeds": stats.feeds,
+            "entries": stats.entries,
+            "bytes": stats.entry_bytes,
+            "file_bytes": stats.file_bytes,
+            "caps": {
+                "max_hops": policy.max_hops,
+                "full_hops": policy.full_hops,
+                "partial_entries": policy.partial_entries,
+                "feed_cap_bytes": policy.feed_cap_bytes,
+                "global_cap_bytes": policy.global_cap_bytes,
+                "max_content_bytes": self.config.max_content_bytes,
+            },
+            "follows": len(self.policy.graph.follows.get(self.feed_id, ())),
+            "blocks": len(self.policy.graph.blocks.get(self.feed_id, ())),
+            "ranges": {
+                format_feed_id(f): {"first": a, "latest": b, "hops": hops.get(f)}
+                for f, (a, b) in sorted(self.store.ranges().items())
+            },
+            "forked": self._forks_json(),
+        }
+
+    def _forks_json(self) -> list[dict[str, object]]:
+        return [{"feed": format_feed_id(f), "seq": s} for f, s in sorted(self._forked.items())]
+
+    def check(self, progress: Callable[[int], None] | None = None) -> CheckReport:
+        """Verify every stored entry: checksum, decoding, signature, seq and hash chain."""
+        problems: list[Problem] = []
+        entries = 0
+        for feed, (first, latest) in sorted(self.store.ranges().items()):
+            previous_id = None
+            for seq in range(first, latest + 1):
+                entries += 1
+                problem = self._check_one(feed, Seq(seq), previous_id)
+                if isinstance(problem, Problem):
+                    problems.append(problem)
+                    previous_id = None
+                else:
+                    previous_id = problem
+                if progress is not None and entries % 1000 == 0:
+                    progress(entries)
+        return CheckReport(
+            ok=not problems, entries=entries, problems=problems, forked=self._forks_json()
+        )
+
+    def _check_one(self, feed: FeedId, seq: Seq, previous_id: bytes | None) -> Problem | bytes:
+        name = format_feed_id(feed)
+        try:
+            entry = decode_entry(self.store.get(feed, seq), max_content_bytes=1 << 20)
+            if entry.author != feed or entry.seq != seq:
+                return Problem(feed=name, seq=seq, reason="record holds another entry")
+            check_content(entry, self.network_key, self.config.max_content_bytes)
+        except (StoreCorrupt, DecodeError) as exc:
+            return Problem(feed=name, seq=seq, reason=str(exc))
+        if previous_id is not None and entry.previous != previous_id:
+            return Problem(feed=name, seq=seq, reason="previous hash does not match entry seq-1")
+        return entry.id
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make everything stored so far durable."""
+        self.store.flush()
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        self.store.close()

@@ -1,0 +1,43 @@
+"""Fixed keys and entry chains for tests."""
+
+from __future__ import annotations
+
+from meshnode.codec.message import ContentType, Entry, create_entry
+from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.types import MsgId, Seq
+
+__all__ = ["TS_MS", "identity", "make_chain"]
+
+TS_MS = 1_700_000_000_000
+
+
+def identity(n: int) -> Identity:
+    """A fixed identity per small integer."""
+    return Identity(bytes([n % 256]) * 32)
+
+
+def make_chain(
+    who: Identity,
+    count: int,
+    *,
+    start: int = 1,
+    previous: MsgId | None = None,
+    network_key: bytes = DEFAULT_NETWORK_KEY,
+    size: int = 20,
+) -> list[Entry]:
+    """``count`` POST entries of ``who`` from seq ``start``, chained."""
+    out: list[Entry] = []
+    for seq in range(start, start + count):
+        text = f"post {seq} ".ljust(size, "x").encode()
+        entry = create_entry(
+            who,
+            network_key,
+            seq=Seq(seq),
+            previous=previous,
+            timestamp_ms=TS_MS + seq,
+            content_type=ContentType.POST,
+            content=text,
+        )
+        out.append(entry)
+        previous = entry.id
+    return out

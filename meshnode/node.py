@@ -1,12 +1,21 @@
-"""The node core: our identity, the store, the policy, and the rules that join them.
+"""The node core: our identity, the store, the policy, replication, and the rules that join them.
 
-Sans-IO: no clocks (timestamps are passed in), no sockets, no threads. The store is the one
-seam to disk. Later layers (replication, links) drive a Node; the CLI drives it directly.
+Sans-IO, as in aioquic: inputs are calls that carry ``now``; outputs are drained::
+
+    node = Node(me, network_key=KEY, store=MemoryStore(), rng=random.Random(7))
+    node.connect(peer, now=0.0, link=LinkInfo(mtu_bytes=1400))
+    node.receive_frame(peer, frame, now=0.4)
+    for peer_id, data in node.frames_to_send(): ...   # the shell routes each frame
+    for event in node.events(): ...                   # EntryReceived, PeerMisbehaved
+    deadline = node.next_deadline()                   # the shell arms a timer
+
+No clocks, sockets or threads inside; the store is the one seam to disk.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -23,8 +32,9 @@ from meshnode.errors import DecodeError, ForkError, StoreCorrupt
 from meshnode.feed import Verdict, check_content, judge_entry
 from meshnode.identity import Identity, format_feed_id, network_tag
 from meshnode.policy import Policy, PolicyConfig, Want
+from meshnode.replication import Event, LinkInfo, ReplicationConfig, Replicator
 from meshnode.store.base import ForkRecord, Store
-from meshnode.types import FeedId, Seq
+from meshnode.types import FeedId, PeerId, Seq
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -40,6 +50,7 @@ class NodeConfig:
 
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
 
 class Outcome(Enum):
@@ -99,6 +110,7 @@ class Node:
         network_key: bytes,
         store: Store,
         config: NodeConfig | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
         self.feed_id = identity.feed_id
@@ -107,7 +119,58 @@ class Node:
         self.config = config or NodeConfig()
         self.policy = Policy(self.feed_id, self.config.policy)
         self._forked = {f.feed: f.seq for f in store.forks()}
+        self._wants: dict[FeedId, Want] | None = None
         self._load_contacts()
+        self.replicator = Replicator(
+            self,
+            config=self.config.replication,
+            rng=rng if rng is not None else random.Random(),
+            epoch=store.epoch,
+        )
+
+    # -- replication: the sans-IO session API ---------------------------------------------
+
+    def connect(self, peer: PeerId, *, now: float, link: LinkInfo | None = None) -> None:
+        """Open a replication session with ``peer`` over a link with ``link``'s properties."""
+        self.replicator.connect(peer, now, link or LinkInfo())
+
+    def disconnect(self, peer: PeerId, *, now: float) -> None:
+        """The link to ``peer`` is gone; its memory is kept for the next session."""
+        self.replicator.disconnect(peer, now)
+
+    def receive_frame(self, peer: PeerId, frame: bytes, *, now: float) -> None:
+        """Handle one frame from ``peer``; a bad one disconnects it with PeerMisbehaved."""
+        self.replicator.receive_frame(peer, frame, now)
+
+    def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
+        """Drain the frames to send, each for one peer's link."""
+        return self.replicator.frames_to_send()
+
+    def delivered(self, peer: PeerId, nbytes: int) -> None:
+        """The shell moved ``nbytes`` of entry frames to ``peer``: opens the send window."""
+        self.replicator.delivered(peer, nbytes)
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` next has work, or None."""
+        return self.replicator.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        """Run the timers due at ``now``."""
+        self.replicator.handle_timer(now)
+
+    def events(self) -> list[Event]:
+        """Drain replication events."""
+        return self.replicator.events()
+
+    def replicated(self) -> dict[FeedId, Want]:
+        """Every feed the policy wants, with how much of it."""
+        if self._wants is None:
+            self._wants = {f: w for f in self.policy.hops() if (w := self.policy.want(f))}
+        return self._wants
+
+    def want(self, feed: FeedId) -> Want | None:
+        """How much of ``feed`` the policy wants, or None."""
+        return self.replicated().get(feed)
 
     # -- writing our own feed -------------------------------------------------------------
 
@@ -154,11 +217,12 @@ class Node:
 
     # -- taking entries from outside ------------------------------------------------------
 
-    def ingest(self, raw: bytes) -> IngestResult:
+    def ingest(self, raw: bytes, source: PeerId | None = None) -> IngestResult:
         """Verify a full-form entry from outside and store it if the policy wants it.
 
         Args:
             raw: full-form entry bytes from a peer, a bundle or a drive.
+            source: the peer it came from, so it is not sent straight back.
 
         Returns:
             What happened; invalid input is REJECTED with a reason, never raised.
@@ -190,7 +254,7 @@ class Node:
             return IngestResult(outcome=Outcome.REJECTED, reason=str(exc), entry=entry)
         verdict = judge_entry(entry, head, stored_id)
         if verdict is Verdict.APPEND:
-            self._append(entry, want)
+            self._append(entry, want, source)
             return IngestResult(outcome=Outcome.ADDED, entry=entry)
         if verdict is Verdict.FORK:
             return self._record_fork(entry)
@@ -210,11 +274,13 @@ class Node:
         reason = f"fork: conflicts with the stored chain at seq {entry.seq}"
         return IngestResult(outcome=Outcome.FORKED, reason=reason, entry=entry)
 
-    def _append(self, entry: Entry, want: Want) -> None:
+    def _append(self, entry: Entry, want: Want, source: PeerId | None = None) -> None:
         self.store.append(entry)
-        if entry.content_type == ContentType.CONTACT:
-            self._apply_contact(entry)
+        if entry.content_type == ContentType.CONTACT and self._apply_contact(entry):
+            self._wants = None
+            self.replicator.policy_changed()
         self._enforce_caps(entry.author, want)
+        self.replicator.appended(entry.author, entry.seq, source)
 
     # -- policy -----------------------------------------------------------------------------
 
@@ -229,13 +295,15 @@ class Node:
                 continue
             self._apply_contact(entry)
 
-    def _apply_contact(self, entry: Entry) -> None:
+    def _apply_contact(self, entry: Entry) -> bool:
         try:
             contact = decode_contact(entry.plain_content(self.config.max_content_bytes))
         except DecodeError:
-            return
+            return False
         if self.policy.apply_contact(entry.author, entry.seq, contact):
             log.debug("follow graph changed by %s:%d", format_feed_id(entry.author), entry.seq)
+            return True
+        return False
 
     def hops(self, feed: FeedId) -> int | None:
         """Hop distance of a wanted feed, None when it is not replicated."""
@@ -364,5 +432,6 @@ class Node:
         self.store.flush()
 
     def close(self) -> None:
-        """Flush and release the store."""
+        """Save replication memory, flush and release the store."""
+        self.replicator.close()
         self.store.close()

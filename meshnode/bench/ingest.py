@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import nacl.bindings
+from meshnode.store.flatfile import FileStore, StoreConfig
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, Entry, create_entry
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.node import Node
-from meshnode.store.flatfile import FileStore, StoreConfig
 from meshnode.types import MsgId, Seq
 
 __all__ = ["bench_ingest", "make_feeds"]
@@ -36,8 +36,13 @@ def make_feeds(feeds: int, per_feed: int, content_bytes: int = 60) -> list[list[
         for seq in range(1, per_feed + 1):
             text = f"feed {f} entry {seq} ".ljust(content_bytes, ".").encode()
             entry = create_entry(
-                author, DEFAULT_NETWORK_KEY, seq=Seq(seq), previous=previous,
-                timestamp_ms=_TS_MS + seq, content_type=ContentType.POST, content=text,
+                author,
+                DEFAULT_NETWORK_KEY,
+                seq=Seq(seq),
+                previous=previous,
+                timestamp_ms=_TS_MS + seq,
+                content_type=ContentType.POST,
+                content=text,
             )
             chain.append(entry)
             previous = entry.id

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from meshnode.codec.message import Entry
     from meshnode.feed import FeedHead
-    from meshnode.types import FeedId, MsgId, Seq
+    from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 __all__ = ["ForkRecord", "Store", "StoreStats"]
 
@@ -107,6 +107,14 @@ class Store(Protocol):
 
     def forks(self) -> list[ForkRecord]:
         """Every fork proof held."""
+        ...
+
+    def peer_state(self, peer: PeerId) -> bytes | None:
+        """What replication remembered of ``peer`` (opaque bytes), or None."""
+        ...
+
+    def set_peer_state(self, peer: PeerId, state: bytes) -> None:
+        """Remember ``state`` for ``peer``, replacing what was there (atomically on disk)."""
         ...
 
     def flush(self) -> None:

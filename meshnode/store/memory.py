@@ -9,7 +9,7 @@ from meshnode.codec.message import ContentType, Entry
 from meshnode.errors import LocalProtocolError
 from meshnode.feed import FeedHead
 from meshnode.store.base import ForkRecord, StoreStats
-from meshnode.types import FeedId, MsgId, Seq
+from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,6 +35,9 @@ class MemoryStore:
         self._epoch = epoch if epoch is not None else os.urandom(8)
         self._feeds: dict[FeedId, _Feed] = {}
         self._forks: list[ForkRecord] = []
+        self._entries = 0
+        self._bytes = 0
+        self._peers: dict[PeerId, bytes] = {}
 
     @property
     def epoch(self) -> bytes:
@@ -86,10 +89,11 @@ class MemoryStore:
 
     def stats(self) -> StoreStats:
         """Totals."""
-        total = sum(f.bytes for f in self._feeds.values())
-        entries = sum(len(f.raws) for f in self._feeds.values())
         return StoreStats(
-            feeds=len(self._feeds), entries=entries, entry_bytes=total, file_bytes=total
+            feeds=len(self._feeds),
+            entries=self._entries,
+            entry_bytes=self._bytes,
+            file_bytes=self._bytes,
         )
 
     def contacts(self) -> Iterator[tuple[FeedId, Seq]]:
@@ -109,6 +113,8 @@ class MemoryStore:
         f.raws.append(entry.raw)
         f.ids.append(entry.id)
         f.bytes += len(entry.raw)
+        self._entries += 1
+        self._bytes += len(entry.raw)
         if entry.content_type == ContentType.CONTACT:
             f.contacts.append(entry.seq)
 
@@ -126,6 +132,8 @@ class MemoryStore:
         f.first = Seq(f.first + n)
         f.contacts = [s for s in f.contacts if s >= f.first]
         f.bytes -= freed
+        self._entries -= n
+        self._bytes -= freed
         return freed
 
     def record_fork(self, fork: ForkRecord) -> None:
@@ -135,6 +143,14 @@ class MemoryStore:
     def forks(self) -> list[ForkRecord]:
         """Fork proofs."""
         return list(self._forks)
+
+    def peer_state(self, peer: PeerId) -> bytes | None:
+        """Stored replication memory of a peer."""
+        return self._peers.get(peer)
+
+    def set_peer_state(self, peer: PeerId, state: bytes) -> None:
+        """Replace a peer's replication memory."""
+        self._peers[peer] = state
 
     def flush(self) -> None:
         """Nothing to make durable."""

@@ -1,0 +1,175 @@
+"""Notes (one feed's entry in a vector clock), feed tags, and the per-peer memory codec.
+
+Note layout (inside NOTES and RUN frames, codec/frame.py)::
+
+    value   varint   latest << 3 | flags
+                     latest: highest seq held (0: none)
+                     bit 0: lazy (1: just tell me what you have; 0: push new entries to me)
+                     bit 1: a ``first`` varint follows (the range held starts there, not at 1)
+                     bit 2: a ``want`` varint follows (send from there, not from latest + 1;
+                            0 means "I do not replicate this feed")
+    first   varint   optional
+    want    varint   optional
+
+A node holding seq a..b of a feed says so with first = a, latest = b; a capped node asks
+for the tail it wants with ``want``; so nobody waits for entries nobody can serve.
+
+Peer memory (kept in the store between sessions, for request skipping)::
+
+    version 1 byte (1) | peer epoch 8 bytes
+    count varint | count x key 32 bytes                      our table, index order
+    count varint | count x (index varint | key 32 bytes)     their table
+    count varint | count x (key 32 bytes | note)             their clock, as they told us
+    count varint | count x (key 32 bytes | latest varint)    our clock, as they know it
+    count varint | count x (key 32 bytes | latest varint)    highest seq pushed to them
+    received varint | pushed varint                          entry counts both ways
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from meshnode.codec.varint import decode_varint, encode_varint
+from meshnode.errors import DecodeError
+from meshnode.types import FeedId
+
+__all__ = [
+    "NOT_REPLICATING",
+    "Note",
+    "PeerMemory",
+    "decode_note",
+    "decode_peer_memory",
+    "encode_note",
+    "encode_peer_memory",
+    "feed_tag",
+]
+
+_LAZY, _FIRST, _WANT = 1, 2, 4
+_MEMORY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One feed's state as a node states it to a peer."""
+
+    latest: int
+    lazy: bool
+    first: int = 0  # 0: the range starts at 1 (or nothing is held)
+    want: int = -1  # -1: from latest + 1; 0: not replicated
+
+    @property
+    def replicating(self) -> bool:
+        """False when the sender does not replicate the feed at all."""
+        return self.want != 0
+
+    @property
+    def want_from(self) -> int:
+        """First seq the sender wants pushed."""
+        return self.latest + 1 if self.want < 0 else self.want
+
+
+NOT_REPLICATING = Note(0, True, 0, 0)
+
+
+def encode_note(note: Note) -> bytes:
+    """Encode a note."""
+    flags = int(note.lazy) | (_FIRST if note.first else 0) | (_WANT if note.want >= 0 else 0)
+    out = encode_varint(note.latest << 3 | flags)
+    if note.first:
+        out += encode_varint(note.first)
+    if note.want >= 0:
+        out += encode_varint(note.want)
+    return out
+
+
+def decode_note(buf: bytes, pos: int) -> tuple[Note, int]:
+    """Decode the note at ``buf[pos:]``; returns (note, position after it).
+
+    Raises:
+        DecodeError: malformed.
+    """
+    value, pos = decode_varint(buf, pos)
+    first = want = 0
+    if value & _FIRST:
+        first, pos = decode_varint(buf, pos)
+        if first == 0:
+            raise DecodeError("note: first seq must be >= 1")
+    if value & _WANT:
+        want, pos = decode_varint(buf, pos)
+    return Note(value >> 3, bool(value & _LAZY), first, want if value & _WANT else -1), pos
+
+
+def feed_tag(feed: bytes, salt: bytes) -> int:
+    """32-bit tag of a feed key under a per-peer salt."""
+    return int.from_bytes(hashlib.blake2b(feed, digest_size=4, key=salt).digest(), "big")
+
+
+@dataclass(slots=True)
+class PeerMemory:
+    """What a node remembers of one peer across sessions."""
+
+    epoch: bytes = b""
+    my_table: list[FeedId] = field(default_factory=list)
+    their_table: dict[int, FeedId] = field(default_factory=dict)
+    remote: dict[FeedId, Note] = field(default_factory=dict)
+    sent: dict[FeedId, int] = field(default_factory=dict)
+    pushed: dict[FeedId, int] = field(default_factory=dict)
+    received: int = 0
+    pushed_count: int = 0
+
+
+def encode_peer_memory(memory: PeerMemory) -> bytes:
+    """Encode a peer memory for the store."""
+    out = [bytes((_MEMORY_VERSION,)), memory.epoch.ljust(8, b"\0")[:8]]
+    out.append(encode_varint(len(memory.my_table)))
+    out.extend(memory.my_table)
+    out.append(encode_varint(len(memory.their_table)))
+    out.extend(encode_varint(i) + f for i, f in memory.their_table.items())
+    out.append(encode_varint(len(memory.remote)))
+    out.extend(f + encode_note(n) for f, n in memory.remote.items())
+    for table in (memory.sent, memory.pushed):
+        out.append(encode_varint(len(table)))
+        out.extend(f + encode_varint(s) for f, s in table.items())
+    out.append(encode_varint(memory.received) + encode_varint(memory.pushed_count))
+    return b"".join(out)
+
+
+def decode_peer_memory(data: bytes) -> PeerMemory:
+    """Decode a stored peer memory.
+
+    Raises:
+        DecodeError: malformed or another version.
+    """
+    if len(data) < 9 or data[0] != _MEMORY_VERSION:
+        raise DecodeError("peer memory: unknown version")
+    memory = PeerMemory(epoch=data[1:9])
+    count, pos = decode_varint(data, 9)
+    for _ in range(count):
+        memory.my_table.append(FeedId(_key(data, pos)))
+        pos += 32
+    count, pos = decode_varint(data, pos)
+    for _ in range(count):
+        index, pos = decode_varint(data, pos)
+        memory.their_table[index] = FeedId(_key(data, pos))
+        pos += 32
+    count, pos = decode_varint(data, pos)
+    for _ in range(count):
+        feed = FeedId(_key(data, pos))
+        memory.remote[feed], pos = decode_note(data, pos + 32)
+    for table in (memory.sent, memory.pushed):
+        count, pos = decode_varint(data, pos)
+        for _ in range(count):
+            feed = FeedId(_key(data, pos))
+            table[feed], pos = decode_varint(data, pos + 32)
+    memory.received, pos = decode_varint(data, pos)
+    memory.pushed_count, pos = decode_varint(data, pos)
+    if pos != len(data):
+        raise DecodeError("peer memory: trailing bytes")
+    return memory
+
+
+def _key(data: bytes, pos: int) -> bytes:
+    if pos + 32 > len(data):
+        raise DecodeError("peer memory truncated")
+    return data[pos : pos + 32]

@@ -23,6 +23,7 @@ Peer memory (kept in the store between sessions, for request skipping)::
     count varint | count x (key 32 bytes | latest varint)    our clock, as they know it
     count varint | count x (key 32 bytes | latest varint)    highest seq pushed to them
     received varint | pushed varint                          entry counts both ways
+    count varint | count x (index varint | tag varint)       their tags we could not match
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class PeerMemory:
     pushed: dict[FeedId, int] = field(default_factory=dict)
     received: int = 0
     pushed_count: int = 0
+    unknown: dict[int, int] = field(default_factory=dict)
 
 
 def encode_peer_memory(memory: PeerMemory) -> bytes:
@@ -132,6 +134,8 @@ def encode_peer_memory(memory: PeerMemory) -> bytes:
         out.append(encode_varint(len(table)))
         out.extend(f + encode_varint(s) for f, s in table.items())
     out.append(encode_varint(memory.received) + encode_varint(memory.pushed_count))
+    out.append(encode_varint(len(memory.unknown)))
+    out.extend(encode_varint(i) + encode_varint(t) for i, t in memory.unknown.items())
     return b"".join(out)
 
 
@@ -164,6 +168,10 @@ def decode_peer_memory(data: bytes) -> PeerMemory:
             table[feed], pos = decode_varint(data, pos + 32)
     memory.received, pos = decode_varint(data, pos)
     memory.pushed_count, pos = decode_varint(data, pos)
+    count, pos = decode_varint(data, pos)
+    for _ in range(count):
+        index, pos = decode_varint(data, pos)
+        memory.unknown[index], pos = decode_varint(data, pos)
     if pos != len(data):
         raise DecodeError("peer memory: trailing bytes")
     return memory

@@ -216,6 +216,7 @@ class Replicator:
         s.my_index = {f: i for i, f in enumerate(memory.my_table)}
         s.their_index = {f: i for i, f in memory.their_table.items()}
         self.sessions[peer] = s
+        self._resolve_unknown(s, list(self.host.replicated()))
         self._send_hello(s)
         if memory.epoch:
             s.delta = True
@@ -302,8 +303,7 @@ class Replicator:
         for feed, (due, peer) in list(self.stalls.items()):
             if due <= now:
                 del self.stalls[feed]
-                behind = self._peer_latest(peer, feed) > self.host.store.latest_seq(feed)
-                if peer in self.sessions and behind:
+                if self._can_serve(peer, feed, self.host.store.latest_seq(feed)):
                     self._set_upstream(feed, self.sessions[peer])
         for s in list(self.sessions.values()):
             if s.notes_at is not None and s.notes_at <= now:
@@ -330,6 +330,7 @@ class Replicator:
             epoch=self.epoch,
             seen_epoch=s.memory.epoch or _NO_EPOCH,
             got_yours=s.got_hello,
+            ack_wanted=not s.reliable and not s.hello_acked,
             received=s.memory.received,
         )
         self._emit(s, encode_hello(hello))
@@ -342,10 +343,15 @@ class Replicator:
         first = head.first if head and head.first > 1 else 0
         lazy = feed not in s.rx
         wanted = -1
+        remote = s.memory.remote.get(feed)
         if want.max_entries is not None and head is None:
-            remote = s.memory.remote.get(feed)
-            if remote is not None and remote.latest > want.max_entries:
+            # A capped feed we hold nothing of: ask for its tail only, once we know it.
+            if remote is None or feed not in s.heard:
+                lazy = True
+            elif remote.latest > want.max_entries:
                 wanted = remote.latest - want.max_entries + 1
+        if remote is None and lazy:
+            wanted = latest + 1  # a query: "I do not know your state of this feed"
         return Note(latest, lazy, first, wanted)
 
     def _define(self, s: _Session, feeds: list[FeedId]) -> None:
@@ -442,6 +448,7 @@ class Replicator:
 
     def _flush_notes(self, s: _Session, *, urgent_only: bool) -> None:
         if not s.got_hello and not s.delta:
+            s.notes_at = None  # nothing can be said before the peer's HELLO; it re-arms
             return
         parts = []
         for feed in [f for f, urgent in s.notes.items() if urgent or not urgent_only]:
@@ -513,7 +520,11 @@ class Replicator:
             remote = s.memory.remote.get(feed)
             if head is None or remote is None or not remote.replicating:
                 continue
-            seq = max(seq, head.first, remote.want_from if remote.want >= 0 else seq)
+            seq = max(seq, remote.want_from if remote.want >= 0 else seq)
+            if seq < head.first:
+                if remote.latest > 0:
+                    continue  # we are capped and lack its next entry: it asks someone else
+                seq = head.first
             if seq > head.latest:
                 continue
             frame = self._entry_frame(s, feed, seq)
@@ -561,6 +572,8 @@ class Replicator:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
         wants = self.host.replicated()
         for s in self.sessions.values():
+            s.tags_in = None
+            self._resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
                 if feed not in s.memory.sent:
                     self._adopt_upstream(s, feed)
@@ -582,8 +595,6 @@ class Replicator:
 
     def _set_upstream(self, feed: FeedId, s: _Session) -> None:
         old = self.upstream.get(feed)
-        if old == s.peer and feed in s.rx:
-            return
         if old is not None and old in self.sessions and old != s.peer:
             previous = self.sessions[old]
             previous.rx.discard(feed)
@@ -608,23 +619,32 @@ class Replicator:
         remote = s.memory.remote.get(feed) if s else None
         return remote.latest if remote else 0
 
-    def _behind(self, s: _Session, feed: FeedId, their_latest: int) -> None:
+    def _can_serve(self, peer: PeerId, feed: FeedId, ours: int) -> bool:
+        """True when ``peer`` claims the entry after ``ours`` (a capped peer may not hold it)."""
+        s = self.sessions.get(peer)
+        remote = s.memory.remote.get(feed) if s else None
+        if remote is None or remote.latest <= ours:
+            return False
+        return ours == 0 or max(remote.first, 1) <= ours + 1
+
+    def _behind(self, s: _Session, feed: FeedId) -> None:
         """``s`` says it has more of ``feed`` than we do."""
         if self.host.want(feed) is None:
             return
         up = self.upstream.get(feed)
         ours = self.host.store.latest_seq(feed)
+        if not self._can_serve(s.peer, feed, ours):
+            return  # a capped peer without our next entry: never wait on it
         if up == s.peer:
-            if feed not in s.rx:
-                self._set_upstream(feed, s)
+            self._set_upstream(feed, s)  # says "eager" again only if we had said "lazy"
             return
         if up is None or up not in self.sessions:
             self._set_upstream(feed, s)
         elif feed not in self.stalls:
             # EBT: give the upstream time to deliver before asking another peer; less
-            # when it has not even claimed the entry, since it may never get it.
+            # when it cannot serve the entry, since it may never get it.
             wait = self.config.stall_timeout_s
-            if self._peer_latest(up, feed) <= ours:
+            if not self._can_serve(up, feed, ours):
                 wait = min(wait, 2 * self.config.note_delay_s)
             self.stalls[feed] = (self.now + wait, s.peer)
 
@@ -658,7 +678,7 @@ class Replicator:
         if hello.got_yours:
             s.hello_acked = True
         if s.got_hello:
-            if not hello.got_yours:
+            if hello.ack_wanted:
                 self._send_hello(s)
             return
         s.got_hello = True
@@ -677,7 +697,9 @@ class Replicator:
                 s.push[feed] = min(nxt, s.assumed.get(feed, 0) + 1)
         memory.pushed_count = hello.received
         memory.pushed.clear()
-        if not hello.got_yours and not s.reliable:
+        if s.notes:
+            s.notes_at = self.now
+        if hello.ack_wanted:
             self._send_hello(s)  # lossy link: confirm we heard it
 
     def _forget(self, s: _Session, epoch: bytes) -> None:
@@ -711,17 +733,35 @@ class Replicator:
         for offset, tag in enumerate(tags):
             matches = s.tags_in.get(tag, [])
             if len(matches) == 1:
-                s.memory.their_table[start + offset] = matches[0]
-                s.their_index[matches[0]] = start + offset
+                self._name(s, start + offset, matches[0])
             elif matches:
                 unclear.append(start + offset)
+            else:
+                s.memory.unknown[start + offset] = tag  # maybe a feed we start wanting later
         if unclear:
             self._emit(s, encode_indexes(FrameType.WANT_KEY, unclear))
 
     def _on_define_key(self, s: _Session, frame: bytes) -> None:
         for index, key in decode_define_key(frame):
-            s.memory.their_table[index] = FeedId(key)
-            s.their_index[FeedId(key)] = index
+            self._name(s, index, FeedId(key))
+
+    def _name(self, s: _Session, index: int, feed: FeedId) -> None:
+        s.memory.their_table[index] = feed
+        s.their_index[feed] = index
+        s.memory.unknown.pop(index, None)
+
+    def _resolve_unknown(self, s: _Session, feeds: list[FeedId]) -> None:
+        """Match the peer's unmatched tags against feeds we have just started to want."""
+        if not s.memory.unknown:
+            return
+        by_tag: dict[int, list[int]] = {}
+        for index, tag in s.memory.unknown.items():
+            by_tag.setdefault(tag, []).append(index)
+        salt = s.memory.epoch + self.host.feed_id
+        for feed in feeds:
+            indexes = by_tag.get(feed_tag(feed, salt), [])
+            if len(indexes) == 1 and feed not in s.their_index:
+                self._name(s, indexes[0], feed)
 
     def _on_want_key(self, s: _Session, frame: bytes) -> None:
         table = s.memory.my_table
@@ -777,11 +817,14 @@ class Replicator:
         s.assumed[feed] = max(assumed, note.latest) if keep else note.latest
         if note.lazy:
             s.push.pop(feed, None)
+            if note.want >= 0:  # a query: answer with our state even if we said it before
+                s.memory.sent.pop(feed, None)
+                self._queue_note(s, feed, urgent=True)
         elif ours >= note.want_from:
             start = s.assumed[feed] + 1 if keep else note.want_from
             self._schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
-            self._behind(s, feed, note.latest)
+            self._behind(s, feed)
         elif note.latest < ours and note.lazy:
             self._queue_note(s, feed, urgent=False)
 

@@ -13,6 +13,8 @@ HELLO (0x01)::
     epoch       8 bytes  sender's store epoch (random, new when the store is wiped)
     seen_epoch  8 bytes  the receiver's epoch as the sender remembers it (zeros: none)
     flags       1 byte   bit 0: sender has received the receiver's HELLO this session
+                         bit 1: sender has not heard that its HELLO arrived: answer it
+                         (lossy links only)
     received    varint   entries the sender has received from the receiver, ever (with
                          this epoch pair): lets the receiver trust what it pushed
 
@@ -99,6 +101,7 @@ class Hello:
     seen_epoch: bytes
     got_yours: bool
     received: int
+    ack_wanted: bool = False
 
 
 def make_ref(index: int, theirs: bool) -> int:
@@ -118,7 +121,7 @@ def encode_hello(hello: Hello) -> bytes:
         + encode_varint(hello.version)
         + hello.epoch
         + hello.seen_epoch
-        + bytes((int(hello.got_yours),))
+        + bytes((int(hello.got_yours) | int(hello.ack_wanted) << 1,))
         + encode_varint(hello.received)
     )
 
@@ -134,7 +137,7 @@ def decode_hello(frame: bytes) -> Hello:
     if len(frame) < end + 2:
         raise DecodeError("HELLO is too short")
     flags = frame[end]
-    if flags > 1:
+    if flags > 3:
         raise DecodeError("HELLO has unknown flags")
     received, after = decode_varint(frame, end + 1)
     if after != len(frame):
@@ -143,7 +146,8 @@ def decode_hello(frame: bytes) -> Hello:
         version=version,
         epoch=frame[pos : pos + EPOCH_BYTES],
         seen_epoch=frame[pos + EPOCH_BYTES : end],
-        got_yours=bool(flags),
+        got_yours=bool(flags & 1),
+        ack_wanted=bool(flags & 2),
         received=received,
     )
 

@@ -193,6 +193,7 @@ class Replicator:
         self.sessions: dict[PeerId, _Session] = {}
         self.upstream: dict[FeedId, PeerId] = {}
         self.stalls: dict[FeedId, tuple[float, PeerId]] = {}
+        self.first_from: dict[FeedId, PeerId] = {}  # who delivered a feed's latest entry
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
@@ -861,15 +862,27 @@ class Replicator:
                     entry.seq, remote.lazy, remote.first, remote.want
                 )
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
+            self.first_from[entry.author] = s.peer
         elif result.outcome is Outcome.HELD and entry is not None:
-            if self.upstream.get(entry.author) != s.peer and entry.author in s.rx:
-                s.rx.discard(entry.author)  # EBT: a duplicate turns that peer lazy
-                self._queue_note(s, entry.author, urgent=True)
+            self._duplicate(s, entry.author)
         elif result.outcome is Outcome.UNWANTED and entry is not None:
             s.memory.sent.pop(entry.author, None)
             self._queue_note(s, entry.author, urgent=True)
         elif result.outcome is Outcome.REJECTED:
             self._rejected(s, result, ref=ref)
+
+    def _duplicate(self, s: _Session, feed: FeedId) -> None:
+        """EBT: a duplicate from an eager peer turns it lazy; the first sender stays eager."""
+        if feed not in s.rx:
+            return
+        first = self.first_from.get(feed)
+        if first is None or first == s.peer or first not in self.sessions:
+            return
+        if feed not in self.sessions[first].rx:
+            return
+        s.rx.discard(feed)
+        self.upstream[feed] = first
+        self._queue_note(s, feed, urgent=True)
 
     def _rejected(self, s: _Session, result: IngestResult, *, ref: int | None) -> None:
         entry = result.entry

@@ -207,6 +207,16 @@ class Mesh:
                 if a < b:
                     self._close(a, b)
 
+    def cut(self, a: int, b: int) -> None:
+        """Cut the link between a and b."""
+        self.links[(a, b)].up = self.links[(b, a)].up = False
+        self._close(a, b)
+
+    def mend(self, a: int, b: int) -> None:
+        """Restore the link between a and b."""
+        self.links[(a, b)].up = self.links[(b, a)].up = True
+        self._open(a, b)
+
     def heal(self) -> None:
         """Restore every cut link."""
         for (a, b), direction in self.links.items():

@@ -20,8 +20,10 @@ Peer memory (kept in the store between sessions, for request skipping)::
     count varint | count x key 32 bytes                      our table, index order
     count varint | count x (index varint | key 32 bytes)     their table
     count varint | count x (key 32 bytes | note)             their clock, as they told us
-    count varint | count x (key 32 bytes | latest varint)    our clock, as they know it
-    count varint | count x (key 32 bytes | latest varint)    highest seq pushed to them
+    count varint | count x (key 32 bytes | varint)           our notes as they know them,
+                                                             latest << 1 | lazy, plus 1
+                                                             (0: "not replicated")
+    count varint | count x (key 32 bytes | varint)           highest seq pushed, plus 1
     received varint | pushed varint                          entry counts both ways
     count varint | count x (index varint | tag varint)       their tags we could not match
 """
@@ -130,9 +132,9 @@ def encode_peer_memory(memory: PeerMemory) -> bytes:
     out.extend(encode_varint(i) + f for i, f in memory.their_table.items())
     out.append(encode_varint(len(memory.remote)))
     out.extend(f + encode_note(n) for f, n in memory.remote.items())
-    for table in (memory.sent, memory.pushed):
+    for table in (memory.sent, memory.pushed):  # values + 1: "sent" may hold -1
         out.append(encode_varint(len(table)))
-        out.extend(f + encode_varint(s) for f, s in table.items())
+        out.extend(f + encode_varint(s + 1) for f, s in table.items())
     out.append(encode_varint(memory.received) + encode_varint(memory.pushed_count))
     out.append(encode_varint(len(memory.unknown)))
     out.extend(encode_varint(i) + encode_varint(t) for i, t in memory.unknown.items())
@@ -165,7 +167,8 @@ def decode_peer_memory(data: bytes) -> PeerMemory:
         count, pos = decode_varint(data, pos)
         for _ in range(count):
             feed = FeedId(_key(data, pos))
-            table[feed], pos = decode_varint(data, pos + 32)
+            value, pos = decode_varint(data, pos + 32)
+            table[feed] = value - 1
     memory.received, pos = decode_varint(data, pos)
     memory.pushed_count, pos = decode_varint(data, pos)
     count, pos = decode_varint(data, pos)

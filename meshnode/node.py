@@ -244,7 +244,12 @@ class Node:
         head = self.store.head(entry.author)
         stored_id = None
         if head is not None and head.first <= entry.seq <= head.latest:
-            stored_id = self.store.entry_id(entry.author, entry.seq)
+            try:
+                stored_id = self.store.entry_id(entry.author, entry.seq)
+            except StoreCorrupt as exc:
+                # Without the stored bytes we cannot tell a copy from a fork: refuse it.
+                reason = f"stored entry {entry.seq} is damaged: {exc}"
+                return IngestResult(outcome=Outcome.REJECTED, reason=reason, entry=entry)
             if stored_id == entry.id:
                 # Same bytes as an entry we verified before: no need to verify again.
                 return IngestResult(outcome=Outcome.HELD, entry=entry)
@@ -426,6 +431,10 @@ class Node:
         return entry.id
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def compact(self) -> int:
+        """Reclaim the space of evicted entries; returns bytes reclaimed."""
+        return self.store.compact()
 
     def flush(self) -> None:
         """Make everything stored so far durable."""

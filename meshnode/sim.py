@@ -38,6 +38,7 @@ class LinkSpec:
     bandwidth_bytes_per_s: float = 1_000_000.0
     loss: float = 0.0
     mtu_bytes: int = 65536
+    reliable: bool = True  # as TCP: the core may assume frames arrive (ignored when loss > 0)
 
 
 @dataclass(slots=True)
@@ -150,7 +151,7 @@ class Mesh:
         if not (self.alive(a) and self.alive(b) and self.links[(a, b)].up):
             return
         spec = self.links[(a, b)].spec
-        info = LinkInfo(mtu_bytes=spec.mtu_bytes, reliable=spec.loss == 0)
+        info = LinkInfo(mtu_bytes=spec.mtu_bytes, reliable=spec.reliable and spec.loss == 0)
         self.node(a).connect(PeerId(self.feed(b)), now=self.now, link=info)
         self.node(b).connect(PeerId(self.feed(a)), now=self.now, link=info)
         self._pump(a)
@@ -296,6 +297,15 @@ class Mesh:
             self.last_delivery_s = self.now
             self.node(b).receive_frame(PeerId(self.feed(a)), payload, now=self.now)
             self._pump(b)
+
+    def drop_frame(self, index: int) -> bool:
+        """Lose one frame in flight (the ``index``-th, modulo how many there are)."""
+        in_flight = [k for k, event in enumerate(self._queue) if event[2] == _DELIVER]
+        if not in_flight:
+            return False
+        del self._queue[in_flight[index % len(in_flight)]]
+        heapq.heapify(self._queue)
+        return True
 
     def run_until(self, done: Callable[[], bool], limit_s: float) -> bool:
         """Run until ``done()`` holds (checked after each event) or the clock passes ``limit_s``."""

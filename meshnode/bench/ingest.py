@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import nacl.bindings
-from meshnode.store.flatfile import FileStore, StoreConfig
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, Entry, create_entry
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.node import Node
+from meshnode.store.flatfile import FileStore, StoreConfig
 from meshnode.types import MsgId, Seq
 
 __all__ = ["bench_ingest", "make_feeds"]

@@ -117,6 +117,10 @@ class Store(Protocol):
         """Remember ``state`` for ``peer``, replacing what was there (atomically on disk)."""
         ...
 
+    def compact(self) -> int:
+        """Reclaim the space of evicted entries; returns bytes reclaimed."""
+        ...
+
     def flush(self) -> None:
         """Make every append so far durable (fsync, whatever the batching policy)."""
         ...

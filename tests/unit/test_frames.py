@@ -134,7 +134,7 @@ def test_peer_memory_round_trip(keys: list[bytes], unknown: dict[int, int], note
     for i, key in enumerate(keys):
         memory.their_table[i * 3] = FeedId(key)
         memory.remote[FeedId(key)] = note
-        memory.sent[FeedId(key)] = i
+        memory.sent[FeedId(key)] = i - 1
         memory.pushed[FeedId(key)] = i * 2
     memory.received, memory.pushed_count = 7, 9
     assert decode_peer_memory(encode_peer_memory(memory)) == memory

@@ -58,8 +58,13 @@ def test_friend_of_friend_arrives_live_from_a_followed_contact_entry() -> None:
     node = make_node()
     follow(node, ALICE)
     alice_follows_bob = create_entry(
-        ALICE, DEFAULT_NETWORK_KEY, seq=Seq(1), previous=None, timestamp_ms=TS_MS,
-        content_type=ContentType.CONTACT, content=bytes([ContactAction.FOLLOW]) + BOB.feed_id,
+        ALICE,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(1),
+        previous=None,
+        timestamp_ms=TS_MS,
+        content_type=ContentType.CONTACT,
+        content=bytes([ContactAction.FOLLOW]) + BOB.feed_id,
     )
     bob_post = make_chain(BOB, 1)[0]
     assert node.ingest(bob_post.raw).outcome is Outcome.UNWANTED
@@ -155,8 +160,13 @@ def test_hop_two_keeps_last_n_entries() -> None:
     follow(node, ALICE)
     node.ingest(
         create_entry(
-            ALICE, DEFAULT_NETWORK_KEY, seq=Seq(1), previous=None, timestamp_ms=TS_MS,
-            content_type=ContentType.CONTACT, content=bytes([1]) + BOB.feed_id,
+            ALICE,
+            DEFAULT_NETWORK_KEY,
+            seq=Seq(1),
+            previous=None,
+            timestamp_ms=TS_MS,
+            content_type=ContentType.CONTACT,
+            content=bytes([1]) + BOB.feed_id,
         ).raw
     )
     for entry in make_chain(BOB, 12):
@@ -192,8 +202,13 @@ def test_global_cap_evicts_least_wanted_first_and_never_own_feed() -> None:
     follow(node, ALICE)
     node.ingest(
         create_entry(
-            ALICE, DEFAULT_NETWORK_KEY, seq=Seq(1), previous=None, timestamp_ms=TS_MS,
-            content_type=ContentType.CONTACT, content=bytes([1]) + BOB.feed_id,
+            ALICE,
+            DEFAULT_NETWORK_KEY,
+            seq=Seq(1),
+            previous=None,
+            timestamp_ms=TS_MS,
+            content_type=ContentType.CONTACT,
+            content=bytes([1]) + BOB.feed_id,
         ).raw
     )
     for entry in make_chain(BOB, 30):
@@ -221,4 +236,3 @@ def test_check_finds_a_broken_chain() -> None:
         (2, "previous hash does not match entry seq-1")
     ]
     assert decode_entry(node.store.get(FeedId(ALICE.feed_id), Seq(3))).seq == 3
-

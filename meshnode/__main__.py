@@ -1,0 +1,9 @@
+"""``python -m meshnode``: the same as the ``meshnode`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from meshnode.cli import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""Benchmarks: ``python -m meshnode.bench NAME [--json]``.
+
+Each benchmark is a function returning a flat dict of figures. Register one by adding a
+line to BENCHMARKS ("module:function"); modules are imported only when their benchmark runs.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BENCHMARKS"]
+
+BENCHMARKS: dict[str, str] = {
+    "ingest": "meshnode.bench.ingest:bench_ingest",
+    "reopen": "meshnode.bench.reopen:bench_reopen",
+    "replication": "meshnode.bench.replication:bench_replication",
+}

@@ -1,0 +1,209 @@
+"""CLI commands on the node as a whole: init, whoami, status, check, compact, config, run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import secrets
+import signal
+from typing import TYPE_CHECKING
+
+from meshnode.cli_context import Progress, emit_json, format_bytes, open_node, open_store
+from meshnode.config import EXAMPLE_CONFIG
+from meshnode.datadir import (
+    IdentityMissing,
+    init_data_dir,
+    load_identity,
+    load_network_key,
+)
+from meshnode.errors import DecodeError, MeshnodeError
+from meshnode.identity import format_feed_id, network_tag, parse_network_key
+
+if TYPE_CHECKING:
+    import argparse
+
+    from meshnode.cli_context import Context
+    from meshnode.identity import Identity
+
+__all__ = ["add_node_commands"]
+
+log = logging.getLogger(__name__)
+
+# Human status lists at most this many feed ranges; --json lists them all.
+_STATUS_RANGES = 20
+
+
+def add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register init, whoami, status, check, compact, config and run."""
+    p = sub.add_parser("init", help="create the data dir and a new identity")
+    net = p.add_mutually_exclusive_group()
+    net.add_argument("--network-key", metavar="HEX", help="join a private network (64 hex)")
+    net.add_argument("--new-network", action="store_true", help="start a new private network")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_init)
+    for name, func, text in [
+        ("whoami", cmd_whoami, "print our id, data dir and network tag"),
+        ("status", cmd_status, "sizes, caps in force and the ranges held"),
+        ("check", cmd_check, "verify every stored entry (exit 1 on any problem)"),
+        ("compact", cmd_compact, "reclaim the space of evicted entries"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=func)
+    p = sub.add_parser("config", help="validate and print the config in force")
+    p.add_argument("--example", action="store_true", help="print a commented example file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("run", help="open the node and run until SIGTERM or SIGINT")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    """Create the data dir and identity; exit 1, changing nothing, if one exists."""
+    key: bytes | None = None
+    if args.new_network:
+        key = secrets.token_bytes(32)
+    elif args.network_key is not None:
+        try:
+            key = parse_network_key(args.network_key)
+        except DecodeError as exc:
+            raise MeshnodeError(f"--network-key: {exc}") from exc
+    identity = init_data_dir(ctx.data_dir, key)
+    info = _whoami(ctx, identity)
+    if args.json:
+        emit_json({**info, "network_key": key.hex()} if args.new_network and key else info)
+        return 0
+    print(f"created identity {info['id']}")
+    print(f"data dir {info['data']}, network {info['network']}")
+    if args.new_network and key is not None:
+        print(f"new network key (share it with your community): {key.hex()}")
+    return 0
+
+
+def _whoami(ctx: Context, identity: Identity) -> dict[str, str]:
+    tag = network_tag(load_network_key(ctx.data_dir))
+    return {"id": format_feed_id(identity.feed_id), "data": str(ctx.data_dir), "network": tag}
+
+
+def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
+    """Print id, data dir and network tag; needs no store, so it works beside `run`."""
+    info = _whoami(ctx, load_identity(ctx.data_dir))
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"id      {info['id']}\ndata    {info['data']}\nnetwork {info['network']}")
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the node's status."""
+    with open_node(ctx) as node:
+        status = {**node.status(), "data": str(ctx.data_dir), "config": ctx.describe_config()}
+    if args.json:
+        emit_json(status)
+    else:
+        _print_status(status)
+    return 0
+
+
+def _print_status(status: dict[str, object]) -> None:
+    caps = status.get("caps")
+    ranges = status.get("ranges")
+    forked = status.get("forked")
+    print(f"id       {status['id']}  (network {status.get('network')})")
+    print(f"data     {status['data']}\nconfig   {status['config']}")
+    size = format_bytes(_int(status["bytes"]))
+    print(f"stored   {status['entries']} entries of {status['feeds']} feeds, {size}")
+    print(f"contacts {status.get('follows')} followed, {status.get('blocks')} blocked")
+    if isinstance(caps, dict):
+        print("caps     " + ", ".join(f"{k} {v or 'none'}" for k, v in caps.items()))
+    if isinstance(forked, list) and forked:
+        print("forked   " + ", ".join(f"{f['feed']} at #{f['seq']}" for f in forked))
+    if isinstance(ranges, dict):
+        for feed, held in list(ranges.items())[:_STATUS_RANGES]:
+            print(f"  {feed}  #{held['first']}..#{held['latest']}  hops {held['hops']}")
+        if len(ranges) > _STATUS_RANGES:
+            print(f"  ... and {len(ranges) - _STATUS_RANGES} more feeds (see --json)")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+    """Verify every stored entry; exit 1 on any problem."""
+    with open_node(ctx) as node:
+        total = node.store.stats().entries
+        progress = Progress("checked", total, enabled=not ctx.quiet, tty_only=True)
+        report = node.check(progress.update)
+        progress.finish()
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        for p in report.problems:
+            print(f"{p.feed} #{p.seq}: {p.reason}")
+        for fork in report.forked:
+            print(f"note: feed {fork['feed']} forked at #{fork['seq']} (proof kept)")
+        verdict = "ok" if report.ok else f"{len(report.problems)} problems"
+        print(f"{verdict}: {report.entries} entries checked")
+    return 0 if report.ok else 1
+
+
+def cmd_compact(ctx: Context, args: argparse.Namespace) -> int:
+    """Reclaim the space of evicted entries."""
+    # Compaction is the store's job alone; it needs no identity or node.
+    with open_store(ctx) as store:
+        reclaimed = store.compact()
+    if args.json:
+        emit_json({"reclaimed_bytes": reclaimed})
+    else:
+        print(f"reclaimed {format_bytes(reclaimed)}")
+    return 0
+
+
+def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the config in force (it was validated on load), or the example file."""
+    if args.example:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
+    sections = {
+        name: dataclasses.asdict(getattr(ctx.config, name)) for name in ("node", "store", "policy")
+    }
+    if args.json:
+        emit_json({"source": ctx.describe_config(), **sections})
+        return 0
+    print(f"# {ctx.describe_config()}")
+    for name, values in sections.items():
+        print(f"\n[{name}]")
+        for key, value in values.items():
+            print(f"{key} = {json.dumps(value)}")  # JSON strings and ints are valid TOML
+    return 0
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Open the node (creating an identity on first start) and wait for SIGTERM/SIGINT."""
+    wanted = {signal.SIGTERM, signal.SIGINT}
+    # Block first: a signal during startup then waits for sigwait instead of killing us
+    # before the store is closed.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        identity = _identity_or_init(ctx)
+        with open_node(ctx, identity) as node:
+            print(f"id      {format_feed_id(node.feed_id)}", flush=True)
+            print(f"data    {ctx.data_dir}\nconfig  {ctx.describe_config()}", flush=True)
+            log.info("running; stop with SIGTERM or SIGINT")
+            received = signal.sigwait(wanted)
+            log.info("%s received; closing the store", signal.Signals(received).name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return 0
+
+
+def _identity_or_init(ctx: Context) -> Identity:
+    try:
+        return load_identity(ctx.data_dir)
+    except IdentityMissing:
+        identity = init_data_dir(ctx.data_dir, None)
+        log.info("created identity %s in %s", format_feed_id(identity.feed_id), ctx.data_dir)
+        return identity

@@ -1,0 +1,307 @@
+"""The TOML config file: parsing, validation and defaults.
+
+Every key is optional; a missing file means all defaults. An unknown key or a bad value
+raises ConfigError naming the full dotted key, so a typo never passes silently. Sizes take
+an integer number of bytes or a string such as "64MiB", "500MB" or "1GiB". The program
+never writes the file; EXAMPLE_CONFIG is the documented template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, cast
+
+from meshnode.codec.message import DEFAULT_MAX_CONTENT_BYTES
+from meshnode.errors import ConfigError
+from meshnode.node import NodeConfig
+from meshnode.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from meshnode.store.flatfile import StoreConfig
+
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "MAX_HOPS_LIMIT",
+    "Config",
+    "FsyncPolicy",
+    "NodeSection",
+    "PolicySection",
+    "StoreSection",
+    "load_config",
+    "node_config",
+    "parse_config",
+    "parse_size",
+    "store_config",
+]
+
+FsyncPolicy = Literal["always", "batch", "never"]
+
+MAX_HOPS_LIMIT = 6
+_MAX_CONTENT_LIMIT = 65536
+# A segment must hold a few entries of the largest size, and segment offsets have 40 bits.
+_MIN_SEGMENT_BYTES = 64 << 10
+_MAX_SEGMENT_BYTES = (1 << 40) - 1
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+_SIZE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSection:
+    """[node]: where the data lives and how big one entry's content may be."""
+
+    data_dir: str = ""
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSection:
+    """[store]: durability and file layout of the flat-file store."""
+
+    fsync: FsyncPolicy = "batch"
+    fsync_batch_entries: int = 1000
+    segment_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySection:
+    """[policy]: which feeds are stored and how much of each."""
+
+    max_hops: int = 2
+    full_hops: int = 1
+    partial_entries: int = 100
+    feed_cap_bytes: int = 0
+    global_cap_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole config file; ``source`` is its path, or "defaults"."""
+
+    node: NodeSection = field(default_factory=NodeSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    source: str = "defaults"
+
+
+EXAMPLE_CONFIG = """\
+# meshnode configuration (TOML). Every key is optional; the values shown are the defaults.
+# Location: --config FILE, else $MESHNODE_CONFIG, else under systemd
+# $CONFIGURATION_DIRECTORY/meshnode.toml (normally /etc/meshnode/meshnode.toml),
+# else $XDG_CONFIG_HOME/meshnode/meshnode.toml (~/.config/meshnode/meshnode.toml).
+# Sizes are a number of bytes or a string such as "64MiB", "500MB" or "1GiB".
+# `meshnode config --example` prints this file; `meshnode config` shows what is in force.
+
+[node]
+# Data directory (identity, network key, store). Empty: --data DIR, else $MESHNODE_DATA,
+# else $STATE_DIRECTORY under systemd, else $XDG_DATA_HOME/meshnode
+# (~/.local/share/meshnode). A relative path is taken from this file's directory.
+data_dir = ""
+# Largest content of one entry, in bytes (1..65536). Entries from others above it are refused.
+max_content_bytes = 8192
+
+[store]
+# When appends reach the disk: "always" (fsync every entry; safest, slowest on SD cards),
+# "batch" (fsync every fsync_batch_entries entries; a power cut loses at most that many),
+# or "never" (leave it to the OS). A killed process loses nothing in any mode.
+fsync = "batch"
+fsync_batch_entries = 1000
+# Size at which the log starts a new segment file (64KiB .. 1TiB).
+segment_bytes = "64MiB"
+
+[policy]
+# Feeds further than this many follow hops from us are not stored (0..6).
+max_hops = 2
+# Feeds this close (ours is 0, the ones we follow 1) are kept whole.
+full_hops = 1
+# Feeds between full_hops and max_hops keep only their latest N entries (N >= 1).
+partial_entries = 100
+# Byte cap per feed, for feeds at hop 1 or further; 0 means no cap.
+feed_cap_bytes = 0
+# Byte cap for the whole store; the least wanted feeds are cut first. 0 means no cap.
+global_cap_bytes = 0
+"""
+
+
+def parse_size(value: object, key: str) -> int:
+    """Bytes from an int or a string like "64MiB"; ConfigError naming ``key`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(key, f"must be a size >= 0, got {value!r}")
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match and match.group(2).lower() in _UNITS:
+            return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    raise ConfigError(key, f'must be a size in bytes or a string like "64MiB", got {value!r}')
+
+
+class _Table:
+    """One section's keys, read once each with a type and a range."""
+
+    def __init__(self, section: str, data: object, known: list[str]) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(section, f"must be a table ([{section}]), got {data!r}")
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{section}.{key}", f"unknown key (known: {', '.join(known)})")
+        self.section = section
+        self.data = cast("dict[str, object]", data)
+
+    def _key(self, name: str) -> str:
+        return f"{self.section}.{name}"
+
+    def integer(self, name: str, default: int, lo: int, hi: int | None = None) -> int:
+        """An integer in lo..hi."""
+        value = self.data.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise ConfigError(self._key(name), f"must be an integer >= {lo}, got {value!r}")
+        if hi is not None and value > hi:
+            raise ConfigError(self._key(name), f"must be an integer <= {hi}, got {value!r}")
+        return value
+
+    def size(self, name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+        """A size in bytes in lo..hi."""
+        value = parse_size(self.data.get(name, default), self._key(name))
+        if value < lo or (hi is not None and value > hi):
+            limit = f"between {lo} and {hi} bytes" if hi is not None else f">= {lo} bytes"
+            raise ConfigError(self._key(name), f"must be {limit}, got {value}")
+        return value
+
+    def string(self, name: str, default: str) -> str:
+        """A string."""
+        value = self.data.get(name, default)
+        if not isinstance(value, str):
+            raise ConfigError(self._key(name), f"must be a string, got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        """One of ``options``."""
+        value = self.data.get(name, default)
+        if value not in options:
+            raise ConfigError(
+                self._key(name), f"must be one of {', '.join(options)}, got {value!r}"
+            )
+        return value
+
+
+def _names(cls: type[NodeSection | StoreSection | PolicySection]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _parse_node(data: object) -> NodeSection:
+    t, d = _Table("node", data, _names(NodeSection)), NodeSection()
+    return NodeSection(
+        data_dir=t.string("data_dir", d.data_dir),
+        max_content_bytes=t.integer(
+            "max_content_bytes", d.max_content_bytes, 1, _MAX_CONTENT_LIMIT
+        ),
+    )
+
+
+def _parse_store(data: object) -> StoreSection:
+    t, d = _Table("store", data, _names(StoreSection)), StoreSection()
+    return StoreSection(
+        fsync=cast("FsyncPolicy", t.choice("fsync", d.fsync, ("always", "batch", "never"))),
+        fsync_batch_entries=t.integer("fsync_batch_entries", d.fsync_batch_entries, 1),
+        segment_bytes=t.size(
+            "segment_bytes", d.segment_bytes, _MIN_SEGMENT_BYTES, _MAX_SEGMENT_BYTES
+        ),
+    )
+
+
+def _parse_policy(data: object) -> PolicySection:
+    t, d = _Table("policy", data, _names(PolicySection)), PolicySection()
+    max_hops = t.integer("max_hops", d.max_hops, 0, MAX_HOPS_LIMIT)
+    full_hops = t.integer("full_hops", d.full_hops, 0, MAX_HOPS_LIMIT)
+    if full_hops > max_hops:
+        raise ConfigError(
+            "policy.full_hops", f"must be <= policy.max_hops ({max_hops}), got {full_hops}"
+        )
+    return PolicySection(
+        max_hops=max_hops,
+        full_hops=full_hops,
+        partial_entries=t.integer("partial_entries", d.partial_entries, 1),
+        feed_cap_bytes=t.size("feed_cap_bytes", d.feed_cap_bytes),
+        global_cap_bytes=t.size("global_cap_bytes", d.global_cap_bytes),
+    )
+
+
+_SECTIONS = {"node": _parse_node, "store": _parse_store, "policy": _parse_policy}
+
+
+def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<string>") -> Config:
+    """Parse TOML text (or an already-parsed table) into a validated Config."""
+    if isinstance(text_or_dict, str):
+        try:
+            data: Mapping[str, object] = tomllib.loads(text_or_dict)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, f"not valid TOML: {exc}") from exc
+    else:
+        data = text_or_dict
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(key, f"unknown section (known: {', '.join(_SECTIONS)})")
+    return Config(
+        node=_parse_node(data.get("node", {})),
+        store=_parse_store(data.get("store", {})),
+        policy=_parse_policy(data.get("policy", {})),
+        source=source,
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and parse the config file at ``path``; ConfigError if unreadable or invalid."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read config file: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "config file is not UTF-8") from exc
+    return parse_config(text, str(path))
+
+
+# -- adapters onto the core's and the store's own config types -----------------------------
+
+
+def node_config(config: Config) -> NodeConfig:
+    """The core's NodeConfig (with its PolicyConfig) for ``config``."""
+    p = config.policy
+    policy = PolicyConfig(
+        max_hops=p.max_hops,
+        full_hops=p.full_hops,
+        partial_entries=p.partial_entries,
+        feed_cap_bytes=p.feed_cap_bytes,
+        global_cap_bytes=p.global_cap_bytes,
+    )
+    return NodeConfig(max_content_bytes=config.node.max_content_bytes, policy=policy)
+
+
+def store_config(config: Config) -> StoreConfig:
+    """FileStore's StoreConfig for ``config``."""
+    # Imported here so that parsing a config never loads the disk-facing store module.
+    from meshnode.store.flatfile import StoreConfig
+
+    s = config.store
+    return StoreConfig(
+        fsync=s.fsync, fsync_batch_entries=s.fsync_batch_entries, segment_bytes=s.segment_bytes
+    )

@@ -1,0 +1,170 @@
+"""Compaction and verification of flat-file store segments (format: meshnode.store.flatfile)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meshnode.errors import DecodeError
+from meshnode.store._files import FileIo, write_all
+from meshnode.store._records import (
+    MISSING,
+    Damage,
+    Kind,
+    Record,
+    decode_evict,
+    decode_peer,
+    encode_record,
+    entry_key,
+    pack_offset,
+    scan_segment,
+    segment_of,
+)
+from meshnode.types import Seq
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from meshnode.store._index import Index
+    from meshnode.types import FeedId
+
+__all__ = ["LogProblem", "missing_entries", "reindex_segment", "verify_segment", "write_live"]
+
+log = logging.getLogger(__name__)
+
+_FLUSH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogProblem:
+    """Damage found by verify_log; feed and seq name the entry it hit, when known."""
+
+    path: str
+    pos: int | None
+    feed: FeedId | None
+    seq: Seq | None
+    reason: str
+
+
+def _is_live(index: Index, number: int, record: Record) -> bool:
+    """Whether the index still refers to this record (FORK records always live)."""
+    offset = pack_offset(number, record.pos)
+    try:
+        if record.kind is Kind.ENTRY:
+            feed, seq = entry_key(record.payload)
+            fi = index.feeds.get(feed)
+            i = seq - fi.first if fi is not None else -1
+            return fi is not None and 0 <= i < len(fi.offsets) and fi.offsets[i] == offset
+        if record.kind is Kind.EVICT:
+            fi = index.feeds.get(decode_evict(record.payload)[0])
+            return fi is not None and fi.evict_off == offset
+        if record.kind is Kind.PEER:
+            held = index.peers.get(decode_peer(record.payload)[0])
+            return held is not None and held[0] == offset
+    except DecodeError:
+        return False
+    return True
+
+
+def write_live(
+    index: Index, io: FileIo, src_fd: int, number: int, size: int, tmp: Path
+) -> tuple[int, list[tuple[FeedId, Seq, int]]]:
+    """Copy the live records of a segment to ``tmp`` (fsynced).
+
+    Returns the new size and the index slots whose records were found damaged (dropped).
+    """
+    damaged: list[tuple[FeedId, Seq, int]] = []
+    written = 0
+    buf = bytearray()
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for item in scan_segment(src_fd, 0, size):
+            if isinstance(item, Damage):
+                hit = index.slots_between(
+                    pack_offset(number, item.pos), pack_offset(number, item.end)
+                )
+                log.error(
+                    "compaction drops %d damaged bytes at position %d of segment %d (%d entries)",
+                    item.end - item.pos, item.pos, number, len(hit),
+                )  # fmt: skip
+                damaged += hit
+            elif _is_live(index, number, item):
+                buf += encode_record(item.kind, item.payload)
+                if len(buf) >= _FLUSH_BYTES:
+                    write_all(io, out, bytes(buf))
+                    written += len(buf)
+                    buf.clear()
+        write_all(io, out, bytes(buf))
+        io.fsync(out)
+    finally:
+        os.close(out)
+    return written + len(buf), damaged
+
+
+def reindex_segment(index: Index, number: int, fd: int, size: int) -> None:
+    """Point the index at the records of a freshly compacted segment."""
+    forks = [o for o in index.forks if segment_of(o)[0] != number]
+    for item in scan_segment(fd, 0, size):
+        if not isinstance(item, Record):
+            raise AssertionError(f"compacted segment {number} is damaged at {item.pos}")
+        offset = pack_offset(number, item.pos)
+        record_bytes = item.end - item.pos
+        if item.kind is Kind.ENTRY:
+            feed, seq = entry_key(item.payload)
+            fi = index.feeds[feed]
+            fi.offsets[seq - fi.first] = offset
+        elif item.kind is Kind.EVICT:
+            fi = index.feeds[decode_evict(item.payload)[0]]
+            fi.evict_off, fi.evict_len = offset, record_bytes
+        elif item.kind is Kind.PEER:
+            index.peers[decode_peer(item.payload)[0]] = (offset, record_bytes)
+        else:
+            forks.append(offset)
+    index.forks = sorted(forks)
+    index.segments[number] = size
+    index.dead[number] = 0
+
+
+def verify_segment(index: Index, number: int, fd: int, path: str) -> Iterator[LogProblem]:
+    """Every damaged stretch of one segment, named by the entries it hit when known."""
+    size = os.fstat(fd).st_size
+    expected = index.segments.get(number, 0)
+    if size < expected:
+        reason = f"segment is {expected - size} bytes shorter than the index says"
+        yield LogProblem(path=path, pos=size, feed=None, seq=None, reason=reason)
+    for item in scan_segment(fd, 0, size):
+        if isinstance(item, Record):
+            if item.kind is Kind.ENTRY and _bad_key(item.payload):
+                reason = "entry record does not decode"
+                yield LogProblem(path=path, pos=item.pos, feed=None, seq=None, reason=reason)
+            continue
+        reason = f"{item.reason} ({item.end - item.pos} bytes unreadable)"
+        hit = index.slots_between(pack_offset(number, item.pos), pack_offset(number, item.end))
+        if not hit:
+            yield LogProblem(path=path, pos=item.pos, feed=None, seq=None, reason=reason)
+        for feed, seq, offset in hit:
+            pos = segment_of(offset)[1]
+            yield LogProblem(path=path, pos=pos, feed=feed, seq=seq, reason=reason)
+
+
+def _bad_key(payload: bytes) -> bool:
+    try:
+        entry_key(payload)
+    except DecodeError:
+        return True
+    return False
+
+
+def missing_entries(index: Index, path: str) -> Iterator[LogProblem]:
+    """Index slots of entries whose records were lost to damage."""
+    for feed, fi in index.feeds.items():
+        if MISSING in fi.offsets:
+            for i, offset in enumerate(fi.offsets):
+                if offset == MISSING:
+                    reason = "entry lost to a damaged record"
+                    yield LogProblem(
+                        path=path, pos=None, feed=feed, seq=Seq(fi.first + i), reason=reason
+                    )

@@ -1,0 +1,566 @@
+"""Flat-file Store: an append-only log of checksummed records plus a checkpointed index.
+
+Directory layout::
+
+    DIR/LOCK            flock(LOCK_EX | LOCK_NB) while open; holds the owner's pid as text
+    DIR/EPOCH           16 hex digits (8 random bytes), written once when the store is created
+    DIR/log/NNNNNNNN.seg   segments 00000000.seg, 00000001.seg, ...; appends go to the last
+    DIR/index.bin       index checkpoint; optional, rebuilt from the log when missing or stale
+
+Record (every integer little-endian)::
+
+    length   u32   payload bytes (at most 16 MiB)
+    crc      u32   zlib.crc32 of kind || payload
+    kind     u8    1 ENTRY: the entry's full-form bytes, exactly as signed
+                   2 EVICT: feed (32) || varint below: entries of feed with seq < below are gone
+                   3 FORK:  feed (32) || varint seq || full-form bytes of the conflicting entry
+                   4 PEER:  peer (32) || replication memory of that peer (opaque)
+    payload  length bytes
+
+A new segment starts when a record would take the current one past ``segment_bytes``.
+An offset is a u64: segment number << 40 | position in the segment (1 TiB per segment).
+The latest EVICT record of a feed and the latest PEER record of a peer are in force;
+earlier ones, and the ENTRY records they evicted, are dead bytes that ``compact`` reclaims.
+
+index.bin (every integer little-endian; a checksum failure or a different magic means
+"rebuild")::
+
+    magic "MNINDEX1" (8) | epoch (8) | covered segment u32 | covered position u64
+    | tail_crc u32 (crc32 of the <= 4096 log bytes before the covered position)
+    | segments u32 | feeds u32 | forks u32 | peers u32
+    segments x (number u32 | size u64 | dead bytes u64)
+    feeds x (feed 32 | first seq u64 | count u32 | contacts u32 | live bytes u64
+             | offset of the EVICT in force u64 (2**64-1: none) | its record bytes u32
+             | latest id 32 | count x offset u64 | count x payload bytes u32
+             | contacts x CONTACT seq u64)
+    forks x FORK record offset u64
+    peers x (peer 32 | PEER record offset u64 | its record bytes u32)
+    crc32 u32 of everything before
+
+An index offset of 2**64-1 marks an entry whose record was lost to damage. The checkpoint
+(about 12 bytes per entry) is written on close, when anything changed, and every
+``checkpoint_bytes`` of log: tmp file, fsync, rename, fsync of the directory. Open loads
+it when its epoch, segment list, segment sizes and tail_crc agree with the log, then
+scans only the log after the covered position (at most about ``checkpoint_bytes`` after
+a crash); otherwise it logs a warning and rebuilds by scanning the whole log. Scans
+decode entries with decode_entry (structure only: signatures are not checked).
+
+Damage. A bad record (impossible length or kind, cut short, checksum mismatch) ends where
+the next plausible header whose checksum holds begins. In the last segment, a bad record
+with nothing valid after it is a torn tail: open cuts it and logs how many bytes. A bad
+record with valid records after it is skipped and logged, never cut; ``get`` raises
+StoreCorrupt for the entry it held and ``verify_log`` names it.
+
+Durability. ``append`` hands each record to the OS with write(2) on an O_APPEND
+descriptor before it returns (no user-space buffer), so ``kill -9`` loses nothing
+acknowledged under any policy. On a power cut, ``fsync="always"`` loses nothing
+acknowledged; ``"batch"`` (default) loses at most the last ``fsync_batch_entries - 1``
+appends (none that preceded a ``flush``); ``"never"`` loses what the OS had not yet
+written back since the latest ``flush`` or close (on Linux, up to about 30 s of appends).
+A failed fsync makes the store read-only until it is reopened.
+
+Disk full: a failed write is truncated away, the index is left untouched and StoreFull
+is raised; everything stored stays readable and the store stays usable.
+
+Compaction removes index.bin first, then rewrites each segment that holds dead records to
+``NNNNNNNN.seg.tmp`` (live records only, fsynced), renames it over the segment and fsyncs
+the directory, then writes a new checkpoint. A crash at any point leaves every segment in
+its old or its new form, both consistent (the EVICT record in force is always kept), and
+the next open removes any ``.tmp`` file and rebuilds the index from the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from meshnode.errors import (
+    ConfigError,
+    DecodeError,
+    LocalProtocolError,
+    StoreCorrupt,
+    StoreError,
+)
+from meshnode.feed import FeedHead
+from meshnode.identity import format_feed_id
+from meshnode.store._files import (
+    FileIo,
+    fsync_dir,
+    lock_store,
+    store_error,
+    write_all,
+    write_file,
+)
+from meshnode.store._index import Covered, encode_checkpoint
+from meshnode.store._maintenance import (
+    LogProblem,
+    missing_entries,
+    reindex_segment,
+    verify_segment,
+    write_live,
+)
+from meshnode.store._records import (
+    HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MISSING,
+    Kind,
+    decode_fork,
+    decode_peer,
+    encode_evict,
+    encode_fork,
+    encode_peer,
+    encode_record,
+    entry_key,
+    pack_offset,
+    read_record,
+    segment_of,
+)
+from meshnode.store._recovery import recover, segment_path, tail_crc
+from meshnode.store.base import ForkRecord, StoreStats
+from meshnode.types import FeedId, MsgId, PeerId, Seq
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from meshnode.codec.message import Entry
+
+__all__ = ["FileIo", "FileStore", "LogProblem", "StoreConfig"]
+
+log = logging.getLogger(__name__)
+
+_MAX_READERS = 32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """Tuning of a FileStore; the defaults suit an SD card."""
+
+    fsync: Literal["always", "batch", "never"] = "batch"
+    fsync_batch_entries: int = 1000
+    segment_bytes: int = 64 << 20
+    checkpoint_bytes: int = 16 << 20
+
+    def __post_init__(self) -> None:
+        if self.fsync not in ("always", "batch", "never"):
+            raise ConfigError("store.fsync", f"must be always, batch or never, not {self.fsync!r}")
+        for key in ("fsync_batch_entries", "segment_bytes", "checkpoint_bytes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"store.{key}", "must be at least 1")
+        if self.segment_bytes >= 1 << 40:
+            raise ConfigError("store.segment_bytes", "must be below 1 TiB")
+
+
+class FileStore:
+    """Store on disk: one writer process, append-only segments, checkpointed index."""
+
+    def __init__(
+        self, path: Path | str, config: StoreConfig | None = None, *, io: FileIo | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.config = config if config is not None else StoreConfig()
+        self._io = io if io is not None else FileIo()
+        self._log_dir = self.path / "log"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._readers: dict[int, int] = {}
+        self._fd = -1
+        self._closed = False
+        self._broken: str | None = None
+        self._unsynced = 0
+        self._lock_fd = lock_store(self.path)
+        try:
+            self._epoch = self._load_epoch()
+            self._index, self._since_checkpoint = recover(
+                self.path, self._epoch, self._io, self.config.checkpoint_bytes
+            )
+            # Whether index.bin describes the store as it is: close then need not rewrite it.
+            self._checkpointed = self._since_checkpoint == 0
+            self._segment = max(self._index.segments, default=0)
+            self._fd = self._open_segment(self._segment)
+            self._pos = self._index.segments.setdefault(self._segment, 0)
+        except BaseException:
+            self._release()
+            raise
+        if self._since_checkpoint >= self.config.checkpoint_bytes:
+            self._checkpoint()
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _load_epoch(self) -> bytes:
+        path = self.path / "EPOCH"
+        try:
+            text = path.read_text().strip()
+            if len(text) == 16:
+                return bytes.fromhex(text)
+            log.warning("%s is malformed; starting a new epoch", path)
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            log.warning("%s is malformed; starting a new epoch", path)
+        epoch = os.urandom(8)
+        write_file(self._io, path, [epoch.hex().encode() + b"\n"])
+        return epoch
+
+    # -- reads --------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> bytes:
+        """8 random bytes fixed when the store was created."""
+        return self._epoch
+
+    def head(self, feed: FeedId) -> FeedHead | None:
+        """Range held and latest id."""
+        fi = self._index.feeds.get(feed)
+        return None if fi is None else FeedHead(fi.first, fi.latest, fi.latest_id)
+
+    def latest_seq(self, feed: FeedId) -> Seq:
+        """Latest seq held; 0 when none."""
+        fi = self._index.feeds.get(feed)
+        return fi.latest if fi is not None else Seq(0)
+
+    def get(self, feed: FeedId, seq: Seq) -> bytes:
+        """Stored bytes of (feed, seq), checksum-checked."""
+        fi = self._index.feeds.get(feed)
+        if fi is None or not fi.first <= seq <= fi.latest:
+            raise KeyError((feed, seq))
+        offset, size = fi.offsets[seq - fi.first], fi.sizes[seq - fi.first]
+        where = f"entry {seq} of {format_feed_id(feed)}"
+        if offset == MISSING:
+            raise StoreCorrupt(f"{where} was lost to a damaged record")
+        number, pos = segment_of(offset)
+        found = self._read(number, pos, size)
+        if isinstance(found, tuple) and found[0] is Kind.ENTRY:
+            try:
+                if entry_key(found[1]) == (feed, seq):
+                    return found[1]
+            except DecodeError:
+                pass
+            found = "record holds another entry"
+        elif isinstance(found, tuple):
+            found = "record is not an entry"
+        path = self._segment_path(number)
+        raise StoreCorrupt(f"{where} at offset {offset} ({path} position {pos}): {found}")
+
+    def _read(self, number: int, pos: int, size: int | None) -> tuple[Kind, bytes] | str:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        try:
+            return read_record(self._reader(number), pos, size)
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._segment_path(number)}: {exc}") from exc
+
+    def _reader(self, number: int) -> int:
+        fd = self._readers.pop(number, None)
+        if fd is None:
+            if len(self._readers) >= _MAX_READERS:
+                os.close(self._readers.pop(next(iter(self._readers))))
+            fd = os.open(self._segment_path(number), os.O_RDONLY)
+        self._readers[number] = fd  # re-inserted last: the dict is kept in LRU order
+        return fd
+
+    def entry_id(self, feed: FeedId, seq: Seq) -> MsgId | None:
+        """Id of the held entry, or None; StoreCorrupt if its record is damaged."""
+        fi = self._index.feeds.get(feed)
+        if fi is None or not fi.first <= seq <= fi.latest:
+            return None
+        if seq == fi.latest:
+            return fi.latest_id
+        return MsgId(hashlib.sha256(self.get(feed, seq)).digest())
+
+    def feeds(self) -> list[FeedId]:
+        """Feeds held."""
+        return list(self._index.feeds)
+
+    def clock(self) -> dict[FeedId, Seq]:
+        """Latest seq per feed."""
+        return {feed: fi.latest for feed, fi in self._index.feeds.items()}
+
+    def ranges(self) -> dict[FeedId, tuple[Seq, Seq]]:
+        """(first, latest) per feed."""
+        return {feed: (fi.first, fi.latest) for feed, fi in self._index.feeds.items()}
+
+    def feed_bytes(self, feed: FeedId) -> int:
+        """Live bytes of a feed."""
+        fi = self._index.feeds.get(feed)
+        return fi.bytes if fi is not None else 0
+
+    def stats(self) -> StoreStats:
+        """Totals; file_bytes counts every segment, dead records included."""
+        index = self._index
+        return StoreStats(
+            feeds=len(index.feeds),
+            entries=index.entries,
+            entry_bytes=index.entry_bytes,
+            file_bytes=sum(index.segments.values()),
+        )
+
+    def dead_bytes(self) -> int:
+        """Bytes of dead records that compact() would reclaim."""
+        return sum(self._index.dead.values())
+
+    def contacts(self) -> Iterator[tuple[FeedId, Seq]]:
+        """Held CONTACT entries, in seq order per feed."""
+        for feed, fi in self._index.feeds.items():
+            for seq in fi.contacts:
+                yield feed, Seq(seq)
+
+    def forks(self) -> list[ForkRecord]:
+        """Fork proofs (damaged ones are logged and left out)."""
+        out = []
+        for offset in self._index.forks:
+            found = self._read(*segment_of(offset), None)
+            try:
+                if isinstance(found, str):
+                    raise DecodeError(found)
+                feed, seq, raw = decode_fork(found[1])
+            except DecodeError as exc:
+                log.error("fork proof at offset %d is damaged: %s", offset, exc)
+                continue
+            out.append(ForkRecord(feed=feed, seq=seq, raw=raw))
+        return out
+
+    def peer_state(self, peer: PeerId) -> bytes | None:
+        """Stored replication memory of a peer; None when absent or damaged."""
+        held = self._index.peers.get(peer)
+        if held is None:
+            return None
+        number, pos = segment_of(held[0])
+        found = self._read(number, pos, held[1] - HEADER_BYTES)
+        if isinstance(found, str):
+            log.warning("forgetting damaged memory of a peer: %s", found)
+            return None
+        return decode_peer(found[1])[1]
+
+    # -- writes -------------------------------------------------------------------------
+
+    def append(self, entry: Entry) -> None:
+        """Add the next entry of a feed (or the first one held)."""
+        fi = self._index.feeds.get(entry.author)
+        if fi is not None and entry.seq != fi.latest + 1:
+            raise LocalProtocolError(f"append of seq {entry.seq} does not extend the feed")
+        offset = self._write(Kind.ENTRY, entry.raw)
+        self._index.add_entry(
+            entry.author, entry.seq, entry.content_type, entry.id, offset, len(entry.raw)
+        )
+        self._after_write()
+
+    def evict(self, feed: FeedId, below: Seq) -> int:
+        """Forget entries of ``feed`` below ``below``, never the latest; returns bytes freed."""
+        n = self._index.evictable(feed, below)
+        if n == 0:
+            return 0
+        below = Seq(self._index.feeds[feed].first + n)
+        payload = encode_evict(feed, below)
+        offset = self._write(Kind.EVICT, payload)
+        freed = self._index.evict(feed, below, offset, HEADER_BYTES + len(payload))
+        self._after_write()
+        return freed
+
+    def record_fork(self, fork: ForkRecord) -> None:
+        """Keep fork proof."""
+        self._index.forks.append(self._write(Kind.FORK, encode_fork(fork.feed, fork.seq, fork.raw)))
+        self._after_write()
+
+    def set_peer_state(self, peer: PeerId, state: bytes) -> None:
+        """Replace a peer's replication memory (one record: all or nothing)."""
+        payload = encode_peer(peer, state)
+        offset = self._write(Kind.PEER, payload)
+        self._index.set_peer(peer, offset, HEADER_BYTES + len(payload))
+        self._after_write()
+
+    def _write(self, kind: Kind, payload: bytes) -> int:
+        """Append one record; returns its offset. Nothing is left behind if it fails."""
+        self._check_writable()
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise LocalProtocolError(f"record of {len(payload)} bytes is over the limit")
+        record = encode_record(kind, payload)
+        if self._pos > 0 and self._pos + len(record) > self.config.segment_bytes:
+            self._roll()
+        start = self._pos
+        try:
+            write_all(self._io, self._fd, record)
+        except OSError as exc:
+            self._undo(start, exc)
+        self._pos += len(record)
+        self._index.segments[self._segment] = self._pos
+        self._since_checkpoint += len(record)
+        self._checkpointed = False
+        self._unsynced += 1
+        return pack_offset(self._segment, start)
+
+    def _undo(self, start: int, exc: OSError) -> None:
+        """Cut a failed write back to ``start`` and raise the matching StoreError."""
+        path = self._segment_path(self._segment)
+        try:
+            self._io.truncate(self._fd, start)
+        except OSError as cut:
+            self._broken = f"a failed write to {path} could not be cut back ({cut})"
+            raise StoreError(self._broken) from exc
+        raise store_error(f"cannot write to {path}", exc) from exc
+
+    def _after_write(self) -> None:
+        policy = self.config.fsync
+        if policy == "always" or (
+            policy == "batch" and self._unsynced >= self.config.fsync_batch_entries
+        ):
+            self._sync()
+        if self._since_checkpoint >= self.config.checkpoint_bytes:
+            self._checkpoint()
+
+    def _roll(self) -> None:
+        """Start the next segment; the full one is fsynced first."""
+        self._sync()
+        fd = self._open_segment(self._segment + 1)
+        os.close(self._fd)
+        self._fd, self._segment, self._pos = fd, self._segment + 1, 0
+        self._index.segments[self._segment] = 0
+
+    def _open_segment(self, number: int) -> int:
+        path = self._segment_path(number)
+        existed = path.exists()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if not existed:
+                fsync_dir(self._io, self._log_dir)
+        except OSError as exc:
+            raise store_error(f"cannot create {path}", exc) from exc
+        return fd
+
+    def _sync(self) -> None:
+        if self._unsynced == 0 or self._fd < 0:
+            return
+        try:
+            self._io.fsync(self._fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: stop writing.
+            self._broken = f"fsync of {self._segment_path(self._segment)} failed ({exc})"
+            raise StoreError(self._broken) from exc
+        self._unsynced = 0
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        if self._broken is not None:
+            raise StoreError(f"store {self.path} is read-only until reopened: {self._broken}")
+
+    # -- checkpoint, compaction, verification -------------------------------------------
+
+    def _checkpoint(self) -> bool:
+        """Write index.bin for the log so far; a failure is logged (open will rebuild)."""
+        path = self.path / "index.bin"
+        try:
+            self._sync()
+            covered = Covered(
+                self._segment,
+                self._pos,
+                tail_crc(self._segment_path(self._segment), self._pos),
+            )
+            write_file(self._io, path, encode_checkpoint(self._index, self._epoch, covered))
+        except (OSError, StoreError) as exc:
+            log.warning("could not write index checkpoint %s: %s", path, exc)
+            self._since_checkpoint = 0  # not again at every append; a later one may succeed
+            return False
+        self._since_checkpoint = 0
+        self._checkpointed = True
+        return True
+
+    def compact(self) -> int:
+        """Rewrite segments holding dead records without them; returns bytes reclaimed."""
+        self._check_writable()
+        self._sync()
+        # Until the new checkpoint, a crash makes the next open rebuild from the log, which
+        # is consistent whichever of each segment's old and compacted forms it finds.
+        (self.path / "index.bin").unlink(missing_ok=True)
+        self._checkpointed = False
+        fsync_dir(self._io, self.path)
+        reclaimed = 0
+        for number in sorted(n for n, dead in self._index.dead.items() if dead > 0):
+            if number in self._index.segments:
+                reclaimed += self._compact_segment(number)
+        self._checkpoint()
+        return reclaimed
+
+    def _compact_segment(self, number: int) -> int:
+        """Replace one segment by its live records; returns bytes reclaimed."""
+        index, path = self._index, self._segment_path(number)
+        tmp, size = path.with_name(path.name + ".tmp"), index.segments[number]
+        try:
+            new_size, damaged = write_live(index, self._io, self._reader(number), number, size, tmp)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise store_error(f"cannot compact {path}", exc) from exc
+        os.close(self._readers.pop(number))
+        gone = new_size == 0 and number != self._segment
+        try:
+            if gone:
+                tmp.unlink()
+                path.unlink()
+            else:
+                tmp.replace(path)
+            fsync_dir(self._io, self._log_dir)
+        except OSError as exc:
+            raise store_error(f"cannot compact {path}", exc) from exc
+        if gone:
+            del index.segments[number], index.dead[number]
+        index.forget(damaged)
+        if number == self._segment:
+            os.close(self._fd)
+            self._fd, self._pos = self._open_segment(number), new_size
+        if number in index.segments:
+            reindex_segment(index, number, self._reader(number), new_size)
+        log.info("compacted %s from %d to %d bytes", path, size, new_size)
+        return size - new_size
+
+    def verify_log(self) -> Iterator[LogProblem]:
+        """Walk every record of every segment; yield each damaged stretch and what it hit."""
+        for number in sorted(self._index.segments):
+            path = str(self._segment_path(number))
+            yield from verify_segment(self._index, number, self._reader(number), path)
+        yield from missing_entries(self._index, str(self._log_dir))
+
+    # -- files --------------------------------------------------------------------------
+
+    def _segment_path(self, number: int) -> Path:
+        return segment_path(self._log_dir, number)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """fsync every append so far, whatever the policy."""
+        self._check_writable()
+        self._sync()
+
+    def close(self) -> None:
+        """Flush, write the index checkpoint, release the lock. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._broken is None:
+                self._sync()
+                if not self._checkpointed:
+                    self._checkpoint()
+        finally:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        for fd in [*self._readers.values(), self._fd, self._lock_fd]:
+            if fd >= 0:
+                os.close(fd)
+        self._readers.clear()
+        self._fd = self._lock_fd = -1
+
+    def __enter__(self) -> FileStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,45 @@
+"""The benchmark runner and a small run of the reopen benchmark."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from meshnode.bench import BENCHMARKS
+from meshnode.bench.__main__ import main
+from meshnode.bench.reopen import bench_reopen
+
+
+def fake_bench() -> dict[str, object]:
+    """Stands in for a real benchmark."""
+    return {"open_s": 0.5, "entries": 3}
+
+
+def test_every_registered_benchmark_resolves() -> None:
+    for target in BENCHMARKS.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [(["--json"], '{"open_s": 0.5, "entries": 3}\n'), ([], "open_s: 0.5\nentries: 3\n")],
+)
+def test_runner_prints_figures(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    expected: str,
+) -> None:
+    monkeypatch.setitem(BENCHMARKS, "fake", f"{__name__}:fake_bench")
+    assert main(["fake", *flags]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_small_reopen_run_reports_its_figures() -> None:
+    figures = bench_reopen(entries=2000, feeds=20)
+    assert figures["entries"] == 2000
+    assert {"open_s", "rss_mb", "crash_open_s", "rebuild_s"} <= set(figures)
+    json.dumps(figures)

@@ -1,0 +1,183 @@
+"""Config parsing: defaults, sizes, validation naming the dotted key, adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import pytest
+
+from meshnode.config import (
+    EXAMPLE_CONFIG,
+    Config,
+    NodeSection,
+    PolicySection,
+    StoreSection,
+    load_config,
+    node_config,
+    parse_config,
+    parse_size,
+    store_config,
+)
+from meshnode.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_example_config_parses_to_the_defaults() -> None:
+    config = parse_config(EXAMPLE_CONFIG, "example")
+    assert config == dataclasses.replace(Config(), source="example")
+    assert config.node == NodeSection()
+    assert config.store == StoreSection()
+    assert config.policy == PolicySection()
+
+
+def test_example_config_documents_every_key() -> None:
+    for section in (NodeSection, StoreSection, PolicySection):
+        for f in dataclasses.fields(section):
+            assert f"\n{f.name} = " in EXAMPLE_CONFIG
+
+
+def test_empty_text_and_empty_dict_give_defaults() -> None:
+    assert parse_config("", "x") == dataclasses.replace(Config(), source="x")
+    assert parse_config({}, "defaults") == Config()
+
+
+def test_values_are_read() -> None:
+    config = parse_config(
+        """
+        [node]
+        data_dir = "/srv/meshnode"
+        max_content_bytes = 1024
+        [store]
+        fsync = "always"
+        fsync_batch_entries = 10
+        segment_bytes = "1MiB"
+        [policy]
+        max_hops = 3
+        full_hops = 0
+        partial_entries = 5
+        feed_cap_bytes = "1MB"
+        global_cap_bytes = 2048
+        """
+    )
+    assert config.node == NodeSection(data_dir="/srv/meshnode", max_content_bytes=1024)
+    assert config.store == StoreSection(
+        fsync="always", fsync_batch_entries=10, segment_bytes=1 << 20
+    )
+    assert config.policy == PolicySection(
+        max_hops=3, full_hops=0, partial_entries=5, feed_cap_bytes=10**6, global_cap_bytes=2048
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (4096, 4096),
+        (0, 0),
+        ("4096", 4096),
+        ("64MiB", 64 << 20),
+        ("500MB", 500_000_000),
+        ("1GiB", 1 << 30),
+        ("2 KiB", 2048),
+        ("3kb", 3000),
+        ("7B", 7),
+    ],
+)
+def test_sizes(value: object, expected: int) -> None:
+    assert parse_size(value, "k") == expected
+
+
+@pytest.mark.parametrize("value", [-1, "1.5GiB", "12 parsecs", "MiB", True, 1.0, [1]])
+def test_bad_sizes_name_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^store\.segment_bytes: ") as info:
+        parse_size(value, "store.segment_bytes")
+    assert info.value.key == "store.segment_bytes"
+
+
+def test_bad_value_names_the_full_dotted_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[policy]\npartial_entries = "x"\n')
+    assert info.value.key == "policy.partial_entries"
+    assert str(info.value) == "policy.partial_entries: must be an integer >= 1, got 'x'"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[node]\nmax_content_bytes = 0", "node.max_content_bytes"),
+        ("[node]\nmax_content_bytes = 65537", "node.max_content_bytes"),
+        ("[node]\nmax_content_bytes = true", "node.max_content_bytes"),
+        ("[node]\ndata_dir = 5", "node.data_dir"),
+        ('[store]\nfsync = "sometimes"', "store.fsync"),
+        ("[store]\nfsync_batch_entries = 0", "store.fsync_batch_entries"),
+        ('[store]\nsegment_bytes = "1KiB"', "store.segment_bytes"),
+        ('[store]\nsegment_bytes = "2TiB"', "store.segment_bytes"),
+        ("[policy]\nmax_hops = 7", "policy.max_hops"),
+        ("[policy]\nmax_hops = -1", "policy.max_hops"),
+        ("[policy]\nmax_hops = 1\nfull_hops = 2", "policy.full_hops"),
+        ("[policy]\npartial_entries = 0", "policy.partial_entries"),
+        ("[policy]\nfeed_cap_bytes = -5", "policy.feed_cap_bytes"),
+        ('[policy]\nglobal_cap_bytes = "lots"', "policy.global_cap_bytes"),
+        ("node = 3", "node"),
+    ],
+)
+def test_bad_values_are_refused(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_unknown_key_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("[policy]\nmax_hop = 3\n")
+    assert info.value.key == "policy.max_hop"
+    assert "unknown key" in str(info.value)
+    assert "max_hops" in str(info.value)
+
+
+def test_unknown_section_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^radio: unknown section"):
+        parse_config("[radio]\nfreq_hz = 868000000\n")
+
+
+def test_invalid_toml_names_the_source() -> None:
+    with pytest.raises(ConfigError, match=r"^my\.toml: not valid TOML"):
+        parse_config("[node\n", "my.toml")
+
+
+def test_load_config_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "meshnode.toml"
+    path.write_text("[policy]\nmax_hops = 4\n")
+    config = load_config(path)
+    assert config.policy.max_hops == 4
+    assert config.source == str(path)
+
+
+def test_load_config_of_a_missing_file_fails(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="cannot read config file") as info:
+        load_config(path)
+    assert info.value.key == str(path)
+
+
+def test_load_config_refuses_non_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "meshnode.toml"
+    path.write_bytes(b"# \xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_adapters_map_onto_core_and_store_configs() -> None:
+    config = parse_config(
+        '[node]\nmax_content_bytes = 2000\n[store]\nfsync = "never"\nsegment_bytes = "8MiB"\n'
+        "[policy]\nmax_hops = 3\npartial_entries = 7\nglobal_cap_bytes = 99\n"
+    )
+    core = node_config(config)
+    assert core.max_content_bytes == 2000
+    assert (core.policy.max_hops, core.policy.partial_entries) == (3, 7)
+    assert core.policy.global_cap_bytes == 99
+    store = store_config(config)
+    assert (store.fsync, store.segment_bytes, store.fsync_batch_entries) == ("never", 8 << 20, 1000)

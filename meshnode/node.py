@@ -234,7 +234,7 @@ class Node:
             entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
         except DecodeError as exc:
             return IngestResult(outcome=Outcome.REJECTED, reason=f"malformed: {exc}")
-        want = self.policy.want(entry.author)
+        want = self.replicated().get(entry.author)
         if want is None:
             return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")
         forked_at = self._forked.get(entry.author)
@@ -316,10 +316,11 @@ class Node:
         return None if want is None else want.hops
 
     def _enforce_caps(self, feed: FeedId, want: Want) -> None:
-        head = self.store.head(feed)
-        assert head is not None
-        if want.max_entries is not None and head.latest - head.first + 1 > want.max_entries:
-            self.store.evict(feed, Seq(head.latest - want.max_entries + 1))
+        if want.max_entries is not None:
+            head = self.store.head(feed)
+            assert head is not None
+            if head.latest - head.first + 1 > want.max_entries:
+                self.store.evict(feed, Seq(head.latest - want.max_entries + 1))
         cap = self.config.policy.feed_cap_bytes
         if cap and want.hops >= 1 and self.store.feed_bytes(feed) > cap:
             self._evict_bytes(feed, self.store.feed_bytes(feed) - cap)

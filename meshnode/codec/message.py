@@ -165,8 +165,13 @@ def decode_entry(raw: bytes, *, max_content_bytes: int = DEFAULT_MAX_CONTENT_BYT
     if len(raw) < 1 + KEY_BYTES + 1 + 1 + 1 + SIGNATURE_BYTES:
         raise DecodeError(f"entry too short ({len(raw)} bytes)")
     header = raw[0]
-    _check_header(header, short=False)
-    seq, pos = decode_varint(raw, 1 + KEY_BYTES)
+    if header & ~_LZ4 != _VERSION_BITS:  # the common case in one test; details below
+        _check_header(header, short=False)
+    seq = raw[1 + KEY_BYTES]
+    if seq < 0x80:  # one-byte varint fast path: most feeds are short
+        pos = 2 + KEY_BYTES
+    else:
+        seq, pos = decode_varint(raw, 1 + KEY_BYTES)
     if seq < 1:
         raise DecodeError("seq must be >= 1")
     previous: MsgId | None = None

@@ -99,8 +99,11 @@ def segment_of(offset: int) -> tuple[int, int]:
     return offset >> _POS_BITS, offset & _POS_MASK
 
 
+_KIND_CRC = [zlib.crc32(bytes((k,))) for k in range(256)]  # the kind byte comes first
+
+
 def _crc(kind: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(bytes((kind,))))
+    return zlib.crc32(payload, _KIND_CRC[kind])
 
 
 def encode_record(kind: Kind, payload: bytes) -> bytes:

@@ -323,16 +323,31 @@ class Mesh:
     # -- measuring ------------------------------------------------------------------------
 
     def clocks_agree(self, feeds: list[FeedId] | None = None) -> bool:
-        """Every live node that wants a feed holds the same latest seq of it."""
+        """Live nodes that want a feed and can reach each other through nodes that also want
+        it (over links that are up) hold the same latest seq of it."""
         for feed in feeds or self.all_wanted():
-            seqs = {
-                self.node(i).store.latest_seq(feed)
+            wanting = {
+                i
                 for i in range(len(self.nodes))
                 if self.alive(i) and self.node(i).want(feed) is not None
             }
-            if len(seqs) > 1:
-                return False
+            while wanting:
+                group = self._component(wanting.pop(), wanting)
+                if len({self.node(i).store.latest_seq(feed) for i in group}) > 1:
+                    return False
         return True
+
+    def _component(self, start: int, rest: set[int]) -> set[int]:
+        """``start`` and the members of ``rest`` it reaches over live links (taken from rest)."""
+        group, todo = {start}, [start]
+        while todo:
+            a = todo.pop()
+            for b in self.neighbours(a):
+                if b in rest and self.links[(a, b)].up:
+                    rest.discard(b)
+                    group.add(b)
+                    todo.append(b)
+        return group
 
     def all_wanted(self) -> set[FeedId]:
         """Feeds some live node wants."""

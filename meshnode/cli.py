@@ -20,6 +20,7 @@ from meshnode.cli_bundle import add_bundle_commands
 from meshnode.cli_context import build_context
 from meshnode.cli_feed import add_feed_commands
 from meshnode.cli_node import add_node_commands
+from meshnode.cli_sim import add_sim_commands
 from meshnode.datadir import resolve_config_path
 from meshnode.errors import ConfigError, MeshnodeError
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_commands(sub)
     add_feed_commands(sub)
     add_bundle_commands(sub)
+    add_sim_commands(sub)
     return parser
 
 

@@ -77,7 +77,7 @@ class SocialGraph:
         for distance in range(1, max_hops + 1):
             nxt = []
             for feed in frontier:
-                for target in self.follows.get(feed, ()):
+                for target in sorted(self.follows.get(feed, ())):
                     if target not in hops and target not in blocked:
                         hops[target] = distance
                         nxt.append(target)

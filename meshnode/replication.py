@@ -81,6 +81,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _NO_EPOCH = bytes(EPOCH_BYTES)
+_MAX_WANTED_KEYS = 10_000  # a peer naming endless unknown indexes gets no more answers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +170,8 @@ class _Session:
     tags_in: dict[int, list[FeedId]] | None = None
     rx: set[FeedId] = field(default_factory=set)
     heard: set[FeedId] = field(default_factory=set)  # feeds the peer noted this session
+    asked: dict[FeedId, tuple[int, float]] = field(default_factory=dict)  # resend requests
+    wanted_keys: dict[int, float] = field(default_factory=dict)  # WANT_KEY: index -> retry at
     assumed: dict[FeedId, int] = field(default_factory=dict)
     push: dict[FeedId, int] = field(default_factory=dict)
     control: list[bytes] = field(default_factory=list)
@@ -459,7 +462,9 @@ class Replicator:
             if told == self._told(note) and note.want < 0:
                 continue  # the peer already knows exactly this
             same_flag = told is not None and told >= 0 and (told & 1) == note.lazy
-            if same_flag and note.want < 0 and s.assumed.get(feed, -1) >= note.latest:
+            # (On a lossy link the note doubles as an ack, so it goes out regardless.)
+            has_it = s.reliable and s.assumed.get(feed, -1) >= note.latest
+            if same_flag and note.want < 0 and has_it:
                 continue  # the peer has as much as we do: nothing worth saying
             s.memory.sent[feed] = self._told(note)
             encoded = encode_varint(self._ref(s, feed)) + encode_note(note)
@@ -499,7 +504,7 @@ class Replicator:
         for feed in self.host.replicated():
             remote = s.memory.remote.get(feed)
             latest = self.host.store.latest_seq(feed)
-            if remote is None or remote.latest != latest:
+            if remote is None or remote.latest != latest or feed not in s.heard:
                 s.memory.sent.pop(feed, None)  # say it again: the last note may be lost
                 s.notes[feed] = True
             if remote is not None and not remote.lazy and remote.latest < latest:
@@ -637,6 +642,8 @@ class Replicator:
         if not self._can_serve(s.peer, feed, ours):
             return  # a capped peer without our next entry: never wait on it
         if up == s.peer:
+            if not s.reliable:
+                s.memory.sent.pop(feed, None)  # it may never have heard that we are eager
             self._set_upstream(feed, s)  # says "eager" again only if we had said "lazy"
             return
         if up is None or up not in self.sessions:
@@ -720,7 +727,16 @@ class Replicator:
         if theirs:
             table = s.memory.my_table
             return table[index] if index < len(table) else None
-        return s.memory.their_table.get(index)
+        feed = s.memory.their_table.get(index)
+        if feed is None and index not in s.memory.unknown:
+            # Its DEFINE never arrived (a lost frame): ask for the key, again if need be.
+            retry_at = s.wanted_keys.get(index)
+            if (retry_at is None and len(s.wanted_keys) < _MAX_WANTED_KEYS) or (
+                retry_at is not None and retry_at <= self.now
+            ):
+                s.wanted_keys[index] = self.now + self.config.hello_retry_s
+                self._emit(s, encode_indexes(FrameType.WANT_KEY, [index]))
+        return feed
 
     def _on_define(self, s: _Session, frame: bytes) -> None:
         start, tags = decode_define(frame)
@@ -784,7 +800,7 @@ class Replicator:
         wants = self.host.replicated()
         while pos < len(frame):
             note, pos = decode_note(frame, pos)
-            feed = s.memory.their_table.get(index)
+            feed = self._feed_of(s, make_ref(index, False))
             index += 1
             if feed is None:
                 continue
@@ -854,7 +870,9 @@ class Replicator:
         entry = result.entry
         if result.outcome is Outcome.ADDED and entry is not None:
             told = s.memory.sent.get(entry.author, -1)
-            if told >= 0:  # the pusher takes for granted that we now hold this seq
+            if not s.reliable:
+                self._queue_note(s, entry.author, urgent=False)  # a batched ack
+            elif told >= 0:  # the pusher takes for granted that we now hold this seq
                 s.memory.sent[entry.author] = max(told, entry.seq << 1 | (told & 1))
             remote = s.memory.remote.get(entry.author)
             if remote is not None and remote.latest < entry.seq:
@@ -905,6 +923,10 @@ class Replicator:
         """Explicitly ask ``s`` to push ``feed`` from just after what we hold."""
         s.assumed.pop(feed, None)
         latest = self.host.store.latest_seq(feed)
+        asked = s.asked.get(feed)
+        if asked is not None and asked[0] == latest and self.now < asked[1]:
+            return  # one request per gap: later entries of the same burst show the same gap
+        s.asked[feed] = (latest, self.now + self.config.hello_retry_s)
         note = Note(latest, False, 0, latest + 1)
         s.memory.sent[feed] = self._told(note)
         ref = self._ref(s, feed)

@@ -16,82 +16,22 @@
 
 from __future__ import annotations
 
-import random
-import statistics
 import time
-from functools import partial
 
 from meshnode.codec.content import Contact, ContactAction, encode_contact
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.identity import Identity
-from meshnode.sim import LinkSpec, Mesh, random_graph
+from meshnode.scenario import Scenario, run_scenario
+from meshnode.sim import LinkSpec, Mesh
 from meshnode.types import FeedId, MsgId, Seq
 
 __all__ = ["bench_replication", "run_pair", "run_tree"]
 
-_AUTHORS = 20
-_POSTS = 10
-
-
-def _tree_mesh(seed: int) -> tuple[Mesh, list[int]]:
-    mesh = Mesh(50, seed=seed)
-    rng = random.Random(seed)
-    authors = rng.sample(range(50), _AUTHORS)
-    for i in range(50):
-        for a in authors:
-            if a != i:
-                mesh.follow(i, a)
-    for a, b in random_graph(50, 5, rng):
-        mesh.add_link(a, b, LinkSpec(latency_s=rng.uniform(0.010, 0.100)))
-    for a in authors:
-        for k in range(_POSTS):
-            mesh.at(rng.uniform(1, 60), partial(mesh.publish, a, f"post {k} of {a}"))
-    return mesh, authors
-
-
-def _connected_without(mesh: Mesh, dead: set[int]) -> bool:
-    alive = [i for i in range(len(mesh.nodes)) if i not in dead]
-    seen = {alive[0]}
-    todo = [alive[0]]
-    while todo:
-        for j in mesh.neighbours(todo.pop()):
-            if j not in dead and j not in seen:
-                seen.add(j)
-                todo.append(j)
-    return len(seen) == len(alive)
-
 
 def run_tree(seed: int = 1, kill_fraction: float = 0.0) -> dict[str, float]:
     """The 50-node scenario; returns redundancy, control cost and delivery."""
-    mesh, authors = _tree_mesh(seed)
-    rng = random.Random(seed + 1)
-    dead: set[int] = set()
-    if kill_fraction:
-        others = [i for i in range(50) if i not in authors]
-        while True:
-            dead = set(rng.sample(others, round(50 * kill_fraction)))
-            if _connected_without(mesh, dead):
-                break
-        for i in sorted(dead):
-            mesh.at(30.0, partial(mesh.kill, i))
-    mesh.run_until_quiet(limit_s=900)
-    latest = {mesh.feed(a): mesh.node(a).store.latest_seq(mesh.feed(a)) for a in authors}
-    entries = sum(latest.values())
-    alive = [i for i in range(50) if mesh.alive(i)]
-    got = sum(mesh.node(i).store.latest_seq(f) for i in alive for f in latest if f != mesh.feed(i))
-    wanted = sum(
-        n * (len(alive) - (1 if mesh.alive(authors[k]) else 0))
-        for k, n in enumerate(latest.values())
-    )
-    traffic = mesh.traffic()
-    receivers = entries * 49
-    return {
-        "redundancy": traffic.entries / receivers,
-        "control_bytes_per_delivery": traffic.control_bytes / receivers,
-        "note_bytes_median": statistics.median(traffic.note_sizes) if traffic.note_sizes else 0,
-        "delivery": got / wanted,
-        "sim_s": mesh.now,
-    }
+    sc = Scenario(nodes=50, degree=5, authors=20, posts=10, seed=seed, kill_fraction=kill_fraction)
+    return run_scenario(sc)
 
 
 def _author_entries(n: int, seed: int) -> list[list[bytes]]:
@@ -179,25 +119,9 @@ def _last_delivery(mesh: Mesh, start: float) -> float:
 
 
 def run_lossy(seed: int = 3) -> dict[str, float]:
-    """10 nodes, 30% loss on every link; fraction of entries delivered everywhere."""
-    mesh = Mesh(10, seed=seed)
-    rng = random.Random(seed)
-    for i in range(10):
-        for j in range(10):
-            if i != j:
-                mesh.follow(i, j)
-    for a, b in random_graph(10, 4, rng):
-        mesh.add_link(a, b, LinkSpec(latency_s=rng.uniform(0.01, 0.1), loss=0.3))
-    for i in range(10):
-        for k in range(5):
-            mesh.at(rng.uniform(1, 30), partial(mesh.publish, i, f"lossy {k} of {i}"))
-    mesh.run_until(lambda: mesh.now > 31 and mesh.clocks_agree(), limit_s=1800)
-    feeds = [mesh.feed(i) for i in range(10)]
-    total = sum(mesh.node(i).store.latest_seq(feeds[i]) for i in range(10)) * 9
-    got = sum(
-        mesh.node(i).store.latest_seq(f) for i in range(10) for j, f in enumerate(feeds) if i != j
-    )
-    return {"lossy_delivery": got / total, "lossy_sim_s": mesh.now}
+    """10 nodes, 30% loss on every link, everyone follows everyone."""
+    sc = Scenario(nodes=10, degree=4, authors=10, posts=5, loss=0.3, seed=seed, post_window_s=30)
+    return run_scenario(sc)
 
 
 def bench_replication() -> dict[str, object]:
@@ -211,11 +135,11 @@ def bench_replication() -> dict[str, object]:
         "redundancy": round(tree["redundancy"], 4),
         "control_bytes_per_delivery": round(tree["control_bytes_per_delivery"], 2),
         "note_bytes_median": tree["note_bytes_median"],
-        "delivery": round(killed["delivery"], 4),
+        "delivery": round(killed["delivered"], 4),
         "reconnect_bytes": pair["reconnect_bytes"],
         "first_contact_bytes": pair["first_contact_bytes"],
         "reconnect_rtts": round(pair["reconnect_rtts"], 3),
         "first_contact_rtts": round(pair["first_contact_rtts"], 3),
-        "lossy_delivery": round(lossy["lossy_delivery"], 4),
+        "lossy_delivery": round(lossy["delivered"], 4),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -1,0 +1,33 @@
+"""``meshnode sim`` prints a summary, or JSON, and is deterministic from its seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshnode.cli import main
+
+
+def test_sim_json_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["sim", "--nodes", "8", "--degree", "3", "--seed", "7", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    del first["wall_s"], second["wall_s"]
+    assert first == second
+    assert first["delivered"] == 1.0
+    assert first["nodes"] == 8
+
+
+def test_sim_human_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--nodes", "6", "--degree", "2", "--loss", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 100.0%" in out
+    assert "6 nodes" in out
+
+
+def test_sim_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--nodes", "1"]) == 2
+    assert "not within" in capsys.readouterr().err

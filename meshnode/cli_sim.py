@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import TYPE_CHECKING
 
 from meshnode.cli_context import emit_json
@@ -67,7 +68,9 @@ def cmd_sim(ctx: Context, args: argparse.Namespace) -> int:
         posts=args.posts,
         kill_fraction=args.kill,
     )
+    started = time.perf_counter()
     result = run_scenario(scenario)
+    result["wall_s"] = round(time.perf_counter() - started, 2)
     if args.json:
         emit_json(result)
         return 0

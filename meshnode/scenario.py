@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -77,7 +76,6 @@ def _kill_some(mesh: Mesh, sc: Scenario, authors: list[int], rng: random.Random)
 
 def run_scenario(sc: Scenario) -> dict[str, float]:
     """Run ``sc``; figures about delivery, redundancy and control traffic."""
-    started = time.perf_counter()
     rng = random.Random(sc.seed)
     mesh, authors = _build(sc, rng)
     if sc.kill_fraction:
@@ -105,5 +103,4 @@ def run_scenario(sc: Scenario) -> dict[str, float]:
         "control_bytes_per_delivery": traffic.control_bytes / receivers if receivers else 0.0,
         "note_bytes_median": statistics.median(traffic.note_sizes) if traffic.note_sizes else 0,
         "converged_s": round(converged_s, 3),
-        "wall_s": round(time.perf_counter() - started, 2),
     }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-
-import pytest
+from typing import TYPE_CHECKING
 
 from meshnode.cli import main
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_sim_json_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshnode.codec.content import ContactAction
-from meshnode.codec.message import ContentType, create_entry, decode_entry
+from meshnode.codec.message import ContentType, Entry, create_entry, decode_entry
 from meshnode.errors import ForkError
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id
 from meshnode.node import Node, NodeConfig, Outcome
@@ -15,6 +15,19 @@ from meshnode.types import FeedId, MsgId, Seq
 from tests.fakes import TS_MS, identity, make_chain
 
 ME, ALICE, BOB, CAROL = identity(1), identity(2), identity(3), identity(4)
+
+
+def alice_follows_bob() -> Entry:
+    """ALICE's first entry: she follows BOB (so BOB is two hops from whoever follows her)."""
+    return create_entry(
+        ALICE,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(1),
+        previous=None,
+        timestamp_ms=TS_MS,
+        content_type=ContentType.CONTACT,
+        content=bytes([ContactAction.FOLLOW]) + BOB.feed_id,
+    )
 
 
 def make_node(who: Identity = ME, **policy: int) -> Node:
@@ -57,18 +70,10 @@ def test_unfollowed_feed_is_unwanted_and_follow_is_live() -> None:
 def test_friend_of_friend_arrives_live_from_a_followed_contact_entry() -> None:
     node = make_node()
     follow(node, ALICE)
-    alice_follows_bob = create_entry(
-        ALICE,
-        DEFAULT_NETWORK_KEY,
-        seq=Seq(1),
-        previous=None,
-        timestamp_ms=TS_MS,
-        content_type=ContentType.CONTACT,
-        content=bytes([ContactAction.FOLLOW]) + BOB.feed_id,
-    )
+    contact = alice_follows_bob()
     bob_post = make_chain(BOB, 1)[0]
     assert node.ingest(bob_post.raw).outcome is Outcome.UNWANTED
-    assert node.ingest(alice_follows_bob.raw).outcome is Outcome.ADDED
+    assert node.ingest(contact.raw).outcome is Outcome.ADDED
     assert node.hops(BOB.feed_id) == 2
     assert node.ingest(bob_post.raw).outcome is Outcome.ADDED
 
@@ -158,17 +163,7 @@ def test_own_forked_feed_refuses_to_publish() -> None:
 def test_hop_two_keeps_last_n_entries() -> None:
     node = make_node(partial_entries=5)
     follow(node, ALICE)
-    node.ingest(
-        create_entry(
-            ALICE,
-            DEFAULT_NETWORK_KEY,
-            seq=Seq(1),
-            previous=None,
-            timestamp_ms=TS_MS,
-            content_type=ContentType.CONTACT,
-            content=bytes([1]) + BOB.feed_id,
-        ).raw
-    )
+    node.ingest(alice_follows_bob().raw)
     for entry in make_chain(BOB, 12):
         assert node.ingest(entry.raw).outcome is Outcome.ADDED
     assert node.store.ranges()[FeedId(BOB.feed_id)] == (8, 12)
@@ -200,17 +195,7 @@ def test_global_cap_evicts_least_wanted_first_and_never_own_feed() -> None:
     for i in range(10):
         node.post(f"mine {i}", timestamp_ms=TS_MS)
     follow(node, ALICE)
-    node.ingest(
-        create_entry(
-            ALICE,
-            DEFAULT_NETWORK_KEY,
-            seq=Seq(1),
-            previous=None,
-            timestamp_ms=TS_MS,
-            content_type=ContentType.CONTACT,
-            content=bytes([1]) + BOB.feed_id,
-        ).raw
-    )
+    node.ingest(alice_follows_bob().raw)
     for entry in make_chain(BOB, 30):
         node.ingest(entry.raw)
     ranges = node.store.ranges()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from meshnode.cli import main
@@ -33,3 +36,16 @@ def test_sim_human_summary(capsys: pytest.CaptureFixture[str]) -> None:
 def test_sim_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--nodes", "1"]) == 2
     assert "not within" in capsys.readouterr().err
+
+
+def test_sim_is_deterministic_across_hash_seeds() -> None:
+    """Set and dict order must not leak into the run (PYTHONHASHSEED differs per process)."""
+    args = [sys.executable, "-m", "meshnode", "sim", "--nodes", "10", "--loss", "0.2", "--json"]
+    runs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+        result = json.loads(out)
+        del result["wall_s"]
+        runs.append(result)
+    assert runs[0] == runs[1]

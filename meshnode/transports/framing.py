@@ -1,0 +1,69 @@
+"""Stream framing: replication frames over a byte stream (TCP inside box-stream, a cable).
+
+Each frame is ``varint(length) || frame``; a length of 0 is never sent (frames are never
+empty) and is refused. ``StreamDeframer`` takes chunks cut anywhere and returns whole
+frames; a length over ``max_frame_bytes`` raises DecodeError before any of the body is
+buffered, so a hostile peer cannot make us hold more than one frame.
+"""
+
+from __future__ import annotations
+
+from meshnode.codec.varint import MAX_VARINT_BYTES, decode_varint, encode_varint
+from meshnode.errors import DecodeError
+
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "StreamDeframer", "encode_stream_frame"]
+
+DEFAULT_MAX_FRAME_BYTES = 65536
+
+
+def encode_stream_frame(frame: bytes) -> bytes:
+    """Length-prefix one non-empty frame."""
+    if not frame:
+        raise ValueError("frames are never empty")
+    return encode_varint(len(frame)) + frame
+
+
+class StreamDeframer:
+    """Reassembles length-prefixed frames from arbitrary chunks."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+        self._need = 1  # bytes the buffer must hold before another frame can complete
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buf)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add bytes; return every frame now complete.
+
+        Raises:
+            DecodeError: a zero or oversized length, or a malformed length prefix.
+        """
+        self._buf += chunk
+        if len(self._buf) < self._need:
+            return []  # a large frame trickling in: do not re-parse it on every chunk
+        frames: list[bytes] = []
+        pos = 0
+        buf = bytes(self._buf)
+        while pos < len(buf):
+            try:
+                size, start = decode_varint(buf, pos)
+            except DecodeError:
+                if len(buf) - pos < MAX_VARINT_BYTES and buf[-1] & 0x80:
+                    self._need = len(buf) - pos + 1  # the length prefix itself is cut
+                    break
+                raise
+            if size == 0 or size > self.max_frame_bytes:
+                raise DecodeError(f"frame length {size} outside 1..{self.max_frame_bytes}")
+            if start + size > len(buf):
+                self._need = start + size - pos
+                break
+            frames.append(buf[start : start + size])
+            pos = start + size
+        else:
+            self._need = 1
+        del self._buf[:pos]
+        return frames

@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench ingest --json
 	$(BIN)/python -m meshnode.bench reopen --json
+	$(BIN)/python -m meshnode.bench replication --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from meshnode.cli_context import Progress, emit_json, feed_id_arg, format_bytes, open_node
 from meshnode.codec.bundle import decode_bundle, encode_bundle
 from meshnode.codec.message import ContentType
-from meshnode.errors import MeshnodeError
+from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.identity import format_feed_id
 from meshnode.node import Outcome
 from meshnode.types import Seq
@@ -31,8 +31,19 @@ __all__ = ["ImportTally", "add_bundle_commands"]
 IMPORT_BATCH = 1000
 
 
+# Why entries are "not wanted", for a user who imported a stranger's bundle.
+_UNWANTED_HINT = (
+    "  not wanted: feeds further than [policy] max_hops from yours, or blocked; "
+    "follow a feed to keep it"
+)
+
+
 class ExportError(MeshnodeError):
     """The export could not be made as asked."""
+
+
+class BundleError(MeshnodeError):
+    """A bundle file could not be read: damaged, not a bundle, or of another network."""
 
 
 def add_bundle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,7 +166,10 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     with open_node(ctx) as node:
         # Decode everything first: a damaged bundle is refused before anything is stored.
-        raws = list(decode_bundle(data, node.network_key))
+        try:
+            raws = list(decode_bundle(data, node.network_key))
+        except DecodeError as exc:
+            raise BundleError(f"{args.file}: {exc}") from exc
         tally = import_entries(node, raws, Progress("imported", len(raws), enabled=not ctx.quiet))
     if args.json:
         emit_json(tally.to_json())
@@ -164,6 +178,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
             f"added {tally.added}, already held {tally.held}, "
             f"not wanted {tally.unwanted}, rejected {tally.rejected}"
         )
+        if tally.unwanted:
+            print(_UNWANTED_HINT)
         for reason, n in tally.reasons.most_common():
             print(f"  rejected {n}: {reason}")
     return 0

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 from meshnode.cli_context import emit_json, feed_id_arg, now_ms, open_node
 from meshnode.codec.content import ContactAction, decode_contact
 from meshnode.codec.message import ContentType
-from meshnode.errors import DecodeError, MeshnodeError
+from meshnode.errors import DecodeError, MeshnodeError, StoreCorrupt
 from meshnode.identity import format_feed_id, format_msg_id
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from meshnode.cli_context import Context
     from meshnode.codec.message import Entry
     from meshnode.node import Node
@@ -40,10 +42,16 @@ class PostError(MeshnodeError):
     """A post could not be made (too long, or our own feed is unusable)."""
 
 
+class FeedError(MeshnodeError):
+    """Some entries of a feed could not be read."""
+
+
 def add_feed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register post, feed and the contact commands."""
     p = sub.add_parser("post", help="sign and append a text post to our feed")
-    p.add_argument("text", metavar="TEXT", help="the text, or - to post each line of stdin")
+    p.add_argument(
+        "text", metavar="TEXT", type=_post_text, help="the text, or - to post each line of stdin"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_post)
 
@@ -60,6 +68,17 @@ def add_feed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p.add_argument("target", metavar="ID", type=feed_id_arg, help="feed id @...ed25519")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=cmd_contact, action=action, verb=verb)
+
+
+def _post_text(text: str) -> str:
+    """argparse type for TEXT: not blank, and valid UTF-8 (argv may hold any bytes)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("nothing to post: TEXT is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("TEXT is not valid UTF-8") from None
+    return text
 
 
 def _non_negative(text: str) -> int:
@@ -110,14 +129,32 @@ def cmd_post(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdin_lines() -> Iterator[bytes]:
+    """Lines of stdin as bytes: posts are UTF-8 whatever the locale's encoding."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is not None:
+        return iter(binary)
+    return (line.encode("utf-8", "surrogateescape") for line in sys.stdin)
+
+
+def _post_line(node: Node, line: bytes) -> bool:
+    """Post one line of stdin; False for a blank line, which is skipped."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise PostError("not valid UTF-8") from None
+    if not text.strip():
+        return False
+    _post_one(node, text)
+    return True
+
+
 def _post_lines(node: Node) -> int:
     posted = 0
-    for number, line in enumerate(sys.stdin, 1):
-        text = line.rstrip("\r\n")
-        if not text.strip():
-            continue
+    for number, line in enumerate(_stdin_lines(), 1):
         try:
-            _post_one(node, text)
+            if not _post_line(node, line):
+                continue
         except PostError as exc:
             node.flush()
             raise PostError(f"stdin line {number}: {exc} ({posted} posted before it)") from exc
@@ -129,16 +166,34 @@ def _post_lines(node: Node) -> int:
 
 
 def cmd_feed(ctx: Context, args: argparse.Namespace) -> int:
-    """Print a feed's entries, oldest first."""
+    """Print a feed's entries, oldest first; damaged ones are skipped, then reported."""
     with open_node(ctx) as node:
         feed = args.feed if args.feed is not None else node.feed_id
-        if node.store.head(feed) is None:
+        head = node.store.head(feed)
+        if head is None:
             log.warning("nothing is held of feed %s", format_feed_id(feed))
-        for entry in node.iter_feed(feed, since=args.since, limit=args.limit):
-            if args.json:
-                emit_json(entry_json(entry))
-            else:
-                print(_entry_line(entry))
+            return 0
+        since, left, damaged = args.since, args.limit, []
+        while left is None or left > 0:
+            try:
+                for entry in node.iter_feed(feed, since=since, limit=left):
+                    if args.json:
+                        emit_json(entry_json(entry))
+                    else:
+                        print(_entry_line(entry))
+                    since, left = entry.seq, None if left is None else left - 1
+                break
+            except (StoreCorrupt, DecodeError) as exc:
+                # One damaged record must not hide the rest of the feed (`check` names it).
+                log.info("skipping a damaged entry: %s", exc)
+                since = max(since + 1, head.first)
+                damaged.append(since)
+    if damaged:
+        noun = "entry" if len(damaged) == 1 else "entries"
+        seqs = ", ".join(f"#{seq}" for seq in damaged)
+        raise FeedError(
+            f"skipped damaged {noun} {seqs} of {format_feed_id(feed)}; run meshnode check"
+        )
     return 0
 
 

@@ -23,6 +23,7 @@ import binascii
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -230,8 +231,12 @@ def load_identity(data_dir: Path) -> Identity:
         raise IdentityMissing(
             f"no identity in {data_dir} ({path} does not exist); run `meshnode init` first"
         ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # fdopen would refuse a directory with a bare "3: ..."
+        os.close(fd)
+        raise DataDirError(f"secret key {path} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        _check_secret_mode(path, os.fstat(f.fileno()).st_mode)
+        _check_secret_mode(path, mode)
         raw = f.read()
     try:
         document = json.loads(raw)

@@ -91,7 +91,7 @@ def lock_store(path: Path) -> int:
         if isinstance(exc, BlockingIOError):
             raise StoreLocked(
                 f"store {path} is in use by another meshnode process (pid {pid}); "
-                "stop it or use its control socket"
+                "stop it first: one process at a time may use a store"
             ) from None
         raise StoreError(f"cannot lock {lock}: {exc}") from exc
     # The pid is only for the message above; the flock is what excludes.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from meshnode.codec.message import ContentType, decode_entry
 from meshnode.errors import DecodeError
+from meshnode.identity import format_feed_id
 from meshnode.store._records import (
     HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -106,7 +107,10 @@ class Index:
         if gap < 0:
             return False
         if gap > 0:
-            log.error("entries %d..%d of a feed were lost to damage", fi.latest + 1, seq - 1)
+            log.error(
+                "entries %d..%d of %s were lost to damage; run meshnode check",
+                fi.latest + 1, seq - 1, format_feed_id(feed),
+            )  # fmt: skip
             fi.offsets.extend([MISSING] * gap)
             fi.sizes.extend([0] * gap)
             self.entries += gap

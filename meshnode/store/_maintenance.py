@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from meshnode.errors import DecodeError
 from meshnode.store._files import FileIo, write_all
 from meshnode.store._records import (
+    HEADER_BYTES,
     MISSING,
     Damage,
     Kind,
@@ -36,6 +37,8 @@ __all__ = ["LogProblem", "missing_entries", "reindex_segment", "verify_segment",
 log = logging.getLogger(__name__)
 
 _FLUSH_BYTES = 1 << 20
+# An entry's author and seq sit in its first 1 + 32 + 10 (largest varint) bytes.
+_KEY_BYTES_MAX = 43
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,10 +147,33 @@ def verify_segment(index: Index, number: int, fd: int, path: str) -> Iterator[Lo
         reason = f"{item.reason} ({item.end - item.pos} bytes unreadable)"
         hit = index.slots_between(pack_offset(number, item.pos), pack_offset(number, item.end))
         if not hit:
-            yield LogProblem(path=path, pos=item.pos, feed=None, seq=None, reason=reason)
+            feed, seq = _lost_entry(index, fd, item.pos) or (None, None)
+            yield LogProblem(path=path, pos=item.pos, feed=feed, seq=seq, reason=reason)
         for feed, seq, offset in hit:
             pos = segment_of(offset)[1]
             yield LogProblem(path=path, pos=pos, feed=feed, seq=seq, reason=reason)
+
+
+def _lost_entry(index: Index, fd: int, pos: int) -> tuple[FeedId, Seq] | None:
+    """The entry a damaged record at ``pos`` held, when its bytes name one the index lacks."""
+    # A rebuilt index has no slot for a lost first or latest entry of a feed, but the
+    # author and seq near the record's start usually survive a flipped byte. Trust them
+    # only for a held feed and a seq the index cannot otherwise account for.
+    head = os.pread(fd, HEADER_BYTES + _KEY_BYTES_MAX, pos)
+    if len(head) <= HEADER_BYTES or head[HEADER_BYTES - 1] != Kind.ENTRY:
+        return None
+    try:
+        feed, seq = entry_key(head[HEADER_BYTES:])
+    except DecodeError:
+        return None
+    fi = index.feeds.get(feed)
+    if fi is None or seq < 1:
+        return None
+    if seq > fi.latest or (seq < fi.first and fi.evict_off == MISSING):
+        return feed, seq
+    if fi.first <= seq and fi.offsets[seq - fi.first] == MISSING:
+        return feed, seq
+    return None
 
 
 def _bad_key(payload: bytes) -> bool:

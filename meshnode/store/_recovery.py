@@ -47,7 +47,7 @@ def recover(path: Path, epoch: bytes, io: FileIo, checkpoint_bytes: int) -> tupl
     (path / "index.bin.tmp").unlink(missing_ok=True)
     log_dir = path / "log"
     numbers = _segment_numbers(log_dir)
-    loaded = _load_checkpoint(path, epoch, numbers) if numbers else None
+    loaded, durable = _load_checkpoint(path, epoch, numbers) if numbers else (None, {})
     if loaded is None:
         index, start = Index(), (numbers[0] if numbers else 0, 0)
     else:
@@ -57,7 +57,8 @@ def recover(path: Path, epoch: bytes, io: FileIo, checkpoint_bytes: int) -> tupl
         if number >= start[0]:
             pos = start[1] if number == start[0] else 0
             last = number == numbers[-1]
-            scanned += _scan(io, index, segment_path(log_dir, number), number, pos, last=last)
+            kept = durable.get(number, 0)
+            scanned += _scan(io, index, segment_path(log_dir, number), number, pos, last, kept)
     if loaded is None:
         scanned = max(scanned, checkpoint_bytes)
     return index, scanned
@@ -74,11 +75,19 @@ def _segment_numbers(log_dir: Path) -> list[int]:
     return sorted(numbers)
 
 
-def _load_checkpoint(path: Path, epoch: bytes, numbers: list[int]) -> tuple[Index, Covered] | None:
+def _load_checkpoint(
+    path: Path, epoch: bytes, numbers: list[int]
+) -> tuple[tuple[Index, Covered] | None, dict[int, int]]:
+    """The checkpoint if it describes the log (else None), and the segment sizes it covered."""
+    # Any readable checkpoint of this store, stale or not, tells which bytes were fsynced
+    # before it was written: damage in them is never a torn write.
     checkpoint = path / "index.bin"
+    durable: dict[int, int] = {}
     try:
         with checkpoint.open("rb") as f:
             their_epoch, covered, index = decode_checkpoint(f)
+        if their_epoch == epoch:
+            durable = {**index.segments, covered.segment: covered.pos}
         problem = _stale(path / "log", their_epoch != epoch, covered, index, numbers)
     except FileNotFoundError:
         problem = "missing"
@@ -88,8 +97,8 @@ def _load_checkpoint(path: Path, epoch: bytes, numbers: list[int]) -> tuple[Inde
         log.warning(
             "index checkpoint %s is %s; rebuilding it from the whole log", checkpoint, problem
         )
-        return None
-    return index, covered
+        return None, durable
+    return (index, covered), durable
 
 
 def _stale(log_dir: Path, foreign: bool, covered: Covered, index: Index, numbers: list[int]) -> str:
@@ -109,24 +118,31 @@ def _stale(log_dir: Path, foreign: bool, covered: Covered, index: Index, numbers
     return ""
 
 
-def _scan(io: FileIo, index: Index, path: Path, number: int, start: int, *, last: bool) -> int:
+def _scan(
+    io: FileIo, index: Index, path: Path, number: int, start: int, last: bool, kept: int
+) -> int:
     """Apply the records of one segment from ``start``; cut a torn tail if ``last``."""
+    # The first ``kept`` bytes were durable once: a bad tail inside them is damage to keep
+    # for `check` to name, not a torn write (unless the segment has since lost bytes).
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
+        kept = kept if size >= kept else 0
         for item in scan_segment(fd, start, size):
             if isinstance(item, Record):
                 index.apply(number, item)
-            elif last and item.at_end:
-                io.truncate(fd, item.pos)
-                io.fsync(fd)
-                log.warning("cut %d torn bytes at the end of %s", size - item.pos, path)
-                size = item.pos
-            else:
+                continue
+            cut = max(item.pos, kept) if last and item.at_end else size
+            if item.pos < cut:
                 log.error(
                     "skipping %d damaged bytes at position %d of %s (%s); run meshnode check",
-                    item.end - item.pos, item.pos, path, item.reason,
+                    min(item.end, cut) - item.pos, item.pos, path, item.reason,
                 )  # fmt: skip
+            if cut < size:
+                io.truncate(fd, cut)
+                io.fsync(fd)
+                log.warning("cut %d torn bytes at the end of %s", size - cut, path)
+                size = cut
     finally:
         os.close(fd)
     index.segments[number] = size

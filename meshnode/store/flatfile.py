@@ -47,9 +47,10 @@ decode entries with decode_entry (structure only: signatures are not checked).
 
 Damage. A bad record (impossible length or kind, cut short, checksum mismatch) ends where
 the next plausible header whose checksum holds begins. In the last segment, a bad record
-with nothing valid after it is a torn tail: open cuts it and logs how many bytes. A bad
-record with valid records after it is skipped and logged, never cut; ``get`` raises
-StoreCorrupt for the entry it held and ``verify_log`` names it.
+with nothing valid after it is a torn tail: open cuts it and logs how many bytes, except
+for bytes that an index.bin of this store (even a stale one) covered, which were fsynced
+and so are damage, not a torn write. Damage is skipped and logged, never cut; ``get``
+raises StoreCorrupt for the entry it held and ``verify_log`` names it.
 
 Durability. ``append`` hands each record to the OS with write(2) on an O_APPEND
 descriptor before it returns (no user-space buffer), so ``kill -9`` loses nothing

@@ -21,6 +21,7 @@ from meshnode.codec.content import Contact, ContactAction, encode_contact
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.datadir import secret_path
 from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id, network_tag
+from meshnode.store.flatfile import FileStore
 from meshnode.types import Seq
 from tests.fakes import TS_MS, identity, make_chain
 
@@ -205,6 +206,32 @@ def test_post_over_the_content_limit_is_a_clear_error(cli: Cli) -> None:
     assert [e["text"] for e in cli("feed", "--json").json_lines()] == ["fine"]
 
 
+def test_blank_post_is_a_usage_error(cli: Cli) -> None:
+    cli("init")
+    for text in ("", "   "):
+        result = cli("post", text)
+        assert result.code == 2
+        assert "nothing to post" in result.err
+    assert cli("feed", "--json").out == ""
+
+
+def test_post_of_bytes_that_are_not_utf8_is_a_clear_error(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("init")
+    argv_text = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over argv
+    result = cli("post", argv_text)
+    assert result.code == 2
+    assert "TEXT is not valid UTF-8" in result.err
+    # A strict stdin (PYTHONIOENCODING=utf-8) used to raise from the loop: a traceback.
+    strict = io.TextIOWrapper(io.BytesIO(b"caf\xc3\xa9\nbad \xff\nnever\n"), "utf-8", "strict")
+    monkeypatch.setattr(sys, "stdin", strict)
+    bulk = cli("post", "-")
+    assert bulk.code == 1
+    assert _one_error_line(bulk).endswith("stdin line 2: not valid UTF-8 (1 posted before it)")
+    assert [e["text"] for e in cli("feed", "--json").json_lines()] == ["caf\u00e9"]
+
+
 def test_contact_commands_publish_contact_entries(cli: Cli) -> None:
     cli("init")
     for command in ("follow", "unfollow", "block", "unblock"):
@@ -290,6 +317,49 @@ def test_check_json_shape_and_exit_code(cli: Cli, home: Path) -> None:
     assert body["ok"] is False
     assert [(p["seq"], set(p)) for p in body["problems"]] == [(2, {"feed", "seq", "reason"})]
     assert cli("check").code == 1
+
+
+@pytest.mark.parametrize("which", [1, 3], ids=["first", "latest"])
+def test_check_names_a_damaged_first_or_latest_entry(cli: Cli, home: Path, which: int) -> None:
+    # In a small store the flip lands in the checkpoint's tail checksum, so the index is
+    # rebuilt and has no slot for the entry: check used to pass, and open cut the latest.
+    cli("init")
+    for n in range(1, 4):
+        cli("post", f"note {n:02d}")
+    segment = sorted((home / "data" / "store" / "log").glob("*.seg"))[0]
+    blob = bytearray(segment.read_bytes())
+    blob[blob.find(f"note {which:02d}".encode()) + 2] ^= 0x01
+    segment.write_bytes(bytes(blob))
+    damaged = cli("check", "--json")
+    assert damaged.code == 1
+    body = damaged.json()
+    assert body["ok"] is False
+    assert [(p["feed"], p["seq"]) for p in body["problems"]] == [(_my_id(cli), which)]
+    assert "checksum mismatch" in body["problems"][0]["reason"]
+    assert f"#{which}: checksum mismatch" in cli("check").out
+
+
+def test_feed_skips_a_damaged_entry_shows_the_rest_and_exits_1(cli: Cli, home: Path) -> None:
+    cli("init")
+    cli("post", "-", stdin="".join(f"note {n:02d}\n" for n in range(1, 6)))
+    segment = sorted((home / "data" / "store" / "log").glob("*.seg"))[0]
+    blob = bytearray(segment.read_bytes())
+    blob[blob.find(b"note 02") + 2] ^= 0x01
+    segment.write_bytes(bytes(blob))
+    result = cli("-q", "feed", "--json")
+    assert result.code == 1
+    assert [e["seq"] for e in result.json_lines()] == [1, 3, 4, 5]
+    assert result.err.splitlines()[-1].startswith("meshnode: error: skipped damaged entry #2 of @")
+    page = cli("-q", "feed", "--since", "1", "--limit", "2", "--json")
+    assert [e["seq"] for e in page.json_lines()] == [3, 4]
+
+
+def test_a_second_process_on_the_store_is_told_to_stop_the_first(cli: Cli, home: Path) -> None:
+    cli("init")
+    with FileStore(home / "data" / "store"):
+        line = _one_error_line(cli("status"))
+    assert "in use by another meshnode process" in line
+    assert "control socket" not in line  # there is none to use
 
 
 def _follows(author: Identity, target: Identity) -> bytes:
@@ -422,6 +492,7 @@ def test_import_without_follow_counts_unwanted(cli: Cli, home: Path) -> None:
     assert result.code == 0
     assert "added 0" in result.out
     assert "not wanted 4" in result.out
+    assert "follow a feed to keep it" in result.out
 
 
 def test_import_retries_feeds_that_a_later_follow_makes_wanted(cli: Cli, home: Path) -> None:
@@ -469,7 +540,9 @@ def test_import_of_garbage_and_of_a_missing_file(cli: Cli, home: Path) -> None:
     cli("init")
     junk = home / "junk.bundle"
     junk.write_bytes(b"definitely not a bundle")
-    assert "not a meshnode bundle" in _one_error_line(cli("import", str(junk)))
+    assert _one_error_line(cli("import", str(junk))).endswith(
+        f"{junk}: not a meshnode bundle (bad magic)"
+    )
     missing = cli("import", str(home / "absent.bundle"))
     assert missing.code == 1
     assert "No such file" in _one_error_line(missing)

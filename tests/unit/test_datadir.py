@@ -209,3 +209,9 @@ def test_malformed_network_file_is_a_clear_error(tmp_path: Path) -> None:
     network_path(tmp_path).write_text("abcd\n")
     with pytest.raises(DataDirError, match=r"network key .* is malformed"):
         load_network_key(tmp_path)
+
+
+def test_secret_that_is_not_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    secret_path(tmp_path).mkdir(mode=0o700)
+    with pytest.raises(DataDirError, match=r"secret key .*/secret is not a regular file"):
+        load_identity(tmp_path)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from meshnode.errors import ConfigError, StoreCorrupt, StoreError, StoreFull, StoreLocked
+from meshnode.identity import format_feed_id
 from meshnode.store.base import ForkRecord
 from meshnode.store.flatfile import FileIo, FileStore, StoreConfig
 from meshnode.types import FeedId, PeerId, Seq
@@ -241,7 +242,7 @@ def test_garbage_at_the_end_is_cut(tmp_path: Path, junk: bytes) -> None:
 @pytest.mark.parametrize("where", ["content", "length"])
 @pytest.mark.parametrize("checkpoint", [True, False], ids=["checkpoint", "rebuild"])
 def test_damage_in_the_middle_is_named_and_not_cut(
-    tmp_path: Path, where: str, checkpoint: bool
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str, checkpoint: bool
 ) -> None:
     entries = chain(1)
     with FileStore(tmp_path) as store:
@@ -255,6 +256,8 @@ def test_damage_in_the_middle_is_named_and_not_cut(
     with FileStore(tmp_path) as store:
         with pytest.raises(StoreCorrupt, match=r"entry 6 of @"):
             store.get(_feed(1), Seq(6))
+        if not checkpoint:  # the rebuild sees the gap, and says whose entries it lost
+            assert f"entries 6..6 of {format_feed_id(_feed(1))} were lost" in caplog.text
         for entry in entries[:5] + entries[6:]:
             assert store.get(_feed(1), entry.seq) == entry.raw
         assert store.get(_feed(3), Seq(12)) == chain(3)[-1].raw
@@ -263,6 +266,50 @@ def test_damage_in_the_middle_is_named_and_not_cut(
         assert problems
         assert {(p.feed, p.seq) for p in problems} - {(None, None)} == {(_feed(1), Seq(6))}
     assert segment.stat().st_size >= size
+
+
+@pytest.mark.parametrize("which", [0, -1], ids=["first", "latest"])
+def test_damage_to_a_feeds_first_or_latest_entry_is_kept_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, which: int
+) -> None:
+    # The checkpoint's tail checksum sees the flip, so the index is rebuilt; it then has
+    # no slot for the lost entry. Bytes an index.bin covered were fsynced: not a torn tail.
+    entries = chain(1)
+    with FileStore(tmp_path) as store:
+        for entry in entries:
+            store.append(entry)
+    segment = _segments(tmp_path)[0]
+    size = segment.stat().st_size
+    _flip(segment, segment.read_bytes().find(entries[which].raw) + 80)
+    with FileStore(tmp_path) as store:
+        held = (2, 12) if which == 0 else (1, 11)
+        assert store.ranges() == {_feed(1): held}
+        assert [(p.feed, p.seq) for p in store.verify_log()] == [(_feed(1), entries[which].seq)]
+    assert "torn" not in caplog.text
+    assert "skipping" in caplog.text
+    assert segment.stat().st_size == size
+
+
+def test_torn_tail_after_a_damaged_checkpointed_record_is_cut_only_to_the_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = chain(1)
+    with FileStore(tmp_path) as store:
+        for entry in entries[:-1]:
+            store.append(entry)
+    index = (tmp_path / "index.bin").read_bytes()
+    segment = _segments(tmp_path)[0]
+    covered = segment.stat().st_size
+    with FileStore(tmp_path) as store:
+        store.append(entries[-1])
+    (tmp_path / "index.bin").write_bytes(index)  # the crash came before a new checkpoint
+    segment.write_bytes(segment.read_bytes()[:-30])  # ... and tore the last write
+    _flip(segment, segment.read_bytes().find(entries[-2].raw) + 80)
+    with FileStore(tmp_path) as store:
+        assert store.ranges() == {_feed(1): (1, 10)}
+        assert [(p.feed, p.seq) for p in store.verify_log()] == [(_feed(1), Seq(11))]
+    assert segment.stat().st_size == covered
+    assert f"cut {len(entries[-1].raw) + 9 - 30} torn bytes" in caplog.text
 
 
 def test_verify_log_of_a_sound_store_is_empty(tmp_path: Path) -> None:
@@ -277,9 +324,10 @@ def test_verify_log_of_a_sound_store_is_empty(tmp_path: Path) -> None:
 def test_second_store_on_the_same_directory_is_refused(tmp_path: Path) -> None:
     with FileStore(tmp_path):
         with pytest.raises(
-            StoreLocked, match=f"in use by another meshnode process .pid {os.getpid()}"
-        ):
+            StoreLocked, match=rf"in use by another meshnode process .pid {os.getpid()}\); stop it"
+        ) as refused:
             FileStore(tmp_path)
+        assert "control socket" not in str(refused.value)  # there is none (yet)
         code = f"from meshnode.store.flatfile import FileStore; FileStore({str(tmp_path)!r})"
         child = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=CHILD_ENV, check=False

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meshnode.cli_context import emit_json, feed_id_arg, now_ms, open_node
-from meshnode.codec.content import ContactAction, decode_contact
+from meshnode.codec.content import Contact, ContactAction, decode_contact
 from meshnode.codec.message import ContentType
 from meshnode.errors import DecodeError, MeshnodeError, StoreCorrupt
 from meshnode.identity import format_feed_id, format_msg_id
@@ -254,10 +254,18 @@ def cmd_contact(ctx: Context, args: argparse.Namespace) -> int:
     with open_node(ctx) as node:
         if args.target == node.feed_id:
             raise PostError(f"{format_feed_id(args.target)} is this node's own feed")
+        contact = Contact(action=args.action, target=args.target)
+        if not node.policy.graph.would_change(node.feed_id, contact):
+            # Restating a follow or block would only grow the feed: say so and stop.
+            if args.json:
+                emit_json({"changed": False, "target": format_feed_id(args.target)})
+            else:
+                print(f"nothing to do: already {args.verb} {format_feed_id(args.target)}")
+            return 0
         entry = node.set_contact(args.action, args.target, timestamp_ms=now_ms())
         node.flush()
     if args.json:
-        emit_json(_entry_ref(entry))
+        emit_json({"changed": True, **_entry_ref(entry)})
     else:
         print(f"{args.verb} {format_feed_id(args.target)} (#{entry.seq})")
     return 0

@@ -69,6 +69,19 @@ class SocialGraph:
             blocks.discard(contact.target)
         return before != (contact.target in follows, contact.target in blocks)
 
+    def would_change(self, author: FeedId, contact: Contact) -> bool:
+        """False when ``contact`` from ``author`` would restate what the graph already says."""
+        follows = contact.target in self.follows.get(author, ())
+        blocks = contact.target in self.blocks.get(author, ())
+        action = contact.action
+        if action == ContactAction.FOLLOW:
+            return not follows or blocks
+        if action == ContactAction.UNFOLLOW:
+            return follows
+        if action == ContactAction.BLOCK:
+            return not blocks
+        return blocks
+
     def distances(self, me: FeedId, max_hops: int) -> dict[FeedId, int]:
         """Breadth-first hop count from ``me``, skipping feeds ``me`` blocks."""
         blocked = self.blocks.get(me, set())

@@ -640,3 +640,17 @@ def test_subprocess_bad_config_exits_78_without_traceback(home: Path) -> None:
     assert result.stderr.strip() == (
         f"meshnode: error: bad config: {path}: policy.max_hops: must be an integer <= 6, got 99"
     )
+
+
+def test_restating_a_contact_publishes_nothing(cli: Cli) -> None:
+    assert cli("init").code == 0
+    assert cli("follow", ALICE_ID).code == 0
+    again = cli("follow", ALICE_ID, "--json")
+    assert again.code == 0
+    assert again.json() == {"changed": False, "target": ALICE_ID}
+    assert "nothing to do" in cli("follow", ALICE_ID).out
+    assert cli("unblock", ALICE_ID).code == 0  # not blocked: nothing to say either
+    entries = cli("feed", "--json").out.splitlines()
+    assert len(entries) == 1
+    assert cli("block", ALICE_ID).code == 0
+    assert len(cli("feed", "--json").out.splitlines()) == 2

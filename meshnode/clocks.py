@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _LAZY, _FIRST, _WANT = 1, 2, 4
+_MAX_SEQ = (1 << 53) - 1
 _MEMORY_VERSION = 1
 
 
@@ -100,6 +101,8 @@ def decode_note(buf: bytes, pos: int) -> tuple[Note, int]:
             raise DecodeError("note: first seq must be >= 1")
     if value & _WANT:
         want, pos = decode_varint(buf, pos)
+    if value >> 3 > _MAX_SEQ or first > _MAX_SEQ or want > _MAX_SEQ:
+        raise DecodeError("note: seq out of range (2**53)")
     return Note(value >> 3, bool(value & _LAZY), first, want if value & _WANT else -1), pos
 
 

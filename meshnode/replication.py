@@ -40,6 +40,7 @@ from meshnode.clocks import (
 )
 from meshnode.codec.frame import (
     EPOCH_BYTES,
+    MAX_INDEX,
     PROTOCOL_VERSION,
     FrameType,
     Hello,
@@ -782,9 +783,11 @@ class Replicator:
 
     def _on_want_key(self, s: _Session, frame: bytes) -> None:
         table = s.memory.my_table
-        pairs = [(i, bytes(table[i])) for i in decode_indexes(frame) if i < len(table)]
-        if pairs:
-            self._emit(s, encode_define_key(pairs))
+        wanted = sorted({i for i in decode_indexes(frame) if i < len(table)})
+        pairs = [(i, bytes(table[i])) for i in wanted]
+        per = max(1, (s.link.mtu_bytes - 1) // 37)  # index varint (<= 5) + key (32)
+        for i in range(0, len(pairs), per):
+            self._emit(s, encode_define_key(pairs[i : i + per]))
 
     def _on_notes(self, s: _Session, frame: bytes) -> None:
         pos = 1
@@ -797,6 +800,8 @@ class Replicator:
 
     def _on_run(self, s: _Session, frame: bytes) -> None:
         index, pos = decode_varint(frame, 1)
+        if index + len(frame) > MAX_INDEX:
+            raise DecodeError("RUN indexes exceed 32 bits")
         wants = self.host.replicated()
         while pos < len(frame):
             note, pos = decode_note(frame, pos)

@@ -44,6 +44,8 @@ ENTRY (0x06)::
 
 WANT_KEY (0x07): repeated ``index varint`` of the receiver's table: "define these by key".
 
+Indexes are below 2**32 and seqs and counts below 2**53; larger values are DecodeError.
+
 Budget: a note on a reconnect is 2-4 bytes (ref and latest seq usually under 64).
 Any layout change bumps PROTOCOL_VERSION and the vectors in tests/vectors/.
 """
@@ -58,6 +60,7 @@ from meshnode.errors import DecodeError
 
 __all__ = [
     "EPOCH_BYTES",
+    "MAX_INDEX",
     "PROTOCOL_VERSION",
     "FrameType",
     "Hello",
@@ -77,6 +80,8 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 EPOCH_BYTES = 8
+MAX_INDEX = (1 << 32) - 1  # table indexes; larger ones are a peer's error, not a feed
+_MAX_COUNT = 1 << 53  # entry counts and seqs: derived values must still fit 64 bits
 _TAG_LIMIT = 1 << 32
 
 
@@ -142,6 +147,8 @@ def decode_hello(frame: bytes) -> Hello:
     received, after = decode_varint(frame, end + 1)
     if after != len(frame):
         raise DecodeError("HELLO has trailing bytes")
+    if received >= _MAX_COUNT:
+        raise DecodeError("HELLO received count is implausible")
     return Hello(
         version=version,
         epoch=frame[pos : pos + EPOCH_BYTES],
@@ -180,6 +187,8 @@ def decode_define(frame: bytes) -> tuple[int, list[int]]:
             raise DecodeError("DEFINE tag exceeds 32 bits")
         tags.append(tag)
         previous = tag
+    if start + len(tags) > MAX_INDEX:
+        raise DecodeError("DEFINE indexes exceed 32 bits")
     return start, tags
 
 
@@ -198,6 +207,8 @@ def decode_define_key(frame: bytes) -> list[tuple[int, bytes]]:
     pos = 1
     while pos < len(frame):
         index, pos = decode_varint(frame, pos)
+        if index > MAX_INDEX:
+            raise DecodeError("DEFINE_KEY index exceeds 32 bits")
         if pos + 32 > len(frame):
             raise DecodeError("DEFINE_KEY truncated")
         pairs.append((index, frame[pos : pos + 32]))
@@ -220,6 +231,8 @@ def decode_indexes(frame: bytes) -> list[int]:
     pos = 1
     while pos < len(frame):
         index, pos = decode_varint(frame, pos)
+        if index > MAX_INDEX:
+            raise DecodeError("index exceeds 32 bits")
         out.append(index)
     return out
 
@@ -241,6 +254,6 @@ def decode_entry_frame(frame: bytes) -> tuple[int | None, int, bytes]:
     if ref == 0:
         return None, 0, frame[pos:]
     seq, pos = decode_varint(frame, pos)
-    if seq < 1:
-        raise DecodeError("ENTRY seq must be >= 1")
+    if not 1 <= seq < _MAX_COUNT or ref - 1 > 2 * MAX_INDEX + 1:
+        raise DecodeError("ENTRY seq or feed reference out of range")
     return ref - 1, seq, frame[pos:]

@@ -47,6 +47,7 @@ from meshnode.types import FeedId, MsgId, Seq
 __all__ = [
     "DEFAULT_MAX_CONTENT_BYTES",
     "FORMAT_VERSION",
+    "MAX_SEQ",
     "ContentType",
     "Entry",
     "create_entry",
@@ -59,6 +60,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_CONTENT_BYTES = 8192
+MAX_SEQ = (1 << 53) - 1  # bounds every seq on the wire, so derived values fit 64 bits
 
 _VERSION_BITS = FORMAT_VERSION << 4
 _LZ4 = 0x01
@@ -128,8 +130,8 @@ def create_entry(
     Raises:
         ValueError: seq/previous disagree, or the content is over ``max_content_bytes``.
     """
-    if seq < 1 or (seq == 1) != (previous is None):
-        raise ValueError("seq 1 has no previous; every later seq needs one")
+    if not 1 <= seq <= MAX_SEQ or (seq == 1) != (previous is None):
+        raise ValueError("seq 1 has no previous; every later seq needs one (seq < 2**53)")
     if previous is not None and len(previous) != KEY_BYTES:
         raise ValueError("previous must be a 32-byte id")
     if len(content) > max_content_bytes:
@@ -172,8 +174,8 @@ def decode_entry(raw: bytes, *, max_content_bytes: int = DEFAULT_MAX_CONTENT_BYT
         pos = 2 + KEY_BYTES
     else:
         seq, pos = decode_varint(raw, 1 + KEY_BYTES)
-    if seq < 1:
-        raise DecodeError("seq must be >= 1")
+    if not 1 <= seq <= MAX_SEQ:
+        raise DecodeError(f"seq {seq} outside 1..2**53-1")
     previous: MsgId | None = None
     if seq > 1:
         previous = MsgId(raw[pos : pos + KEY_BYTES])

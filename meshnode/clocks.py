@@ -26,6 +26,7 @@ Peer memory (kept in the store between sessions, for request skipping)::
     count varint | count x (key 32 bytes | varint)           highest seq pushed, plus 1
     received varint | pushed varint                          entry counts both ways
     count varint | count x (index varint | tag varint)       their tags we could not match
+    sessions varint                                          sessions held with this peer
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class PeerMemory:
     received: int = 0
     pushed_count: int = 0
     unknown: dict[int, int] = field(default_factory=dict)
+    sessions: int = 0
 
 
 def encode_peer_memory(memory: PeerMemory) -> bytes:
@@ -141,6 +143,7 @@ def encode_peer_memory(memory: PeerMemory) -> bytes:
     out.append(encode_varint(memory.received) + encode_varint(memory.pushed_count))
     out.append(encode_varint(len(memory.unknown)))
     out.extend(encode_varint(i) + encode_varint(t) for i, t in memory.unknown.items())
+    out.append(encode_varint(memory.sessions))
     return b"".join(out)
 
 
@@ -178,6 +181,7 @@ def decode_peer_memory(data: bytes) -> PeerMemory:
     for _ in range(count):
         index, pos = decode_varint(data, pos)
         memory.unknown[index], pos = decode_varint(data, pos)
+    memory.sessions, pos = decode_varint(data, pos)
     if pos != len(data):
         raise DecodeError("peer memory: trailing bytes")
     return memory

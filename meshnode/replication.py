@@ -165,6 +165,7 @@ class _Session:
     hello_acked: bool = False
     hello_at: float = 0.0
     delta: bool = False
+    sessions_seen: int = 0  # memory.sessions as loaded, before this session counted
     full_sent: bool = False
     my_index: dict[FeedId, int] = field(default_factory=dict)
     their_index: dict[FeedId, int] = field(default_factory=dict)
@@ -218,6 +219,8 @@ class Replicator:
             leader=self.host.feed_id < peer,
             reliable=link.reliable,
         )
+        s.sessions_seen = memory.sessions
+        memory.sessions += 1
         s.my_index = {f: i for i, f in enumerate(memory.my_table)}
         s.their_index = {f: i for i, f in memory.their_table.items()}
         self.sessions[peer] = s
@@ -337,6 +340,7 @@ class Replicator:
             got_yours=s.got_hello,
             ack_wanted=not s.reliable and not s.hello_acked,
             received=s.memory.received,
+            sessions=s.sessions_seen,
         )
         self._emit(s, encode_hello(hello))
 
@@ -436,6 +440,9 @@ class Replicator:
                 s.notes[feed] = True
         self._flush_notes(s, urgent_only=True)
         for feed, remote in s.memory.remote.items():
+            ahead = remote.latest > self.host.store.latest_seq(feed)
+            if remote.replicating and feed in wants and ahead:
+                self._behind(s, feed)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
                 s.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
                 self._schedule_push(s, feed, s.assumed[feed] + 1)
@@ -559,7 +566,7 @@ class Replicator:
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
         """An entry was stored (ours, imported, or from ``source``): pass it on."""
         for s in self.sessions.values():
-            if s.peer == source or not (s.got_hello or s.delta):
+            if s.peer == source:
                 continue
             remote = s.memory.remote.get(feed)
             if remote is None or not remote.replicating:
@@ -582,7 +589,7 @@ class Replicator:
             s.tags_in = None
             self._resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
-                if feed not in s.memory.sent:
+                if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
                     self._adopt_upstream(s, feed)
                     s.notes[feed] = True
             for feed in list(s.memory.sent):
@@ -692,7 +699,11 @@ class Replicator:
             return
         s.got_hello = True
         memory = s.memory
-        trusted = memory.epoch == hello.epoch and hello.seen_epoch == self.epoch
+        trusted = (
+            memory.epoch == hello.epoch
+            and hello.seen_epoch == self.epoch
+            and hello.sessions == s.sessions_seen
+        )
         if not trusted and not s.delta:
             memory.epoch = hello.epoch  # a first meeting: the full clock is already on its way
         elif not trusted:
@@ -713,9 +724,15 @@ class Replicator:
 
     def _forget(self, s: _Session, epoch: bytes) -> None:
         """The peer (or we) lost state: start the relationship afresh."""
-        s.memory = PeerMemory(epoch=epoch)
+        # One session counted, as on a side that met us with no memory at all.
+        s.memory = PeerMemory(epoch=epoch, sessions=1)
+        s.sessions_seen = 0
         s.my_index.clear()
+        s.their_index.clear()
         s.tags_in = None
+        s.heard.clear()
+        s.asked.clear()
+        s.wanted_keys.clear()
         s.assumed.clear()
         s.push.clear()
         s.notes.clear()
@@ -913,7 +930,8 @@ class Replicator:
             if result.reason.startswith("gap"):
                 self._ask_resend(s, entry.author)
             return
-        if ref is not None and s.strikes < self.config.max_strikes:
+        # On a lossy link a frame of an earlier session may still arrive: never fatal there.
+        if ref is not None and (not s.reliable or s.strikes < self.config.max_strikes):
             # A short form rebuilt under a mistaken tag match fails its signature: ask
             # for the key instead of blaming the peer, a few times at most.
             s.strikes += 1

@@ -17,6 +17,8 @@ HELLO (0x01)::
                          (lossy links only)
     received    varint   entries the sender has received from the receiver, ever (with
                          this epoch pair): lets the receiver trust what it pushed
+    sessions    varint   sessions the sender remembers with the receiver; unequal counts
+                         mean one side lost memory it never saved (a crash): start afresh
 
 DEFINE (0x02): assigns consecutive indexes from ``start`` to feeds named by tags::
 
@@ -107,6 +109,7 @@ class Hello:
     got_yours: bool
     received: int
     ack_wanted: bool = False
+    sessions: int = 0
 
 
 def make_ref(index: int, theirs: bool) -> int:
@@ -128,6 +131,7 @@ def encode_hello(hello: Hello) -> bytes:
         + hello.seen_epoch
         + bytes((int(hello.got_yours) | int(hello.ack_wanted) << 1,))
         + encode_varint(hello.received)
+        + encode_varint(hello.sessions)
     )
 
 
@@ -144,17 +148,19 @@ def decode_hello(frame: bytes) -> Hello:
     flags = frame[end]
     if flags > 3:
         raise DecodeError("HELLO has unknown flags")
-    received, after = decode_varint(frame, end + 1)
+    received, counted = decode_varint(frame, end + 1)
+    sessions, after = decode_varint(frame, counted)
     if after != len(frame):
         raise DecodeError("HELLO has trailing bytes")
-    if received >= _MAX_COUNT:
-        raise DecodeError("HELLO received count is implausible")
+    if received >= _MAX_COUNT or sessions >= _MAX_COUNT:
+        raise DecodeError("HELLO counts are implausible")
     return Hello(
         version=version,
         epoch=frame[pos : pos + EPOCH_BYTES],
         seen_epoch=frame[pos + EPOCH_BYTES : end],
         got_yours=bool(flags & 1),
         ack_wanted=bool(flags & 2),
+        sessions=sessions,
         received=received,
     )
 

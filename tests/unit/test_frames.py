@@ -41,7 +41,12 @@ V = json.loads((Path(__file__).parent.parent / "vectors" / "frames.json").read_t
 def test_hello_vectors() -> None:
     hello = decode_hello(bytes.fromhex(V["hello"]))
     assert hello == Hello(
-        version=1, epoch=bytes(range(8)), seen_epoch=bytes(8), got_yours=True, received=300
+        version=1,
+        epoch=bytes(range(8)),
+        seen_epoch=bytes(8),
+        got_yours=True,
+        received=300,
+        sessions=5,
     )
     assert encode_hello(hello).hex() == V["hello"]
     lossy = decode_hello(bytes.fromhex(V["hello_lossy"]))

@@ -82,6 +82,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _NO_EPOCH = bytes(EPOCH_BYTES)
+_EARLY_RESYNCS = 3
+_MAX_RESYNC_BACKOFF = 16
 _MAX_WANTED_KEYS = 10_000  # a peer naming endless unknown indexes gets no more answers
 
 
@@ -181,6 +183,9 @@ class _Session:
     notes_at: float | None = None
     resync_at: float | None = None
     in_flight: int = 0
+    resyncs: int = 0
+    resync_backoff: int = 1
+    want_keys: list[int] = field(default_factory=list)  # batched into one WANT_KEY frame
     strikes: int = 0
     closed: bool = False
 
@@ -506,17 +511,25 @@ class Replicator:
 
     def _resync(self, s: _Session) -> None:
         """Lossy links: restate what the peer may have missed."""
-        s.resync_at = self.now + self.config.resync_s
         if not s.hello_acked:
+            s.resync_at = self.now + self.config.resync_s
             return
+        s.resyncs += 1
+        early = s.resyncs <= _EARLY_RESYNCS  # the opening clocks may have been lost
+        restated = 0
         for feed in self.host.replicated():
             remote = s.memory.remote.get(feed)
             latest = self.host.store.latest_seq(feed)
-            if remote is None or remote.latest != latest or feed not in s.heard:
+            unheard = feed not in s.heard and early
+            if remote is None or remote.latest != latest or unheard:
                 s.memory.sent.pop(feed, None)  # say it again: the last note may be lost
                 s.notes[feed] = True
+                restated += 1
             if remote is not None and not remote.lazy and remote.latest < latest:
                 self._schedule_push(s, feed, remote.latest + 1, force=True)
+        # Quiet links back off (as Trickle does), so an idle radio stays idle.
+        s.resync_backoff = 1 if restated else min(s.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
+        s.resync_at = self.now + self.config.resync_s * s.resync_backoff
 
     # -- pushing ------------------------------------------------------------------------
 
@@ -581,6 +594,9 @@ class Replicator:
         stall = self.stalls.get(feed)
         if stall is not None and self._peer_latest(stall[1], feed) <= seq:
             del self.stalls[feed]
+        elif stall is not None and source is not None and source == self.upstream.get(feed):
+            # The upstream is delivering, only slowly: give it a full timeout again.
+            self.stalls[feed] = (self.now + self.config.stall_timeout_s, stall[1])
 
     def policy_changed(self) -> None:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
@@ -686,6 +702,11 @@ class Replicator:
                 self._handlers[kind](self, s, frame)
         except DecodeError as exc:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
+            return
+        per = max(1, (s.link.mtu_bytes - 1) // 5)  # an index varint is at most 5 bytes
+        for i in range(0, len(s.want_keys), per):
+            self._emit(s, encode_indexes(FrameType.WANT_KEY, s.want_keys[i : i + per]))
+        s.want_keys = []
 
     def _on_hello(self, s: _Session, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:
@@ -753,7 +774,7 @@ class Replicator:
                 retry_at is not None and retry_at <= self.now
             ):
                 s.wanted_keys[index] = self.now + self.config.hello_retry_s
-                self._emit(s, encode_indexes(FrameType.WANT_KEY, [index]))
+                s.want_keys.append(index)
         return feed
 
     def _on_define(self, s: _Session, frame: bytes) -> None:
@@ -820,15 +841,21 @@ class Replicator:
         if index + len(frame) > MAX_INDEX:
             raise DecodeError("RUN indexes exceed 32 bits")
         wants = self.host.replicated()
+        declined: list[bytes] = []
         while pos < len(frame):
             note, pos = decode_note(frame, pos)
             feed = self._feed_of(s, make_ref(index, False))
+            unwanted = feed not in wants if feed is not None else index in s.memory.unknown
+            if not s.leader and unwanted and note.replicating:
+                # Silence would mean "same seq, push to me": decline feeds we do not keep.
+                declined.append(encode_varint(make_ref(index, True)) + encode_note(NOT_REPLICATING))
             index += 1
             if feed is None:
                 continue
             self._on_note(s, feed, note)
             if not s.leader and feed in wants:
                 self._answer_leader(s, feed, note, wants)
+        self._emit_notes(s, declined)
 
     def _answer_leader(
         self, s: _Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]

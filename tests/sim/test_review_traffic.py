@@ -21,7 +21,6 @@ def everyone_follows(mesh: Mesh) -> None:
                 mesh.follow(i, j)
 
 
-@pytest.mark.xfail(strict=True, reason="silence after a full clock is taken as 'eager' for feeds")
 def test_leader_does_not_push_feeds_the_follower_does_not_replicate() -> None:
     # The follower knows nothing of the author's feed, so its tag stays unmatched and the
     # follower says nothing; the leader reads that silence as "same seq, push to me", and
@@ -41,7 +40,6 @@ def test_leader_does_not_push_feeds_the_follower_does_not_replicate() -> None:
     assert mesh.traffic().entries - before <= 10 + 1  # 20 today: every one goes on to 1
 
 
-@pytest.mark.xfail(strict=True, reason="_resync restates every feed the peer was silent on")
 def test_idle_unreliable_link_does_not_restate_every_feed() -> None:
     mesh = Mesh(2, seed=5)
     chains = _author_entries(100, 5)
@@ -99,7 +97,6 @@ def test_full_node_gets_the_whole_feed_after_meeting_a_capped_peer() -> None:
     assert mesh.node(3).store.ranges()[mesh.feed(0)] == (1, 20)  # (16, 20) for good today
 
 
-@pytest.mark.xfail(strict=True, reason="the stall timer ignores progress from the upstream")
 def test_slow_but_working_upstream_is_not_replaced_mid_transfer() -> None:
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=41)
@@ -151,7 +148,6 @@ def test_peer_with_entries_the_upstream_lacks_serves_within_two_round_trips() ->
     assert mesh.now - start < 2 * 0.1 + 0.1
 
 
-@pytest.mark.xfail(strict=True, reason="_feed_of sends one WANT_KEY frame per unknown index")
 def test_want_key_requests_are_batched_into_one_frame() -> None:
     # A RUN whose DEFINE was lost names 50 indexes the receiver cannot resolve.
     mesh = Mesh(2, seed=1)

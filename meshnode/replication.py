@@ -597,6 +597,21 @@ class Replicator:
         elif stall is not None and source is not None and source == self.upstream.get(feed):
             # The upstream is delivering, only slowly: give it a full timeout again.
             self.stalls[feed] = (self.now + self.config.stall_timeout_s, stall[1])
+        if feed not in self.stalls:
+            # Someone may have claimed more than this entry: do not forget the claim.
+            claimant = self._best_claim(feed, seq)
+            if claimant is not None:
+                self._behind(claimant, feed)
+
+    def _best_claim(self, feed: FeedId, seq: int) -> _Session | None:
+        """The session whose peer claims the most of ``feed`` beyond ``seq``, if any."""
+        best: _Session | None = None
+        most = seq
+        for s in self.sessions.values():
+            remote = s.memory.remote.get(feed)
+            if remote is not None and remote.replicating and remote.latest > most:
+                best, most = s, remote.latest
+        return best
 
     def policy_changed(self) -> None:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
@@ -672,7 +687,11 @@ class Replicator:
             return
         if up is None or up not in self.sessions:
             self._set_upstream(feed, s)
-        elif feed not in self.stalls:
+        elif feed in self.stalls:
+            due, claimant = self.stalls[feed]
+            if self._peer_latest(s.peer, feed) > self._peer_latest(claimant, feed):
+                self.stalls[feed] = (due, s.peer)  # a longer claim: switch to it when due
+        else:
             # EBT: give the upstream time to deliver before asking another peer; less
             # when it cannot serve the entry, since it may never get it.
             wait = self.config.stall_timeout_s

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from meshnode.config import node_config, store_config
+from meshnode.control import LocalAccess, control_socket_path, find_daemon
 from meshnode.datadir import (
     load_identity,
     load_network_key,
@@ -18,7 +21,7 @@ from meshnode.datadir import (
     resolve_data_dir,
     store_path,
 )
-from meshnode.errors import DecodeError
+from meshnode.errors import DecodeError, StoreLocked
 from meshnode.identity import parse_feed_id
 from meshnode.node import Node
 from meshnode.store.flatfile import FileStore
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from meshnode.config import Config
+    from meshnode.control import Access
     from meshnode.datadir import ConfigLocation
     from meshnode.identity import Identity
     from meshnode.types import FeedId
@@ -40,6 +44,7 @@ __all__ = [
     "feed_id_arg",
     "format_bytes",
     "now_ms",
+    "open_access",
     "open_node",
     "open_store",
 ]
@@ -90,6 +95,22 @@ def open_node(ctx: Context, identity: Identity | None = None) -> Iterator[Node]:
         yield node
     finally:
         node.close()
+
+
+@contextmanager
+def open_access(ctx: Context) -> Iterator[Access]:
+    """The running daemon when one answers on the control socket, else the node itself."""
+    path = control_socket_path(ctx.data_dir, os.environ)
+    client = find_daemon(path)
+    if client is not None:
+        yield client
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            node = stack.enter_context(open_node(ctx))
+        except StoreLocked as exc:
+            raise StoreLocked(f"{exc} (and no daemon answers on {path})") from exc
+        yield LocalAccess(node)
 
 
 def now_ms() -> int:

@@ -9,37 +9,30 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from meshnode.cli_context import emit_json, feed_id_arg, now_ms, open_node
-from meshnode.codec.content import Contact, ContactAction, decode_contact
-from meshnode.codec.message import ContentType
-from meshnode.errors import DecodeError, MeshnodeError, StoreCorrupt
-from meshnode.identity import format_feed_id, format_msg_id
+from meshnode.cli_context import emit_json, feed_id_arg, open_access
+from meshnode.codec.content import ContactAction
+from meshnode.errors import MeshnodeError
+from meshnode.identity import format_feed_id
+from meshnode.ops import PostError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from meshnode.cli_context import Context
-    from meshnode.codec.message import Entry
-    from meshnode.node import Node
+    from meshnode.control import Access
 
-__all__ = ["add_feed_commands", "entry_json"]
+__all__ = ["add_feed_commands"]
 
 log = logging.getLogger(__name__)
 
-# Flush (fsync) a bulk post every this many entries, so a crash loses at most one batch.
+# Posts from stdin go in batches of this many (each batch is flushed to disk).
 _POST_BATCH = 1000
-# Entries from others were checked against their sender's limit, which may exceed ours.
-_PLAIN_LIMIT = 1 << 16
 _CONTACT_VERBS = {
     ContactAction.FOLLOW: "followed",
     ContactAction.UNFOLLOW: "unfollowed",
     ContactAction.BLOCK: "blocked",
     ContactAction.UNBLOCK: "unblocked",
 }
-
-
-class PostError(MeshnodeError):
-    """A post could not be made (too long, or our own feed is unusable)."""
 
 
 class FeedError(MeshnodeError):
@@ -99,29 +92,17 @@ def _bounded_int(text: str, lo: int) -> int:
     return value
 
 
-def _entry_ref(entry: Entry) -> dict[str, object]:
-    return {"id": format_msg_id(entry.id), "author": format_feed_id(entry.author), "seq": entry.seq}
-
-
-def _post_one(node: Node, text: str) -> Entry:
-    try:
-        return node.post(text, timestamp_ms=now_ms())
-    except ValueError as exc:  # content over max_content_bytes
-        raise PostError(str(exc)) from exc
-
-
 def cmd_post(ctx: Context, args: argparse.Namespace) -> int:
     """post TEXT, or post - for one post per stdin line."""
-    with open_node(ctx) as node:
+    with open_access(ctx) as access:
         if args.text != "-":
-            entry = _post_one(node, args.text)
-            node.flush()
+            ref = access.call("post", text=args.text)
             if args.json:
-                emit_json(_entry_ref(entry))
+                emit_json(ref)
             else:
-                print(f"posted #{entry.seq} {format_msg_id(entry.id)}")
+                print(f"posted #{ref['seq']} {ref['id']}")
             return 0
-        posted = _post_lines(node)
+        posted = _post_lines(access)
     if args.json:
         emit_json({"posted": posted})
     else:
@@ -137,108 +118,79 @@ def _stdin_lines() -> Iterator[bytes]:
     return (line.encode("utf-8", "surrogateescape") for line in sys.stdin)
 
 
-def _post_line(node: Node, line: bytes) -> bool:
-    """Post one line of stdin; False for a blank line, which is skipped."""
-    try:
-        text = line.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise PostError("not valid UTF-8") from None
-    if not text.strip():
-        return False
-    _post_one(node, text)
-    return True
-
-
-def _post_lines(node: Node) -> int:
+def _post_lines(access: Access) -> int:
+    """Post each non-blank line of stdin, in batches; stop at the first bad line."""
     posted = 0
+    batch: list[tuple[int, str]] = []
+
+    def send() -> None:
+        nonlocal posted
+        if not batch:
+            return
+        result = access.call("post_many", texts=[text for _, text in batch])
+        count = result.get("posted")
+        posted += count if isinstance(count, int) else 0
+        failed = result.get("failed_index")
+        if isinstance(failed, int):
+            number = batch[failed][0]
+            raise PostError(
+                f"stdin line {number}: {result.get('error')} ({posted} posted before it)"
+            )
+        batch.clear()
+
     for number, line in enumerate(_stdin_lines(), 1):
         try:
-            if not _post_line(node, line):
-                continue
-        except PostError as exc:
-            node.flush()
-            raise PostError(f"stdin line {number}: {exc} ({posted} posted before it)") from exc
-        posted += 1
-        if posted % _POST_BATCH == 0:
-            node.flush()
-    node.flush()
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            send()
+            text = f"stdin line {number}: not valid UTF-8 ({posted} posted before it)"
+            raise PostError(text) from None
+        if text.strip():
+            batch.append((number, text))
+        if len(batch) == _POST_BATCH:
+            send()
+    send()
     return posted
 
 
 def cmd_feed(ctx: Context, args: argparse.Namespace) -> int:
     """Print a feed's entries, oldest first; damaged ones are skipped, then reported."""
-    with open_node(ctx) as node:
-        feed = args.feed if args.feed is not None else node.feed_id
-        head = node.store.head(feed)
-        if head is None:
-            log.warning("nothing is held of feed %s", format_feed_id(feed))
-            return 0
-        since, left, damaged = args.since, args.limit, []
-        while left is None or left > 0:
-            try:
-                for entry in node.iter_feed(feed, since=since, limit=left):
-                    if args.json:
-                        emit_json(entry_json(entry))
-                    else:
-                        print(_entry_line(entry))
-                    since, left = entry.seq, None if left is None else left - 1
-                break
-            except (StoreCorrupt, DecodeError) as exc:
-                # One damaged record must not hide the rest of the feed (`check` names it).
-                log.info("skipping a damaged entry: %s", exc)
-                since = max(since + 1, head.first)
-                damaged.append(since)
+    name = format_feed_id(args.feed) if args.feed is not None else None
+    damaged: list[int] = []
+    with open_access(ctx) as access:
+        for item in access.stream("feed", feed=name, since=args.since, limit=args.limit):
+            if "missing" in item:
+                log.warning("nothing is held of feed %s", item["missing"])
+                return 0
+            seq = item.get("damaged")
+            if isinstance(seq, int):
+                log.info("skipping damaged entry #%d", seq)
+                damaged.append(seq)
+                name = str(item.get("feed", name))
+            elif args.json:
+                emit_json(item)
+            else:
+                print(_entry_line(item))
     if damaged:
         noun = "entry" if len(damaged) == 1 else "entries"
         seqs = ", ".join(f"#{seq}" for seq in damaged)
         raise FeedError(
-            f"skipped damaged {noun} {seqs} of {format_feed_id(feed)}; run meshnode check"
+            f"skipped damaged {noun} {seqs} of {name or 'our feed'}; run meshnode check"
         )
     return 0
 
 
-def _type_name(content_type: int) -> str | int:
-    try:
-        return ContentType(content_type).name.lower()
-    except ValueError:
-        return content_type
-
-
-def entry_json(entry: Entry) -> dict[str, object]:
-    """JSON form of an entry: text for posts, contact for contacts, content_b64 otherwise."""
-    out: dict[str, object] = {
-        "author": format_feed_id(entry.author),
-        "seq": entry.seq,
-        "id": format_msg_id(entry.id),
-        "timestamp": entry.timestamp_ms,
-        "type": _type_name(entry.content_type),
-    }
-    try:
-        plain = entry.plain_content(_PLAIN_LIMIT)
-        if entry.content_type == ContentType.POST:
-            out["text"] = plain.decode("utf-8")
-            return out
-        if entry.content_type == ContentType.CONTACT:
-            contact = decode_contact(plain)
-            target = format_feed_id(contact.target)
-            out["contact"] = {"action": contact.action.name.lower(), "target": target}
-            return out
-    except (DecodeError, UnicodeDecodeError):
-        plain = entry.content
-    out["content_b64"] = base64.b64encode(plain).decode("ascii")
-    return out
-
-
-def _entry_line(entry: Entry) -> str:
-    data = entry_json(entry)
-    head = f"#{entry.seq:<5} {_format_time(entry.timestamp_ms)}"
+def _entry_line(data: dict[str, object]) -> str:
+    seq, timestamp = data.get("seq"), data.get("timestamp")
+    head = f"#{seq!s:<5} {_format_time(timestamp if isinstance(timestamp, int) else 0)}"
     if "text" in data:
         # One line per entry: a multi-line post is joined; --json keeps it exact.
         return f"{head}  " + " ".join(str(data["text"]).splitlines())
     contact = data.get("contact")
     if isinstance(contact, dict):
         return f"{head}  [{contact['action']}] {contact['target']}"
-    return f"{head}  [{data['type']}] {len(entry.content)} bytes"
+    size = len(base64.b64decode(str(data.get("content_b64", ""))))
+    return f"{head}  [{data['type']}] {size} bytes"
 
 
 def _format_time(timestamp_ms: int) -> str:
@@ -251,21 +203,14 @@ def _format_time(timestamp_ms: int) -> str:
 
 def cmd_contact(ctx: Context, args: argparse.Namespace) -> int:
     """follow / unfollow / block / unblock ID: a contact entry in our own feed."""
-    with open_node(ctx) as node:
-        if args.target == node.feed_id:
-            raise PostError(f"{format_feed_id(args.target)} is this node's own feed")
-        contact = Contact(action=args.action, target=args.target)
-        if not node.policy.graph.would_change(node.feed_id, contact):
-            # Restating a follow or block would only grow the feed: say so and stop.
-            if args.json:
-                emit_json({"changed": False, "target": format_feed_id(args.target)})
-            else:
-                print(f"nothing to do: already {args.verb} {format_feed_id(args.target)}")
-            return 0
-        entry = node.set_contact(args.action, args.target, timestamp_ms=now_ms())
-        node.flush()
+    target = format_feed_id(args.target)
+    with open_access(ctx) as access:
+        result = access.call("contact", action=args.action.name.lower(), target=target)
     if args.json:
-        emit_json({"changed": True, **_entry_ref(entry)})
+        emit_json(result)
+    elif not result.get("changed"):
+        # Restating a follow or block would only grow the feed: say so and stop.
+        print(f"nothing to do: already {args.verb} {target}")
     else:
-        print(f"{args.verb} {format_feed_id(args.target)} (#{entry.seq})")
+        print(f"{args.verb} {target} (#{result['seq']})")
     return 0

@@ -1,16 +1,26 @@
-"""CLI commands on the node as a whole: init, whoami, status, check, compact, config, run."""
+"""CLI commands on the node as a whole: init, whoami, status, check, compact, config, run, peers."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from meshnode.cli_context import Progress, emit_json, format_bytes, open_node, open_store
+from meshnode.cli_context import (
+    Progress,
+    emit_json,
+    format_bytes,
+    open_access,
+    open_node,
+    open_store,
+)
 from meshnode.config import EXAMPLE_CONFIG
+from meshnode.control import control_socket_path, find_daemon
 from meshnode.datadir import (
     IdentityMissing,
     init_data_dir,
@@ -19,12 +29,18 @@ from meshnode.datadir import (
 )
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.identity import format_feed_id, network_tag, parse_network_key
+from meshnode.sdnotify import Notifier
+from meshnode.service import Service, ServiceSettings
 from meshnode.store.flatfile import FileStore
+from meshnode.transports.address import parse_host_port, parse_peer
+from meshnode.transports.tcp import TcpSettings
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Coroutine
 
     from meshnode.cli_context import Context
+    from meshnode.discovery import PeerSeen
     from meshnode.identity import Identity
     from meshnode.node import Node
 
@@ -57,8 +73,20 @@ def add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--example", action="store_true", help="print a commented example file")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("run", help="open the node and run until SIGTERM or SIGINT")
+    p = sub.add_parser("run", help="run the node: TCP links, mDNS, control socket")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (lan.listen)")
+    p.add_argument(
+        "--peer",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="a peer to dial, HOST:PORT or HOST:PORT@ID (repeatable; adds to lan.peers)",
+    )
+    p.add_argument("--no-mdns", action="store_true", help="do not announce or browse by mDNS")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("peers", help="known and connected peers (needs the daemon)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_peers)
 
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
@@ -100,8 +128,9 @@ def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     """Print the node's status."""
-    with open_node(ctx) as node:
-        status = {**node.status(), "data": str(ctx.data_dir), "config": ctx.describe_config()}
+    with open_access(ctx) as access:
+        status = {**access.call("status"), "data": str(ctx.data_dir)}
+    status["config"] = ctx.describe_config()
     if args.json:
         emit_json(status)
     else:
@@ -115,6 +144,15 @@ def _print_status(status: dict[str, object]) -> None:
     forked = status.get("forked")
     print(f"id       {status['id']}  (network {status.get('network')})")
     print(f"data     {status['data']}\nconfig   {status['config']}")
+    daemon = status.get("daemon")
+    if isinstance(daemon, dict):
+        listening = ", ".join(str(a) for a in daemon.get("listening", []))
+        print(
+            f"daemon   pid {daemon['pid']}, up {_duration(daemon['uptime_s'])}, "
+            f"{daemon['peers_connected']} peers connected, listening on {listening}"
+        )
+    else:
+        print("daemon   not running")
     size = format_bytes(_int(status["bytes"]))
     print(f"stored   {status['entries']} entries of {status['feeds']} feeds, {size}")
     print(f"contacts {status.get('follows')} followed, {status.get('blocks')} blocked")
@@ -127,6 +165,52 @@ def _print_status(status: dict[str, object]) -> None:
             print(f"  {feed}  #{held['first']}..#{held['latest']}  hops {held['hops']}")
         if len(ranges) > _STATUS_RANGES:
             print(f"  ... and {len(ranges) - _STATUS_RANGES} more feeds (see --json)")
+
+
+def _duration(seconds: object) -> str:
+    s = int(seconds) if isinstance(seconds, int | float) else 0
+    return (
+        f"{s // 86400}d {s % 86400 // 3600}h"
+        if s >= 86400
+        else f"{s // 3600}h {s % 3600 // 60}m {s % 60}s"
+    )
+
+
+def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
+    """List known and connected peers; without the daemon, only the configured ones."""
+    client = find_daemon(control_socket_path(ctx.data_dir, os.environ))
+    if client is None:
+        configured = list(ctx.config.lan.peers)
+        if args.json:
+            emit_json({"running": False, "peers": [], "configured": configured})
+        else:
+            print("the daemon is not running (meshnode run); no live peer information")
+            for peer in configured:
+                print(f"configured  {peer}")
+        return 0
+    peers = client.call("peers").get("peers", [])
+    if args.json:
+        emit_json({"running": True, "peers": peers})
+        return 0
+    if not isinstance(peers, list) or not peers:
+        print("no peers known yet")
+        return 0
+    print(
+        f"{'peer':<14} {'link':<5} {'state':<10} {'address':<24} {'rtt':>8} "
+        f"{'in':>10} {'out':>10} {'behind':>7}"
+    )
+    for p in peers:
+        state = f"{p['direction']}bound" if p["connected"] else "known"
+        rtt = f"{p['rtt_ms']:.1f}ms" if p.get("rtt_ms") is not None else "-"
+        behind = p["behind"] if p.get("behind") is not None else "-"
+        print(
+            f"{str(p['id'])[:13]:<14} {p['link']:<5} {state:<10} {p['address']!s:<24} "
+            f"{rtt:>8} {format_bytes(p['bytes_in']):>10} {format_bytes(p['bytes_out']):>10} "
+            f"{behind!s:>7}"
+        )
+        if p.get("last_error") and not p["connected"]:
+            print(f"{'':<14} last error: {p['last_error']}")
+    return 0
 
 
 def _int(value: object) -> int:
@@ -191,7 +275,8 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
         print(EXAMPLE_CONFIG, end="")
         return 0
     sections = {
-        name: dataclasses.asdict(getattr(ctx.config, name)) for name in ("node", "store", "policy")
+        name: dataclasses.asdict(getattr(ctx.config, name))
+        for name in ("node", "store", "policy", "lan")
     }
     if args.json:
         emit_json({"source": ctx.describe_config(), **sections})
@@ -205,22 +290,63 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
-    """Open the node (creating an identity on first start) and wait for SIGTERM/SIGINT."""
+    """Run the daemon until SIGTERM or SIGINT (creating an identity on first start)."""
+    settings = _service_settings(ctx, args)
+    mdns = ctx.config.lan.mdns and not args.no_mdns
     wanted = {signal.SIGTERM, signal.SIGINT}
-    # Block first: a signal during startup then waits for sigwait instead of killing us
-    # before the store is closed.
+    # Block first: a signal during startup then waits for the daemon's handler instead of
+    # killing us before the store is closed.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
     try:
         identity = _identity_or_init(ctx)
         with open_node(ctx, identity) as node:
             print(f"id      {format_feed_id(node.feed_id)}", flush=True)
             print(f"data    {ctx.data_dir}\nconfig  {ctx.describe_config()}", flush=True)
-            log.info("running; stop with SIGTERM or SIGINT")
-            received = signal.sigwait(wanted)
-            log.info("%s received; closing the store", signal.Signals(received).name)
+            service = Service(
+                node,
+                identity,
+                settings,
+                notifier=Notifier(os.environ),
+                control_path=control_socket_path(ctx.data_dir, os.environ),
+                discovery=_mdns(node) if mdns else None,
+            )
+            asyncio.run(service.run())
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return 0
+
+
+def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings:
+    lan = ctx.config.lan
+    try:
+        host, port = parse_host_port(args.listen or lan.listen)
+        peers = [parse_peer(p) for p in (*lan.peers, *args.peer)]
+    except DecodeError as exc:
+        raise MeshnodeError(f"bad address: {exc}") from None
+    return ServiceSettings(
+        listen_host=host,
+        listen_port=port,
+        peers=tuple(peers),
+        tcp=TcpSettings(
+            handshake_timeout_s=lan.handshake_timeout_s, idle_timeout_s=lan.idle_timeout_s
+        ),
+        max_connections=lan.max_connections,
+        reconnect_min_s=lan.reconnect_min_s,
+        reconnect_max_s=lan.reconnect_max_s,
+    )
+
+
+def _mdns(node: Node) -> Callable[[Callable[[PeerSeen], None], int], Coroutine[Any, Any, None]]:
+    """Discovery for the daemon: announce on every interface, report nodes of our network."""
+    from meshnode.discovery import MdnsDiscovery  # zeroconf loads only when it is used
+
+    def run(on_seen: Callable[[PeerSeen], None], port: int) -> Coroutine[Any, Any, None]:
+        discovery = MdnsDiscovery(
+            feed_id=node.feed_id, network_key=node.network_key, port=port, on_seen=on_seen
+        )
+        return discovery.run()
+
+    return run
 
 
 def _identity_or_init(ctx: Context) -> Identity:

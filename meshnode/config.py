@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast
 
 from meshnode.codec.message import DEFAULT_MAX_CONTENT_BYTES
-from meshnode.errors import ConfigError
+from meshnode.errors import ConfigError, DecodeError
 from meshnode.node import NodeConfig
 from meshnode.policy import PolicyConfig
+from meshnode.transports.address import DEFAULT_PORT, parse_host_port, parse_peer
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from meshnode.store.flatfile import StoreConfig
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_HOPS_LIMIT",
     "Config",
     "FsyncPolicy",
+    "LanSection",
     "NodeSection",
     "PolicySection",
     "StoreSection",
@@ -92,12 +94,27 @@ class PolicySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LanSection:
+    """[lan]: TCP links, mDNS discovery and static peers."""
+
+    listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    mdns: bool = True
+    peers: tuple[str, ...] = ()
+    handshake_timeout_s: float = 15.0
+    idle_timeout_s: float = 90.0
+    max_connections: int = 64
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole config file; ``source`` is its path, or "defaults"."""
 
     node: NodeSection = field(default_factory=NodeSection)
     store: StoreSection = field(default_factory=StoreSection)
     policy: PolicySection = field(default_factory=PolicySection)
+    lan: LanSection = field(default_factory=LanSection)
     source: str = "defaults"
 
 
@@ -137,6 +154,27 @@ partial_entries = 100
 feed_cap_bytes = 0
 # Byte cap for the whole store; the least wanted feeds are cut first. 0 means no cap.
 global_cap_bytes = 0
+
+[lan]
+# Address and port to listen on for peers over TCP ("[::]:7420" for IPv6 as well).
+# `meshnode run --listen HOST:PORT` overrides it.
+listen = "0.0.0.0:7420"
+# Announce this node and find others of the same network by mDNS (_meshnode._tcp).
+# `meshnode run --no-mdns` switches it off.
+mdns = true
+# Peers to dial always, for networks where multicast is blocked: "HOST:PORT", or
+# "HOST:PORT@ID" to pin the peer's key (without it the key is learned on first contact).
+# `meshnode run --peer HOST:PORT` adds one.
+peers = []
+# Seconds a new connection has to finish the secret handshake (slow Wi-Fi needs some).
+handshake_timeout_s = 15.0
+# A link that receives nothing for this long is closed; keepalives go every third of it.
+idle_timeout_s = 90.0
+# Most TCP connections at once, in and out; more are refused and logged.
+max_connections = 64
+# Redial a lost or unreachable peer after a delay that doubles from min to max (jittered).
+reconnect_min_s = 1.0
+reconnect_max_s = 300.0
 """
 
 
@@ -192,6 +230,27 @@ class _Table:
             raise ConfigError(self._key(name), f"must be a string, got {value!r}")
         return value
 
+    def boolean(self, name: str, default: bool) -> bool:
+        """true or false."""
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self._key(name), f"must be true or false, got {value!r}")
+        return value
+
+    def seconds(self, name: str, default: float, lo: float, hi: float) -> float:
+        """A number of seconds in lo..hi."""
+        value = self.data.get(name, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(self._key(name), f"must be seconds in {lo}..{hi}, got {value!r}")
+        return float(value)
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A list of strings."""
+        value = self.data.get(name, list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self._key(name), f"must be a list of strings, got {value!r}")
+        return tuple(value)
+
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         """One of ``options``."""
         value = self.data.get(name, default)
@@ -202,7 +261,7 @@ class _Table:
         return value
 
 
-def _names(cls: type[NodeSection | StoreSection | PolicySection]) -> list[str]:
+def _names(cls: type[NodeSection | StoreSection | PolicySection | LanSection]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -244,7 +303,42 @@ def _parse_policy(data: object) -> PolicySection:
     )
 
 
-_SECTIONS = {"node": _parse_node, "store": _parse_store, "policy": _parse_policy}
+def _parse_lan(data: object) -> LanSection:
+    t, d = _Table("lan", data, _names(LanSection)), LanSection()
+    listen = t.string("listen", d.listen)
+    _check_address(listen, "lan.listen", parse_host_port)
+    peers = t.strings("peers", d.peers)
+    for i, peer in enumerate(peers):
+        _check_address(peer, f"lan.peers[{i}]", parse_peer)
+    reconnect_min_s = t.seconds("reconnect_min_s", d.reconnect_min_s, 0.1, 3600)
+    reconnect_max_s = t.seconds("reconnect_max_s", d.reconnect_max_s, 0.1, 86400)
+    if reconnect_max_s < reconnect_min_s:
+        raise ConfigError("lan.reconnect_max_s", "must be >= lan.reconnect_min_s")
+    return LanSection(
+        listen=listen,
+        mdns=t.boolean("mdns", d.mdns),
+        peers=peers,
+        handshake_timeout_s=t.seconds("handshake_timeout_s", d.handshake_timeout_s, 0.1, 600),
+        idle_timeout_s=t.seconds("idle_timeout_s", d.idle_timeout_s, 1, 86400),
+        max_connections=t.integer("max_connections", d.max_connections, 1, 10_000),
+        reconnect_min_s=reconnect_min_s,
+        reconnect_max_s=reconnect_max_s,
+    )
+
+
+def _check_address(text: str, key: str, parse: Callable[[str], object]) -> None:
+    try:
+        parse(text)
+    except DecodeError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+_SECTIONS = {
+    "node": _parse_node,
+    "store": _parse_store,
+    "policy": _parse_policy,
+    "lan": _parse_lan,
+}
 
 
 def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<string>") -> Config:
@@ -263,6 +357,7 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
         node=_parse_node(data.get("node", {})),
         store=_parse_store(data.get("store", {})),
         policy=_parse_policy(data.get("policy", {})),
+        lan=_parse_lan(data.get("lan", {})),
         source=source,
     )
 

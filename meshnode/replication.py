@@ -664,6 +664,17 @@ class Replicator:
         remote = s.memory.remote.get(feed) if s else None
         return remote.latest if remote else 0
 
+    def behind(self, peer: PeerId) -> int:
+        """Entries of wanted feeds that ``peer`` says it holds and we lack."""
+        s = self.sessions.get(peer)
+        if s is None:
+            return 0
+        total = 0
+        for feed, remote in s.memory.remote.items():
+            if remote.replicating and feed in self.host.replicated():
+                total += max(0, remote.latest - self.host.store.latest_seq(feed))
+        return total
+
     def _can_serve(self, peer: PeerId, feed: FeedId, ours: int) -> bool:
         """True when ``peer`` claims the entry after ``ours`` (a capped peer may not hold it)."""
         s = self.sessions.get(peer)

@@ -56,6 +56,7 @@ __all__ = [
     "HandshakeResult",
     "HandshakeStep",
     "ServerHandshake",
+    "crypto_auth",
     "generate_ephemeral_secret",
 ]
 
@@ -122,20 +123,20 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _auth(key: bytes, message: bytes) -> bytes:
+def crypto_auth(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA-512-256, which is libsodium's crypto_auth."""
     return hmac.digest(key, message, hashlib.sha512)[:32]
 
 
 def _hello(network_key: bytes, ephemeral_public: bytes) -> bytes:
     """Message 1 or 2."""
-    return _auth(network_key, ephemeral_public) + ephemeral_public
+    return crypto_auth(network_key, ephemeral_public) + ephemeral_public
 
 
 def _check_hello(network_key: bytes, message: bytes, step: HandshakeStep) -> bytes:
     """The peer's ephemeral public key from its hello, if the hmac matches our network."""
     mac, ephemeral_public = message[:32], message[32:]
-    if not hmac.compare_digest(mac, _auth(network_key, ephemeral_public)):
+    if not hmac.compare_digest(mac, crypto_auth(network_key, ephemeral_public)):
         raise HandshakeError(step, "hmac mismatch (another network key, or not shs1)")
     return ephemeral_public
 

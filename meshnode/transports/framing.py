@@ -4,16 +4,62 @@ Each frame is ``varint(length) || frame``; a length of 0 is never sent (frames a
 empty) and is refused. ``StreamDeframer`` takes chunks cut anywhere and returns whole
 frames; a length over ``max_frame_bytes`` raises DecodeError before any of the body is
 buffered, so a hostile peer cannot make us hold more than one frame.
+
+Link control frames belong to the link, not to replication: their first byte is 0x00,
+which no replication FrameType uses::
+
+    PING   0x00 0x01 token (8 bytes)   keepalive and round-trip probe; answer with PONG
+    PONG   0x00 0x02 token (8 bytes)   echoes the PING's token
+
+A link sends a PING when it has sent nothing for a while, so an idle but healthy link is
+never closed by the peer's idle timeout, and times the PONG for the round-trip time.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from meshnode.codec.varint import MAX_VARINT_BYTES, decode_varint, encode_varint
 from meshnode.errors import DecodeError
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "StreamDeframer", "encode_stream_frame"]
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "LINK_CONTROL",
+    "LinkControl",
+    "StreamDeframer",
+    "decode_link_control",
+    "encode_link_control",
+    "encode_stream_frame",
+]
 
 DEFAULT_MAX_FRAME_BYTES = 65536
+LINK_CONTROL = 0x00
+_TOKEN_BYTES = 8
+
+
+class LinkControl(IntEnum):
+    """Second byte of a link control frame."""
+
+    PING = 1
+    PONG = 2
+
+
+def encode_link_control(kind: LinkControl, token: bytes) -> bytes:
+    """A PING or PONG frame carrying an 8-byte token."""
+    if len(token) != _TOKEN_BYTES:
+        raise ValueError(f"link control token must be {_TOKEN_BYTES} bytes")
+    return bytes((LINK_CONTROL, kind)) + token
+
+
+def decode_link_control(frame: bytes) -> tuple[LinkControl, bytes]:
+    """Kind and token of a frame whose first byte is LINK_CONTROL; DecodeError if malformed."""
+    if len(frame) != 2 + _TOKEN_BYTES or frame[0] != LINK_CONTROL:
+        raise DecodeError(f"link control frame of {len(frame)} bytes, expected 10")
+    try:
+        kind = LinkControl(frame[1])
+    except ValueError:
+        raise DecodeError(f"unknown link control kind {frame[1]}") from None
+    return kind, frame[2:]
 
 
 def encode_stream_frame(frame: bytes) -> bytes:

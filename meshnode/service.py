@@ -1,0 +1,481 @@
+"""The daemon: the node core on TCP links, mDNS and the control socket, in one asyncio loop.
+
+One TaskGroup holds the timer, the watchdog, discovery, one dialer per known peer and one
+task per connection. Every call into the sans-IO Node is followed by ``_pump``, which
+routes the frames it produced to their links, handles its events and re-arms the timer.
+A failing discovery or dialer task is logged and restarted after a pause; a failing link
+ends only itself. SIGTERM and SIGINT close the links (box-stream goodbye), flush the
+store and return.
+
+One connection per pair: when two connections join the same two nodes (both dialed at
+once), each side keeps the one dialed by the node with the smaller id, so both keep the
+same one. A peer that breaks the rules is dropped and not redialed until its backoff ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from meshnode.control import ControlServer
+from meshnode.errors import LinkError
+from meshnode.identity import format_feed_id
+from meshnode.replication import EntryReceived, LinkInfo, PeerMisbehaved
+from meshnode.transports.address import PeerAddress, format_host_port
+from meshnode.transports.tcp import TcpLink, TcpSettings, accept, dial, query_key
+from meshnode.types import FeedId, PeerId
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from meshnode.discovery import PeerSeen
+    from meshnode.identity import Identity
+    from meshnode.node import Node
+    from meshnode.sdnotify import Notifier
+
+__all__ = ["Service", "ServiceSettings", "reconnect_delay_s"]
+
+log = logging.getLogger(__name__)
+
+_TASK_RESTART_S = (1.0, 60.0)
+_SECOND_DIALER_DELAY_S = 2.0
+_LINK_MTU_BYTES = 65536
+_SHUTDOWN_GRACE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSettings:
+    """What the daemon needs beyond the node: where to listen and whom to dial."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 7420
+    peers: tuple[PeerAddress, ...] = ()
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    max_connections: int = 64
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 300.0
+
+
+def _name(peer: PeerId) -> str:
+    return format_feed_id(FeedId(peer))
+
+
+def _peer_of(target: _Target) -> PeerId | None:
+    return None if target.address.feed_id is None else PeerId(target.address.feed_id)
+
+
+def reconnect_delay_s(failures: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Backoff before the next dial: doubling from ``min_s`` up to ``max_s``, jittered 50-100%."""
+    base = min(max_s, min_s * 2 ** min(max(failures - 1, 0), 30))
+    return float(base * rng.uniform(0.5, 1.0))
+
+
+@dataclass(slots=True)
+class _Target:
+    """A peer we keep dialing."""
+
+    address: PeerAddress
+    source: str
+    failures: int = 0
+    last_error: str = ""
+
+
+@dataclass(slots=True)
+class _PeerStats:
+    """Counters of one peer, kept across its connections."""
+
+    entries_in: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class Service:
+    """Runs a Node on the LAN until told to stop."""
+
+    def __init__(
+        self,
+        node: Node,
+        identity: Identity,
+        settings: ServiceSettings,
+        *,
+        notifier: Notifier,
+        control_path: Path,
+        discovery: Callable[[Callable[[PeerSeen], None], int], Coroutine[Any, Any, None]] | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node = node
+        self.identity = identity
+        self.settings = settings
+        self.notifier = notifier
+        self.discovery = discovery
+        self.rng = rng or random.Random()
+        self.links: dict[PeerId, TcpLink] = {}
+        self.targets: dict[str, _Target] = {}
+        self.stats: dict[PeerId, _PeerStats] = {}
+        self.started_at = time.monotonic()
+        self.listening: list[str] = []
+        self._connections = 0
+        self._link_ended: dict[PeerId, asyncio.Event] = {}
+        self._timer_wake = asyncio.Event()
+        self._armed: float | None = None
+        self._stop = asyncio.Event()
+        self._all_detached = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.control = ControlServer(
+            node,
+            extra={"peers": self._peers_request, "status": self._status_request},
+            after=self._pump,
+            path=control_path,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask run() to finish (signal handlers call this)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Listen, discover, dial and serve until stop(); then close links and flush."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        # The CLI blocks these signals while it opens the store; the handlers take them now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                await self._serve(tg)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            self.control.close()
+            self.node.flush()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s received; closing links and flushing the store", sig.name)
+        self.stop()
+
+    async def _serve(self, tg: asyncio.TaskGroup) -> None:
+        s = self.settings
+        server = await asyncio.start_server(self._on_inbound, s.listen_host, s.listen_port)
+        control = await self.control.start()
+        self.listening = [
+            format_host_port(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in server.sockets
+        ]
+        log.info("listening on %s; control socket %s", ", ".join(self.listening), self.control.path)
+        self._spawn(self._timer_loop())
+        if self.notifier.watchdog_period_s:
+            self._spawn(self._watchdog_loop(self.notifier.watchdog_period_s))
+        if self.discovery is not None:
+            discovery = self.discovery
+            port = int(server.sockets[0].getsockname()[1])
+            self._spawn(self._supervise("mdns", lambda: discovery(self._on_seen, port)))
+        for peer in s.peers:
+            self._add_target(peer, "config")
+        self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
+        await self._stop.wait()
+        self.notifier.notify("STOPPING=1")
+        server.close()
+        control.close()
+        for link in list(self.links.values()):
+            link.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SHUTDOWN_GRACE_S):
+                await self._all_detached.wait()  # each link's task sees its end and detaches
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _supervise(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``factory()``; when it fails, log it and start it again after a pause."""
+        failures = 0
+        while True:
+            try:
+                await factory()
+                return
+            except Exception:
+                failures += 1
+                delay = min(_TASK_RESTART_S[1], _TASK_RESTART_S[0] * 2 ** (failures - 1))
+                log.exception("%s failed; restarting it in %.0f s", name, delay)
+            await asyncio.sleep(delay)
+
+    # -- the core's clock and outputs --------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _pump(self) -> None:
+        """Route the core's frames, handle its events, re-arm its timer."""
+        batches: dict[PeerId, list[bytes]] = {}
+        for peer, frame in self.node.frames_to_send():
+            batches.setdefault(peer, []).append(frame)
+        for peer, frames in batches.items():
+            link = self.links.get(peer)
+            if link is not None:
+                link.send(frames)
+        for event in self.node.events():
+            if isinstance(event, PeerMisbehaved):
+                log.warning("dropping %s: %s", _name(event.peer), event.reason)
+                link = self.links.pop(event.peer, None)
+                if link is not None:
+                    link.abort()
+            elif isinstance(event, EntryReceived):
+                self._stats(event.peer).entries_in += 1
+        if self.node.next_deadline() != self._armed:
+            self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._armed = deadline = self.node.next_deadline()
+            delay = None if deadline is None else max(0.0, deadline - self._now())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._timer_wake.wait()
+            self._timer_wake.clear()
+            if deadline is not None and deadline <= self._now():
+                self.node.handle_timer(self._now())
+                self._pump()
+
+    async def _watchdog_loop(self, period_s: float) -> None:
+        while True:
+            self.notifier.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
+            await asyncio.sleep(period_s)
+
+    def _status_line(self) -> str:
+        return f"listening on {', '.join(self.listening)}; {len(self.links)} peers connected"
+
+    # -- links --------------------------------------------------------------------------------
+
+    def _stats(self, peer: PeerId) -> _PeerStats:
+        return self.stats.setdefault(peer, _PeerStats())
+
+    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= self.settings.max_connections:
+            peer = writer.get_extra_info("peername")
+            log.warning(
+                "refusing a connection from %s: %d connections open (lan.max_connections)",
+                peer[0] if isinstance(peer, tuple) else "?",
+                self._connections,
+            )
+            writer.transport.abort()
+            return
+        self._connections += 1
+        try:
+            link = await accept(
+                reader,
+                writer,
+                identity=self.identity,
+                network_key=self.node.network_key,
+                settings=self.settings.tcp,
+            )
+            if link is not None:
+                await self._serve_link(link)
+        except LinkError as exc:
+            log.warning("%s", exc)
+        except Exception:
+            log.exception("inbound connection failed")
+        finally:
+            self._connections -= 1
+            writer.close()
+
+    async def _serve_link(self, link: TcpLink) -> None:
+        """Attach ``link`` to its peer's session, run it, detach it."""
+        if not self._attach(link):
+            link.close()
+            return
+        try:
+            await link.run(self._on_frames, self._on_sent)
+            log.info("link to %s at %s closed", _name(link.peer), link.address)
+        except LinkError as exc:
+            log.info("link to %s closed: %s", _name(link.peer), exc)
+        finally:
+            self._detach(link)
+
+    def _attach(self, link: TcpLink) -> bool:
+        peer = link.peer
+        if peer == PeerId(self.node.feed_id):
+            log.info("%s is this node itself; closing", link.address)
+            return False
+        old = self.links.get(peer)
+        if old is not None:
+            if self._dialer(old) <= self._dialer(link):
+                return False  # keep the connection dialed by the smaller id
+            old.close()
+            self._detach(old)
+        self.links[peer] = link
+        self._link_ended[peer] = asyncio.Event()
+        self._all_detached.clear()
+        log.info(
+            "connected to %s at %s (%s)",
+            _name(peer),
+            link.address,
+            "dialed" if link.outbound else "accepted",
+        )
+        self.node.connect(peer, now=self._now(), link=LinkInfo(mtu_bytes=_LINK_MTU_BYTES))
+        self._pump()
+        return True
+
+    def _dialer(self, link: TcpLink) -> bytes:
+        return bytes(self.node.feed_id) if link.outbound else bytes(link.peer)
+
+    def _detach(self, link: TcpLink) -> None:
+        stats = self._stats(link.peer)
+        stats.bytes_in += link.bytes_in
+        stats.bytes_out += link.bytes_out
+        link.bytes_in = link.bytes_out = 0  # counted once, even if detached twice
+        if self.links.get(link.peer) is not link:
+            return
+        del self.links[link.peer]
+        self._link_ended.pop(link.peer).set()
+        if not self.links:
+            self._all_detached.set()
+        self.node.disconnect(link.peer, now=self._now())
+        self._pump()
+
+    def _on_frames(self, link: TcpLink, frames: list[bytes]) -> None:
+        if self.links.get(link.peer) is not link:
+            return
+        now = self._now()
+        for frame in frames:
+            self.node.receive_frame(link.peer, frame, now=now)
+            if self.links.get(link.peer) is not link:
+                break  # the core dropped this peer
+        self._pump()
+
+    def _on_sent(self, link: TcpLink, entry_bytes: int) -> None:
+        if entry_bytes and self.links.get(link.peer) is link:
+            self.node.delivered(link.peer, entry_bytes)
+            self._pump()
+
+    # -- dialing ------------------------------------------------------------------------------
+
+    def _on_seen(self, seen: PeerSeen) -> None:
+        address = PeerAddress(host=seen.host, port=seen.port, feed_id=seen.feed_id)
+        for target in self.targets.values():
+            if target.address.feed_id == seen.feed_id:
+                target.address = address  # it may have moved
+                return
+        self._add_target(address, seen.source)
+
+    def _add_target(self, address: PeerAddress, source: str) -> None:
+        key = format_host_port(address.host, address.port)
+        if key in self.targets:
+            return
+        target = _Target(address=address, source=source)
+        self.targets[key] = target
+        self._spawn(self._supervise(f"dialer for {key}", lambda: self._dial_loop(target)))
+
+    async def _dial_loop(self, target: _Target) -> None:
+        s = self.settings
+        peer = _peer_of(target)
+        # Both sides of a pair see each other at once: the larger id waits a little, so
+        # usually one connection is made and the tie-break has nothing to do.
+        delay = _SECOND_DIALER_DELAY_S if peer is not None and peer < self.node.feed_id else 0.0
+        while True:
+            if delay:
+                await asyncio.sleep(delay)
+            delay = reconnect_delay_s(1, s.reconnect_min_s, s.reconnect_max_s, self.rng)
+            peer = _peer_of(target)
+            if peer is not None and peer in self.links:
+                await self._link_ended[peer].wait()
+                continue
+            try:
+                await self._dial_once(target)
+                target.failures = 0
+            except LinkError as exc:
+                target.failures += 1
+                target.last_error = str(exc)
+                delay = reconnect_delay_s(
+                    target.failures, s.reconnect_min_s, s.reconnect_max_s, self.rng
+                )
+                log.info("cannot reach %s: %s; retrying in %.0f s", target.address, exc, delay)
+
+    async def _dial_once(self, target: _Target) -> None:
+        a, s = target.address, self.settings
+        if self._connections >= s.max_connections:
+            raise LinkError(f"{s.max_connections} connections open (lan.max_connections)")
+        self._connections += 1
+        try:
+            if a.feed_id is None:
+                key = await query_key(
+                    a.host,
+                    a.port,
+                    network_key=self.node.network_key,
+                    timeout_s=s.tcp.handshake_timeout_s,
+                )
+                log.info("%s is %s (learned on first contact)", a, _name(key))
+                target.address = a = PeerAddress(host=a.host, port=a.port, feed_id=FeedId(key))
+            assert a.feed_id is not None
+            if PeerId(a.feed_id) in self.links:
+                return
+            link = await dial(
+                a.host,
+                a.port,
+                identity=self.identity,
+                network_key=self.node.network_key,
+                server=PeerId(a.feed_id),
+                settings=s.tcp,
+            )
+            await self._serve_link(link)
+        finally:
+            self._connections -= 1
+
+    # -- control requests ---------------------------------------------------------------------
+
+    def _status_request(self, node: Node, args: Mapping[str, object]) -> dict[str, object]:
+        return {
+            **node.status(),
+            "daemon": {
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started_at, 1),
+                "listening": self.listening,
+                "mdns": self.discovery is not None,
+                "peers_connected": len(self.links),
+                "connections": self._connections,
+            },
+        }
+
+    def _peers_request(self, node: Node, args: Mapping[str, object]) -> dict[str, object]:
+        known: dict[PeerId, _Target | None] = dict.fromkeys({*self.stats, *self.links})
+        for target in self.targets.values():
+            if target.address.feed_id is not None:
+                known[PeerId(target.address.feed_id)] = target
+        ordered = sorted(known.items(), key=lambda item: _name(item[0]))
+        return {"peers": [self._peer_json(peer, target) for peer, target in ordered]}
+
+    def _peer_json(self, peer: PeerId, target: _Target | None) -> dict[str, object]:
+        link = self.links.get(peer)
+        stats = self._stats(peer)
+        dialed = (
+            None if target is None else format_host_port(target.address.host, target.address.port)
+        )
+        return {
+            "id": _name(peer),
+            "link": "tcp",
+            "connected": link is not None,
+            "direction": None if link is None else ("out" if link.outbound else "in"),
+            "address": link.address if link is not None else dialed,
+            "source": "inbound" if target is None else target.source,
+            "rtt_ms": None if link is None or link.rtt_s is None else round(link.rtt_s * 1000, 1),
+            "bytes_in": stats.bytes_in + (link.bytes_in if link else 0),
+            "bytes_out": stats.bytes_out + (link.bytes_out if link else 0),
+            "entries_in": stats.entries_in,
+            "behind": self.node.replicator.behind(peer) if link is not None else None,
+            "last_error": (target.last_error or None) if target is not None else None,
+        }

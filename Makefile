@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench ingest --json
 	$(BIN)/python -m meshnode.bench reopen --json
 	$(BIN)/python -m meshnode.bench replication --json
+	$(BIN)/python -m meshnode.bench lan --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

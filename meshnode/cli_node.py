@@ -319,7 +319,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings:
     lan = ctx.config.lan
     try:
-        host, port = parse_host_port(args.listen or lan.listen)
+        host, port = parse_host_port(args.listen or lan.listen, any_port=True)
         peers = [parse_peer(p) for p in (*lan.peers, *args.peer)]
     except DecodeError as exc:
         raise MeshnodeError(f"bad address: {exc}") from None

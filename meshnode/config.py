@@ -306,7 +306,7 @@ def _parse_policy(data: object) -> PolicySection:
 def _parse_lan(data: object) -> LanSection:
     t, d = _Table("lan", data, _names(LanSection)), LanSection()
     listen = t.string("listen", d.listen)
-    _check_address(listen, "lan.listen", parse_host_port)
+    _check_address(listen, "lan.listen", lambda text: parse_host_port(text, any_port=True))
     peers = t.strings("peers", d.peers)
     for i, peer in enumerate(peers):
         _check_address(peer, f"lan.peers[{i}]", parse_peer)

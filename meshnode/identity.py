@@ -89,7 +89,7 @@ def parse_feed_id(text: str) -> FeedId:
         raise DecodeError(f"not a feed id (expected @<base64>.ed25519): {text!r}")
     try:
         raw = base64.b64decode(body.removesuffix(".ed25519"), validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
         raise DecodeError(f"feed id is not valid base64: {text!r}") from exc
     if len(raw) != KEY_BYTES:
         raise DecodeError(f"feed id must hold 32 bytes, got {len(raw)}: {text!r}")

@@ -234,6 +234,15 @@ class Node:
             entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
         except DecodeError as exc:
             return IngestResult(outcome=Outcome.REJECTED, reason=f"malformed: {exc}")
+        return self.ingest_entry(entry, source)
+
+    @property
+    def max_content_bytes(self) -> int:
+        """Largest content of an entry this node accepts."""
+        return self.config.max_content_bytes
+
+    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
+        """``ingest`` for an entry already decoded (within ``max_content_bytes``)."""
         want = self.replicated().get(entry.author)
         if want is None:
             return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.codec.content import Contact, ContactAction, decode_contact
 from meshnode.codec.message import ContentType
-from meshnode.errors import DecodeError, MeshnodeError, StoreCorrupt
+from meshnode.errors import DecodeError, ForkError, MeshnodeError, StoreCorrupt
 from meshnode.identity import format_feed_id, format_msg_id, parse_feed_id
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _post(node: Node, text: str) -> Entry:
         raise PostError("nothing to post: the text is empty")
     try:
         return node.post(text, timestamp_ms=_now_ms())
-    except ValueError as exc:  # content over max_content_bytes
+    except (ValueError, ForkError) as exc:  # content too long; our own feed forked
         raise PostError(str(exc)) from exc
 
 
@@ -125,13 +125,19 @@ def contact(node: Node, args: Mapping[str, object]) -> dict[str, object]:
     if not node.policy.graph.would_change(node.feed_id, Contact(action=action, target=target)):
         # Restating a follow or block would only grow the feed.
         return {"changed": False, "target": format_feed_id(target)}
-    entry = node.set_contact(action, target, timestamp_ms=_now_ms())
+    try:
+        entry = node.set_contact(action, target, timestamp_ms=_now_ms())
+    except ForkError as exc:
+        raise PostError(str(exc)) from exc
     node.flush()
     return {"changed": True, **entry_ref(entry)}
 
 
 def status(node: Node, args: Mapping[str, object]) -> dict[str, object]:
-    """{} -> the node's status (see Node.status)."""
+    """{"brief"?} -> the node's status (see Node.status); brief leaves out the ranges."""
+    if args.get("brief"):
+        stats = node.store.stats()
+        return {"entries": stats.entries, "feeds": stats.feeds, "bytes": stats.entry_bytes}
     return node.status()
 
 

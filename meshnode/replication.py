@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Callable
 
+    from meshnode.codec.message import Entry
     from meshnode.node import IngestResult
     from meshnode.policy import Want
     from meshnode.store.base import Store
@@ -151,8 +152,13 @@ class Host(Protocol):
         """How much of ``feed`` the policy wants, or None."""
         ...
 
-    def ingest(self, raw: bytes, source: PeerId | None = None) -> IngestResult:
-        """Verify and store an entry."""
+    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
+        """Verify and store an entry already decoded."""
+        ...
+
+    @property
+    def max_content_bytes(self) -> int:
+        """Largest content accepted."""
         ...
 
 
@@ -926,8 +932,9 @@ class Replicator:
 
     def _on_entry(self, s: _Session, frame: bytes) -> None:
         ref, seq, body = decode_entry_frame(frame)
+        limit = self.host.max_content_bytes
         if ref is None:
-            raw = body
+            entry = decode_entry(body, max_content_bytes=limit)
         else:
             feed = self._feed_of(s, ref)
             if feed is None:
@@ -936,16 +943,20 @@ class Replicator:
             if seq > 1 and previous is None:
                 self._ask_resend(s, feed)
                 return
-            raw = decode_short_entry(
-                body, author=feed, seq=Seq(seq), previous=MsgId(previous) if previous else None
-            ).raw
-        self._take_entry(s, raw, ref=ref)
+            entry = decode_short_entry(
+                body,
+                author=feed,
+                seq=Seq(seq),
+                previous=MsgId(previous) if previous else None,
+                max_content_bytes=limit,
+            )
+        self._take_entry(s, entry, ref=ref)
 
-    def _take_entry(self, s: _Session, raw: bytes, *, ref: int | None) -> None:
+    def _take_entry(self, s: _Session, decoded: Entry, *, ref: int | None) -> None:
         from meshnode.node import Outcome
 
         s.memory.received += 1
-        result = self.host.ingest(raw, source=s.peer)
+        result = self.host.ingest_entry(decoded, source=s.peer)
         entry = result.entry
         if result.outcome is Outcome.ADDED and entry is not None:
             told = s.memory.sent.get(entry.author, -1)

@@ -56,8 +56,8 @@ class Notifier:
 
 def _watchdog_period_s(env: Mapping[str, str]) -> float | None:
     usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0:
         return None
-    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+    if pid and (not (pid.isascii() and pid.isdigit()) or int(pid) != os.getpid()):
         return None  # the watchdog is meant for another process
     return int(usec) / 2e6

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from meshnode import ops
 from meshnode.control import ControlServer
 from meshnode.errors import LinkError
 from meshnode.identity import format_feed_id
@@ -384,9 +385,10 @@ class Service:
     async def _dial_loop(self, target: _Target) -> None:
         s = self.settings
         peer = _peer_of(target)
-        # Both sides of a pair see each other at once: the larger id waits a little, so
-        # usually one connection is made and the tie-break has nothing to do.
-        delay = _SECOND_DIALER_DELAY_S if peer is not None and peer < self.node.feed_id else 0.0
+        # Both sides of a pair discover each other at once: the larger id waits a little,
+        # so usually one connection is made and the tie-break has nothing to do.
+        second = target.source == "mdns" and peer is not None and peer < self.node.feed_id
+        delay = _SECOND_DIALER_DELAY_S if second else 0.0
         while True:
             if delay:
                 await asyncio.sleep(delay)
@@ -439,8 +441,10 @@ class Service:
     # -- control requests ---------------------------------------------------------------------
 
     def _status_request(self, node: Node, args: Mapping[str, object]) -> dict[str, object]:
+        if args.get("brief"):
+            return ops.status(node, args)
         return {
-            **node.status(),
+            **ops.status(node, args),
             "daemon": {
                 "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 1),

@@ -1,6 +1,7 @@
 """Text forms of TCP addresses: where we listen and which peers we dial.
 
-A listen address is ``HOST:PORT`` (``0.0.0.0:7420``; ``[::]:7420`` for IPv6). A peer is
+A listen address is ``HOST:PORT`` (``0.0.0.0:7420``; ``[::]:7420`` for IPv6; port 0 picks
+a free port, which the daemon logs). A peer is
 ``HOST:PORT`` or ``HOST:PORT@ID``, where ID is the peer's feed id (``@<base64>.ed25519``)
 and pins its key; without it the key is asked for with a key query (secure/keyquery.py)
 and trusted on first use. IPv6 hosts go in brackets: ``[fe80::1%eth0]:7420``.
@@ -40,11 +41,14 @@ def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (IPv6 in brackets); DecodeError with the reason otherwise."""
+def parse_host_port(text: str, *, any_port: bool = False) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (IPv6 in brackets); DecodeError with the reason otherwise.
+
+    ``any_port`` accepts port 0, "any free port", which only makes sense for listening.
+    """
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
+        if not sep or not rest.startswith(":") or ":" not in host:
             raise DecodeError(f"{text!r}: an IPv6 address goes as [ADDRESS]:PORT")
         port_text = rest[1:]
     else:
@@ -55,8 +59,9 @@ def parse_host_port(text: str) -> tuple[str, int]:
             raise DecodeError(f"{text!r}: put an IPv6 address in brackets: [ADDRESS]:PORT")
     if not host or any(c.isspace() for c in host):
         raise DecodeError(f"{text!r}: missing or malformed host")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise DecodeError(f"{text!r}: port must be 1..65535")
+    lowest = 0 if any_port else 1
+    if not (port_text.isascii() and port_text.isdigit()) or not lowest <= int(port_text) < 65536:
+        raise DecodeError(f"{text!r}: port must be {lowest}..65535")
     return host, int(port_text)
 
 

@@ -53,8 +53,10 @@ def encode_link_control(kind: LinkControl, token: bytes) -> bytes:
 
 def decode_link_control(frame: bytes) -> tuple[LinkControl, bytes]:
     """Kind and token of a frame whose first byte is LINK_CONTROL; DecodeError if malformed."""
-    if len(frame) != 2 + _TOKEN_BYTES or frame[0] != LINK_CONTROL:
-        raise DecodeError(f"link control frame of {len(frame)} bytes, expected 10")
+    if not frame or frame[0] != LINK_CONTROL:
+        raise DecodeError("not a link control frame")
+    if len(frame) != 2 + _TOKEN_BYTES:
+        raise DecodeError(f"link control frame of {len(frame)} bytes, expected {2 + _TOKEN_BYTES}")
     try:
         kind = LinkControl(frame[1])
     except ValueError:

@@ -254,8 +254,8 @@ def test_simultaneous_dials_settle_on_the_connection_of_the_smaller_id(
     async def scenario() -> None:
         a, b = make_node(A, B), make_node(B, A)
         async with running(a, A) as sa, running(b, B) as sb:
-            sa._add_target(PeerAddress(host=LOCAL, port=port_of(sb), feed_id=B.feed_id), "test")
-            sb._add_target(PeerAddress(host=LOCAL, port=port_of(sa), feed_id=A.feed_id), "test")
+            sa._add_target(PeerAddress(host=LOCAL, port=port_of(sb), feed_id=B.feed_id), "mdns")
+            sb._add_target(PeerAddress(host=LOCAL, port=port_of(sa), feed_id=A.feed_id), "mdns")
             smaller_is_a = A.feed_id < B.feed_id
 
             def settled() -> bool:

@@ -10,6 +10,7 @@ import pytest
 from meshnode.config import (
     EXAMPLE_CONFIG,
     Config,
+    LanSection,
     NodeSection,
     PolicySection,
     StoreSection,
@@ -20,6 +21,8 @@ from meshnode.config import (
     store_config,
 )
 from meshnode.errors import ConfigError
+from meshnode.identity import format_feed_id
+from tests.fakes import identity
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -181,3 +184,145 @@ def test_adapters_map_onto_core_and_store_configs() -> None:
     assert core.policy.global_cap_bytes == 99
     store = store_config(config)
     assert (store.fsync, store.segment_bytes, store.fsync_batch_entries) == ("never", 8 << 20, 1000)
+
+
+# -- [lan] -------------------------------------------------------------------------------------
+
+PEER_ID = format_feed_id(identity(5).feed_id)
+
+
+def test_lan_defaults() -> None:
+    assert LanSection() == LanSection(
+        listen="0.0.0.0:7420",
+        mdns=True,
+        peers=(),
+        handshake_timeout_s=15.0,
+        idle_timeout_s=90.0,
+        max_connections=64,
+        reconnect_min_s=1.0,
+        reconnect_max_s=300.0,
+    )
+    assert parse_config("").lan == LanSection()
+    assert parse_config("[lan]\n").lan == LanSection()
+
+
+def test_example_config_lan_is_the_defaults_and_documents_every_key() -> None:
+    assert parse_config(EXAMPLE_CONFIG).lan == LanSection()
+    for f in dataclasses.fields(LanSection):
+        assert f"\n{f.name} = " in EXAMPLE_CONFIG
+
+
+def test_lan_values_are_read() -> None:
+    config = parse_config(
+        f"""
+        [lan]
+        listen = "[::]:7500"
+        mdns = false
+        peers = ["10.0.0.2:7420", "[fe80::1%eth0]:7421{PEER_ID}", "pi.local:7422@{PEER_ID[1:]}"]
+        handshake_timeout_s = 30
+        idle_timeout_s = 45.5
+        max_connections = 8
+        reconnect_min_s = 0.5
+        reconnect_max_s = 60
+        """
+    )
+    assert config.lan == LanSection(
+        listen="[::]:7500",
+        mdns=False,
+        peers=("10.0.0.2:7420", f"[fe80::1%eth0]:7421{PEER_ID}", f"pi.local:7422@{PEER_ID[1:]}"),
+        handshake_timeout_s=30.0,
+        idle_timeout_s=45.5,
+        max_connections=8,
+        reconnect_min_s=0.5,
+        reconnect_max_s=60.0,
+    )
+    assert isinstance(config.lan.handshake_timeout_s, float)
+    assert isinstance(config.lan.reconnect_max_s, float)
+
+
+def test_lan_range_edges_are_accepted() -> None:
+    lan = parse_config(
+        "[lan]\nhandshake_timeout_s = 600\nidle_timeout_s = 1\nmax_connections = 10000\n"
+        "reconnect_min_s = 3600\nreconnect_max_s = 3600\n"
+    ).lan
+    assert (lan.handshake_timeout_s, lan.idle_timeout_s, lan.max_connections) == (600, 1, 10000)
+    assert (lan.reconnect_min_s, lan.reconnect_max_s) == (3600, 3600)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[lan]\nlisten = "7420"', "lan.listen"),
+        ('[lan]\nlisten = "0.0.0.0:65536"', "lan.listen"),
+        ('[lan]\nlisten = ":7420"', "lan.listen"),
+        ('[lan]\nlisten = "::1:7420"', "lan.listen"),
+        ("[lan]\nlisten = 7420", "lan.listen"),
+        ('[lan]\nmdns = "yes"', "lan.mdns"),
+        ("[lan]\nmdns = 1", "lan.mdns"),
+        ('[lan]\npeers = "10.0.0.2:7420"', "lan.peers"),
+        ('[lan]\npeers = ["10.0.0.2:7420", 5]', "lan.peers"),
+        ('[lan]\npeers = ["10.0.0.2:7420", "10.0.0.3"]', "lan.peers[1]"),
+        ('[lan]\npeers = ["10.0.0.2:70000"]', "lan.peers[0]"),
+        ('[lan]\npeers = ["10.0.0.2:7420@nobody"]', "lan.peers[0]"),
+        ("[lan]\nhandshake_timeout_s = 0", "lan.handshake_timeout_s"),
+        ("[lan]\nhandshake_timeout_s = 0.05", "lan.handshake_timeout_s"),
+        ("[lan]\nhandshake_timeout_s = 601", "lan.handshake_timeout_s"),
+        ("[lan]\nhandshake_timeout_s = true", "lan.handshake_timeout_s"),
+        ('[lan]\nhandshake_timeout_s = "15"', "lan.handshake_timeout_s"),
+        ("[lan]\nhandshake_timeout_s = nan", "lan.handshake_timeout_s"),
+        ("[lan]\nidle_timeout_s = 0.5", "lan.idle_timeout_s"),
+        ("[lan]\nidle_timeout_s = inf", "lan.idle_timeout_s"),
+        ("[lan]\nmax_connections = 0", "lan.max_connections"),
+        ("[lan]\nmax_connections = 10001", "lan.max_connections"),
+        ("[lan]\nmax_connections = 1.0", "lan.max_connections"),
+        ("[lan]\nmax_connections = false", "lan.max_connections"),
+        ("[lan]\nreconnect_min_s = 0", "lan.reconnect_min_s"),
+        ("[lan]\nreconnect_min_s = 3601", "lan.reconnect_min_s"),
+        ("[lan]\nreconnect_max_s = 86401", "lan.reconnect_max_s"),
+        ("[lan]\nreconnect_min_s = 10\nreconnect_max_s = 5", "lan.reconnect_max_s"),
+        ("[lan]\nfoo = 1", "lan.foo"),
+        ("lan = 3", "lan"),
+    ],
+)
+def test_bad_lan_values_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_lan_listen_may_take_any_free_port_but_a_peer_may_not() -> None:
+    assert parse_config('[lan]\nlisten = "0.0.0.0:0"').lan.listen == "0.0.0.0:0"
+    with pytest.raises(ConfigError) as info:
+        parse_config('[lan]\npeers = ["10.0.0.2:0"]')
+    assert str(info.value) == "lan.peers[0]: '10.0.0.2:0': port must be 1..65535"
+
+
+def test_bad_peer_message_carries_the_reason() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[lan]\npeers = ["10.0.0.2:7420", "fe80::1:7420"]')
+    assert str(info.value) == (
+        "lan.peers[1]: 'fe80::1:7420': put an IPv6 address in brackets: [ADDRESS]:PORT"
+    )
+
+
+def test_reconnect_bounds_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("[lan]\nreconnect_min_s = 10\nreconnect_max_s = 5")
+    assert str(info.value) == "lan.reconnect_max_s: must be >= lan.reconnect_min_s"
+
+
+def test_unknown_lan_key_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("[lan]\nfoo = 1")
+    assert str(info.value) == (
+        "lan.foo: unknown key (known: listen, mdns, peers, handshake_timeout_s, idle_timeout_s, "
+        "max_connections, reconnect_min_s, reconnect_max_s)"
+    )
+
+
+@pytest.mark.parametrize("peer", ["10.0.0.2:\u00b2", "10.0.0.2:7420@\u00e9.ed25519"])
+def test_non_ascii_peer_gives_config_error(peer: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"lan": {"peers": [peer]}})
+    assert info.value.key == "lan.peers[0]"

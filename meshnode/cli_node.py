@@ -294,9 +294,14 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     settings = _service_settings(ctx, args)
     mdns = ctx.config.lan.mdns and not args.no_mdns
     wanted = {signal.SIGTERM, signal.SIGINT}
-    # Block first: a signal during startup then waits for the daemon's handler instead of
-    # killing us before the store is closed.
+    # Block first: a signal during startup then waits for the daemon's handler.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    for sig in wanted:
+        # The daemon's own handlers take over while it runs. Before that (opening the
+        # store) and after it (flush, close, interpreter exit) a signal must not kill us
+        # half-way, nor turn a clean stop into exit status -15: this process is on its
+        # way out, so the handlers are not restored.
+        signal.signal(sig, signal.SIG_IGN)
     try:
         identity = _identity_or_init(ctx)
         with open_node(ctx, identity) as node:

@@ -768,10 +768,16 @@ class Replicator:
             if s.leader:
                 self._send_full(s)
         elif hello.received != memory.pushed_count:
-            # Some pushes never arrived: trust only what the peer stated itself.
+            # Some pushes never arrived: trust only what the peer stated itself, and push
+            # again from there every feed pushed last time (the peer keeps what it holds;
+            # the rest it cannot ask for, since it never heard of it).
             s.assumed = {f: n.latest for f, n in memory.remote.items()}
             for feed, nxt in list(s.push.items()):
                 s.push[feed] = min(nxt, s.assumed.get(feed, 0) + 1)
+            for feed in memory.pushed:
+                remote = memory.remote.get(feed)
+                if remote is not None and remote.replicating and not remote.lazy:
+                    self._schedule_push(s, feed, remote.latest + 1)
         memory.pushed_count = hello.received
         memory.pushed.clear()
         if s.notes:

@@ -130,6 +130,7 @@ class Service:
         self._armed: float | None = None
         self._stop = asyncio.Event()
         self._all_detached = asyncio.Event()
+        self._all_detached.set()  # no links yet
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.control = ControlServer(
@@ -146,34 +147,58 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
-        """Listen, discover, dial and serve until stop(); then close links and flush."""
+        """Listen, discover, dial and serve until stop(); then close links and flush.
+
+        Raises:
+            LinkError: the listening or control socket cannot be opened.
+        """
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        server, control = await self._open_sockets()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in saved:
             loop.add_signal_handler(sig, self._on_signal, sig)
         # The CLI blocks these signals while it opens the store; the handlers take them now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                await self._serve(tg)
+                await self._serve(server, control)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig, handler in saved.items():
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+            server.close()
+            control.close()
             self.control.close()
             self.node.flush()
+
+    async def _open_sockets(self) -> tuple[asyncio.Server, asyncio.Server]:
+        s = self.settings
+        where = format_host_port(s.listen_host, s.listen_port)
+        try:
+            server = await asyncio.start_server(self._on_inbound, s.listen_host, s.listen_port)
+        except OSError as exc:
+            raise LinkError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        try:
+            control = await self.control.start()
+        except OSError as exc:
+            server.close()
+            path = self.control.path
+            raise LinkError(
+                f"cannot open the control socket {path}: {exc.strerror or exc}"
+            ) from None
+        self.listening = [
+            format_host_port(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in server.sockets
+        ]
+        return server, control
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("%s received; closing links and flushing the store", sig.name)
         self.stop()
 
-    async def _serve(self, tg: asyncio.TaskGroup) -> None:
+    async def _serve(self, server: asyncio.Server, control: asyncio.Server) -> None:
         s = self.settings
-        server = await asyncio.start_server(self._on_inbound, s.listen_host, s.listen_port)
-        control = await self.control.start()
-        self.listening = [
-            format_host_port(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
-            for sock in server.sockets
-        ]
         log.info("listening on %s; control socket %s", ", ".join(self.listening), self.control.path)
         self._spawn(self._timer_loop())
         if self.notifier.watchdog_period_s:

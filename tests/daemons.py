@@ -185,22 +185,34 @@ class DaemonPool:
         *args: str,
         env: Mapping[str, str] | None = None,
         pre: Sequence[str] = (),
+        wrap: Sequence[str] = (),
+        mdns: bool = False,
     ) -> Daemon:
-        """Start `meshnode run --no-mdns` on data dir ``name`` and wait until it listens."""
+        """Start `meshnode run` (``--no-mdns`` unless ``mdns``) and wait until it listens.
+
+        ``wrap`` goes before the command, e.g. ``ip netns exec NAME``.
+        """
         for _ in range(3):
-            daemon = self._spawn(name, free_port(), args, env or {}, pre)
+            daemon = self._spawn(name, free_port(), args, env or {}, pre, wrap, mdns)
             if self._wait_listening(daemon):
                 return daemon
         raise AssertionError(f"{name} could not get a free port")
 
     def _spawn(
-        self, name: str, port: int, args: Sequence[str], env: Mapping[str, str], pre: Sequence[str]
+        self,
+        name: str,
+        port: int,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        pre: Sequence[str],
+        wrap: Sequence[str],
+        mdns: bool,
     ) -> Daemon:
         data = self.data(name)
         n = sum(1 for d in self.daemons if d.name == name)
         stderr_path = self.root / f"{name}.{n}.stderr"
-        command = [sys.executable, "-m", "meshnode", *pre, "--data", str(data), "run"]
-        command += ["--no-mdns", "--listen", f"127.0.0.1:{port}", *args]
+        command = [*wrap, sys.executable, "-m", "meshnode", *pre, "--data", str(data), "run"]
+        command += [*([] if mdns else ["--no-mdns"]), "--listen", f"127.0.0.1:{port}", *args]
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
                 command,

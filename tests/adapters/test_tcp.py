@@ -145,6 +145,7 @@ def test_static_peer_without_key_is_learned_and_synced() -> None:
         async with running(a, A) as sa:
             peer = PeerAddress(host=LOCAL, port=port_of(sa))
             async with running(b, B, peers=(peer,)) as sb:
+                assert sb.control.path.stat().st_mode & 0o777 == 0o660
                 await until(lambda: b.store.latest_seq(A.feed_id) == 51)  # follow + 50 posts
                 assert sb.links[PeerId(A.feed_id)].outbound
                 assert not sa.links[PeerId(B.feed_id)].outbound

@@ -192,6 +192,11 @@ class _Session:
     resyncs: int = 0
     resync_backoff: int = 1
     want_keys: list[int] = field(default_factory=list)  # batched into one WANT_KEY frame
+    # Pushes not yet confirmed by a HELLO's received count: the count and the feeds (with
+    # the last seq pushed) as this session began, and the feeds pushed in this session.
+    count_at_connect: int = 0
+    last_pushed: dict[FeedId, int] = field(default_factory=dict)
+    pushed_now: dict[FeedId, int] = field(default_factory=dict)
     strikes: int = 0
     closed: bool = False
 
@@ -231,6 +236,8 @@ class Replicator:
             reliable=link.reliable,
         )
         s.sessions_seen = memory.sessions
+        s.count_at_connect = memory.pushed_count
+        s.last_pushed = dict(memory.pushed)
         memory.sessions += 1
         s.my_index = {f: i for i, f in enumerate(memory.my_table)}
         s.their_index = {f: i for i, f in memory.their_table.items()}
@@ -567,6 +574,7 @@ class Replicator:
             self._outbox.append((s.peer, frame))
             s.assumed[feed] = max(s.assumed.get(feed, 0), seq)
             s.memory.pushed[feed] = max(s.memory.pushed.get(feed, 0), seq)
+            s.pushed_now[feed] = seq
             s.memory.pushed_count += 1
             if seq < head.latest:
                 s.push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
@@ -767,19 +775,20 @@ class Replicator:
             self._forget(s, hello.epoch)
             if s.leader:
                 self._send_full(s)
-        elif hello.received != memory.pushed_count:
-            # Some pushes never arrived: trust only what the peer stated itself, and push
-            # again from there every feed pushed last time (the peer keeps what it holds;
-            # the rest it cannot ask for, since it never heard of it).
+        elif hello.received != s.count_at_connect:
+            # Some pushes of earlier sessions never arrived: trust only what the peer
+            # stated itself, and push again from there every feed pushed before (the peer
+            # keeps what it holds; the rest it cannot ask for, never having heard of it).
             s.assumed = {f: n.latest for f, n in memory.remote.items()}
             for feed, nxt in list(s.push.items()):
                 s.push[feed] = min(nxt, s.assumed.get(feed, 0) + 1)
-            for feed in memory.pushed:
+            for feed in s.last_pushed:
                 remote = memory.remote.get(feed)
                 if remote is not None and remote.replicating and not remote.lazy:
                     self._schedule_push(s, feed, remote.latest + 1)
-        memory.pushed_count = hello.received
-        memory.pushed.clear()
+        # Confirmed up to the peer's count; pushes of this session are still in flight.
+        memory.pushed_count = hello.received + memory.pushed_count - s.count_at_connect
+        memory.pushed = dict(s.pushed_now)
         if s.notes:
             s.notes_at = self.now
         if hello.ack_wanted:

@@ -67,6 +67,9 @@ __all__ = ["HandshakeFailed", "TcpLink", "TcpSettings", "accept", "dial", "query
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 1 << 16
+# Far above what the replication window (entries) and notes ever queue: a peer that lets
+# this much pile up is not reading, and is dropped rather than allowed to grow our memory.
+_MAX_QUEUED_BYTES = 8 << 20
 _ENTRY = FrameType.ENTRY
 _T = TypeVar("_T")
 
@@ -242,15 +245,21 @@ class TcpLink:
         self._wake = asyncio.Event()
         self._pings: dict[bytes, float] = {}
         self._closing = False
+        self._write_error = ""
 
     def send(self, frames: list[bytes]) -> None:
-        """Queue frames; the writer task sends them."""
+        """Queue frames; the writer task sends them. A peer that stops reading is dropped."""
         if self._closing:
             return
         for frame in frames:
             self._out += encode_stream_frame(frame)
             if frame[0] == _ENTRY:
                 self._out_entry_bytes += len(frame)
+        if len(self._out) > _MAX_QUEUED_BYTES:
+            self._write_error = f"the peer does not read ({len(self._out)} bytes queued)"
+            self._out.clear()
+            self._writer.transport.abort()
+            return
         self._wake.set()
 
     def close(self) -> None:
@@ -303,11 +312,13 @@ class TcpLink:
             except OSError as exc:
                 if self._closing:
                     return
-                raise LinkClosed(f"{self.address}: {exc.strerror or exc}") from None
+                reason = self._write_error or exc.strerror or str(exc)
+                raise LinkClosed(f"{self.address}: {reason}") from None
             if not data:
                 if self._closing or self._decoder.closed:
                     return
-                raise LinkClosed(f"{self.address}: connection closed without goodbye")
+                reason = self._write_error or "connection closed without goodbye"
+                raise LinkClosed(f"{self.address}: {reason}")
             self.bytes_in += len(data)
             try:
                 frames = self._frames(data)
@@ -349,10 +360,17 @@ class TcpLink:
             packets = self._encoder.encode(data)
             try:
                 self._writer.write(packets)
-                await self._writer.drain()
-            except (OSError, RuntimeError) as exc:
-                log.debug("%s: write failed: %s", self.address, exc)
+                # A peer that stops reading would hold this task (and our window) forever.
+                async with asyncio.timeout(self.settings.idle_timeout_s):
+                    await self._writer.drain()
+            except TimeoutError:
+                idle_s = self.settings.idle_timeout_s
+                self._write_error = f"the peer took nothing we sent for {idle_s:g} s"
                 self._writer.transport.abort()  # the read loop sees the end and reports it
+                return
+            except (OSError, RuntimeError) as exc:
+                self._write_error = f"write failed: {exc}"
+                self._writer.transport.abort()
                 return
             self.bytes_out += len(packets)
             on_sent(self, entry_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -24,7 +25,12 @@ from meshnode.secure.shs import ACCEPT_BYTES, HELLO_BYTES, ClientHandshake
 from meshnode.service import Service, ServiceSettings
 from meshnode.store.memory import MemoryStore
 from meshnode.transports.address import PeerAddress
-from meshnode.transports.framing import StreamDeframer, encode_stream_frame
+from meshnode.transports.framing import (
+    LinkControl,
+    StreamDeframer,
+    encode_link_control,
+    encode_stream_frame,
+)
 from meshnode.transports.tcp import TcpSettings
 from meshnode.types import FeedId, PeerId
 from tests.fakes import TS_MS, identity
@@ -330,3 +336,34 @@ def test_a_peer_seen_by_discovery_is_dialed() -> None:
                 await until(lambda: a.store.latest_seq(B.feed_id) == 2)
 
     run(scenario())
+
+
+def test_a_peer_that_sends_but_never_reads_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> None:
+        a = make_node(A)
+        async with running(a, A, idle_timeout_s=1.0) as sa:
+            _, writer, enc, _ = await raw_session(port_of(sa), C, A)
+            transport = writer.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # never read: the daemon's PONGs pile up
+            ping = encode_stream_frame(encode_link_control(LinkControl.PING, bytes(8)))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with contextlib.suppress(ConnectionError):
+                while PeerId(C.feed_id) in sa.links or loop.time() - started < 0.2:
+                    writer.write(enc.encode(ping * 300))  # a fresh nonce every time
+                    await asyncio.wait_for(writer.drain(), 5)
+                    assert loop.time() - started < 15, "the daemon kept a peer that never reads"
+            await until(lambda: PeerId(C.feed_id) not in sa.links)
+            writer.close()
+            # and it still serves others
+            b = make_node(B, A)
+            a.post("still serving", timestamp_ms=TS_MS)
+            peer = PeerAddress(host=LOCAL, port=port_of(sa), feed_id=A.feed_id)
+            async with running(b, B, peers=(peer,)):
+                await until(lambda: b.store.latest_seq(A.feed_id) == 1)
+
+    run(scenario())
+    assert "the peer took nothing we sent for 1 s" in caplog.text

@@ -13,7 +13,7 @@ from meshnode.cli_context import emit_json, feed_id_arg, open_access
 from meshnode.codec.content import ContactAction
 from meshnode.errors import MeshnodeError
 from meshnode.identity import format_feed_id
-from meshnode.ops import PostError
+from meshnode.ops import MAX_POSTS_PER_REQUEST, PostError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,8 +25,6 @@ __all__ = ["add_feed_commands"]
 
 log = logging.getLogger(__name__)
 
-# Posts from stdin go in batches of this many (each batch is flushed to disk).
-_POST_BATCH = 1000
 _CONTACT_VERBS = {
     ContactAction.FOLLOW: "followed",
     ContactAction.UNFOLLOW: "unfollowed",
@@ -147,7 +145,7 @@ def _post_lines(access: Access) -> int:
             raise PostError(text) from None
         if text.strip():
             batch.append((number, text))
-        if len(batch) == _POST_BATCH:
+        if len(batch) == MAX_POSTS_PER_REQUEST:
             send()
     send()
     return posted

@@ -197,7 +197,7 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     print(
         f"{'peer':<14} {'link':<5} {'state':<10} {'address':<24} {'rtt':>8} "
-        f"{'in':>10} {'out':>10} {'behind':>7}"
+        f"{'in':>10} {'out':>10} {'entries':>8} {'behind':>7}"
     )
     for p in peers:
         state = f"{p['direction']}bound" if p["connected"] else "known"
@@ -206,7 +206,7 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
         print(
             f"{str(p['id'])[:13]:<14} {p['link']:<5} {state:<10} {p['address']!s:<24} "
             f"{rtt:>8} {format_bytes(p['bytes_in']):>10} {format_bytes(p['bytes_out']):>10} "
-            f"{behind!s:>7}"
+            f"{p['entries_in']!s:>8} {behind!s:>7}"
         )
         if p.get("last_error") and not p["connected"]:
             print(f"{'':<14} last error: {p['last_error']}")

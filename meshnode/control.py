@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 _MAX_REQUEST_BYTES = 64 << 20  # a bulk post of 1,000 posts of 64 KiB fits
 _REQUEST_TIMEOUT_S = 30.0
+_YIELD_EVERY = 200
 
 Handlers = dict[str, "Callable[[Node, Mapping[str, object]], dict[str, object]]"]
 Streams = dict[str, "Callable[[Node, Mapping[str, object]], Iterator[dict[str, object]]]"]
@@ -202,8 +203,10 @@ class ControlServer:
             return
         try:
             if cmd in self.streams:
-                for item in self.streams[cmd](self.node, args):
+                for n, item in enumerate(self.streams[cmd](self.node, args), 1):
                     await _send(writer, {"ok": True, "item": item})
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let links and timers run during a long feed
                 await _send(writer, {"ok": True, "end": True})
             elif cmd in self.handlers:
                 await _send(writer, {"ok": True, "result": self.handlers[cmd](self.node, args)})
@@ -219,4 +222,5 @@ class ControlServer:
 
 async def _send(writer: asyncio.StreamWriter, answer: dict[str, object]) -> None:
     writer.write(json.dumps(answer, ensure_ascii=False).encode("utf-8") + b"\n")
-    await writer.drain()
+    async with asyncio.timeout(_REQUEST_TIMEOUT_S):  # a client that stops reading is dropped
+        await writer.drain()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HANDLERS",
+    "MAX_POSTS_PER_REQUEST",
     "STREAMS",
     "PostError",
     "RequestError",
@@ -36,6 +37,8 @@ __all__ = [
 # Entries from others were checked against their sender's limit, which may exceed ours.
 _PLAIN_LIMIT = 1 << 16
 _FLUSH_EVERY = 1000
+# post_many runs on the daemon's event loop: a bigger batch would stall its links.
+MAX_POSTS_PER_REQUEST = 1000
 
 
 class RequestError(MeshnodeError):
@@ -99,6 +102,8 @@ def post_many(node: Node, args: Mapping[str, object]) -> dict[str, object]:
     texts = args.get("texts")
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise RequestError("argument 'texts' must be a list of strings")
+    if len(texts) > MAX_POSTS_PER_REQUEST:
+        raise RequestError(f"argument 'texts' holds more than {MAX_POSTS_PER_REQUEST} posts")
     posted, error, failed = 0, None, None
     for i, text in enumerate(texts):
         try:

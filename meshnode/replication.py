@@ -173,7 +173,7 @@ class _Session:
     hello_acked: bool = False
     hello_at: float = 0.0
     delta: bool = False
-    sessions_seen: int = 0  # memory.sessions as loaded, before this session counted
+    sessions_seen: int = 0  # memory.sessions as loaded; a session counts once HELLO arrives
     full_sent: bool = False
     my_index: dict[FeedId, int] = field(default_factory=dict)
     their_index: dict[FeedId, int] = field(default_factory=dict)
@@ -238,7 +238,6 @@ class Replicator:
         s.sessions_seen = memory.sessions
         s.count_at_connect = memory.pushed_count
         s.last_pushed = dict(memory.pushed)
-        memory.sessions += 1
         s.my_index = {f: i for i, f in enumerate(memory.my_table)}
         s.their_index = {f: i for i, f in memory.their_table.items()}
         self.sessions[peer] = s
@@ -786,6 +785,9 @@ class Replicator:
                 remote = memory.remote.get(feed)
                 if remote is not None and remote.replicating and not remote.lazy:
                     self._schedule_push(s, feed, remote.latest + 1)
+        # A session counts on both sides only when each heard the other: a connection
+        # refused right after the handshake must not leave the two counts unequal.
+        s.memory.sessions += 1
         # Confirmed up to the peer's count; pushes of this session are still in flight.
         memory.pushed_count = hello.received + memory.pushed_count - s.count_at_connect
         memory.pushed = dict(s.pushed_now)
@@ -796,8 +798,8 @@ class Replicator:
 
     def _forget(self, s: _Session, epoch: bytes) -> None:
         """The peer (or we) lost state: start the relationship afresh."""
-        # One session counted, as on a side that met us with no memory at all.
-        s.memory = PeerMemory(epoch=epoch, sessions=1)
+        # As on a side that met us with no memory at all (this session counts on return).
+        s.memory = PeerMemory(epoch=epoch)
         s.sessions_seen = 0
         s.my_index.clear()
         s.their_index.clear()

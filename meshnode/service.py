@@ -9,7 +9,15 @@ store and return.
 
 One connection per pair: when two connections join the same two nodes (both dialed at
 once), each side keeps the one dialed by the node with the smaller id, so both keep the
-same one. A peer that breaks the rules is dropped and not redialed until its backoff ends.
+same one; a peer that dials again in the same direction replaces its old connection (it
+knows the old one is dead). A peer that breaks the rules is dropped and refused, in and
+out, for a while that doubles with each offence.
+
+Limits: at most ``max_connections`` authenticated links, and as many handshakes in
+progress, counted apart so that silent connections cannot lock out known peers; mDNS adds
+at most _MAX_MDNS_TARGETS peers to dial and forgets one after _MDNS_GIVE_UP failures, so
+forged announcements cannot fill the node with dialers. A static peer in the config keeps
+its address whatever mDNS says.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from meshnode import ops
 from meshnode.control import ControlServer
-from meshnode.errors import LinkError
+from meshnode.errors import LinkError, StoreError
 from meshnode.identity import format_feed_id
 from meshnode.replication import EntryReceived, LinkInfo, PeerMisbehaved
 from meshnode.transports.address import PeerAddress, format_host_port
@@ -51,6 +59,9 @@ _TASK_RESTART_S = (1.0, 60.0)
 _SECOND_DIALER_DELAY_S = 2.0
 _LINK_MTU_BYTES = 65536
 _SHUTDOWN_GRACE_S = 2.0
+_MAX_MDNS_TARGETS = 64
+_MDNS_GIVE_UP = 5
+_BAN_S = (10.0, 3600.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +89,10 @@ def reconnect_delay_s(failures: int, min_s: float, max_s: float, rng: random.Ran
     """Backoff before the next dial: doubling from ``min_s`` up to ``max_s``, jittered 50-100%."""
     base = min(max_s, min_s * 2 ** min(max(failures - 1, 0), 30))
     return float(base * rng.uniform(0.5, 1.0))
+
+
+class _ThisNode(Exception):
+    """A peer address that leads back to this node."""
 
 
 @dataclass(slots=True)
@@ -124,7 +139,11 @@ class Service:
         self.stats: dict[PeerId, _PeerStats] = {}
         self.started_at = time.monotonic()
         self.listening: list[str] = []
-        self._connections = 0
+        self._handshakes = 0  # inbound connections not yet authenticated
+        self._dialing = 0
+        self._stopping = False
+        self._banned: dict[PeerId, tuple[float, int]] = {}  # until, offences
+        self._inbound: set[asyncio.Task[Any]] = set()
         self._link_ended: dict[PeerId, asyncio.Event] = {}
         self._timer_wake = asyncio.Event()
         self._armed: float | None = None
@@ -200,7 +219,7 @@ class Service:
     async def _serve(self, server: asyncio.Server, control: asyncio.Server) -> None:
         s = self.settings
         log.info("listening on %s; control socket %s", ", ".join(self.listening), self.control.path)
-        self._spawn(self._timer_loop())
+        self._spawn(self._supervise("timer", self._timer_loop))
         if self.notifier.watchdog_period_s:
             self._spawn(self._watchdog_loop(self.notifier.watchdog_period_s))
         if self.discovery is not None:
@@ -211,6 +230,7 @@ class Service:
             self._add_target(peer, "config")
         self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
         await self._stop.wait()
+        self._stopping = True
         self.notifier.notify("STOPPING=1")
         server.close()
         control.close()
@@ -219,8 +239,9 @@ class Service:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_SHUTDOWN_GRACE_S):
                 await self._all_detached.wait()  # each link's task sees its end and detaches
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._inbound]:
             task.cancel()
+        await asyncio.gather(*self._inbound, return_exceptions=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tg is not None
@@ -257,10 +278,7 @@ class Service:
                 link.send(frames)
         for event in self.node.events():
             if isinstance(event, PeerMisbehaved):
-                log.warning("dropping %s: %s", _name(event.peer), event.reason)
-                link = self.links.pop(event.peer, None)
-                if link is not None:
-                    link.abort()
+                self._ban(event.peer, event.reason)
             elif isinstance(event, EntryReceived):
                 self._stats(event.peer).entries_in += 1
         if self.node.next_deadline() != self._armed:
@@ -292,24 +310,39 @@ class Service:
         return self.stats.setdefault(peer, _PeerStats())
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._connections >= self.settings.max_connections:
+        s = self.settings
+        full = (
+            f"{self._handshakes} handshakes in progress"
+            if self._handshakes >= s.max_connections
+            else f"{len(self.links)} links open"
+            if len(self.links) >= s.max_connections
+            else ""
+        )
+        if full or self._stopping:
             peer = writer.get_extra_info("peername")
-            log.warning(
-                "refusing a connection from %s: %d connections open (lan.max_connections)",
-                peer[0] if isinstance(peer, tuple) else "?",
-                self._connections,
-            )
+            if full:
+                log.warning(
+                    "refusing a connection from %s: %s (lan.max_connections)",
+                    peer[0] if isinstance(peer, tuple) else "?",
+                    full,
+                )
             writer.transport.abort()
             return
-        self._connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._inbound.add(task)
         try:
-            link = await accept(
-                reader,
-                writer,
-                identity=self.identity,
-                network_key=self.node.network_key,
-                settings=self.settings.tcp,
-            )
+            self._handshakes += 1
+            try:
+                link = await accept(
+                    reader,
+                    writer,
+                    identity=self.identity,
+                    network_key=self.node.network_key,
+                    settings=s.tcp,
+                )
+            finally:
+                self._handshakes -= 1
             if link is not None:
                 await self._serve_link(link)
         except LinkError as exc:
@@ -317,7 +350,7 @@ class Service:
         except Exception:
             log.exception("inbound connection failed")
         finally:
-            self._connections -= 1
+            self._inbound.discard(task)
             writer.close()
 
     async def _serve_link(self, link: TcpLink) -> None:
@@ -330,19 +363,35 @@ class Service:
             log.info("link to %s at %s closed", _name(link.peer), link.address)
         except LinkError as exc:
             log.info("link to %s closed: %s", _name(link.peer), exc)
+        except StoreError as exc:
+            # The disk failed under this link's entries (full, or damaged): stop taking
+            # them; what is stored stays intact, and the peer is tried again later.
+            log.error("closing the link to %s: %s", _name(link.peer), exc)
+            link.abort()
         finally:
             self._detach(link)
 
     def _attach(self, link: TcpLink) -> bool:
         peer = link.peer
+        if self._stopping:
+            return False
         if peer == PeerId(self.node.feed_id):
             log.info("%s is this node itself; closing", link.address)
             return False
+        if self._banned_for(peer):
+            log.info("refusing %s: it broke the rules recently", _name(peer))
+            return False
         old = self.links.get(peer)
+        if old is None and len(self.links) >= self.settings.max_connections:
+            log.warning(
+                "refusing %s: %d links open (lan.max_connections)", _name(peer), len(self.links)
+            )
+            return False
         if old is not None:
-            if self._dialer(old) <= self._dialer(link):
+            same_way = self._dialer(old) == self._dialer(link)
+            if not same_way and self._dialer(old) < self._dialer(link):
                 return False  # keep the connection dialed by the smaller id
-            old.close()
+            old.close()  # the other one wins, or the peer redialed: the old link is stale
             self._detach(old)
         self.links[peer] = link
         self._link_ended[peer] = asyncio.Event()
@@ -356,6 +405,22 @@ class Service:
         self.node.connect(peer, now=self._now(), link=LinkInfo(mtu_bytes=_LINK_MTU_BYTES))
         self._pump()
         return True
+
+    def _ban(self, peer: PeerId, reason: str) -> None:
+        """The core dropped ``peer`` for breaking the rules: close it and refuse it a while."""
+        _, offences = self._banned.get(peer, (0.0, 0))
+        ban_s = min(_BAN_S[1], _BAN_S[0] * 2**offences)
+        self._banned[peer] = (self._now() + ban_s, offences + 1)
+        log.warning("dropping %s for %.0f s: %s", _name(peer), ban_s, reason)
+        link = self.links.get(peer)
+        if link is not None:
+            link.abort()
+            self._detach(link)
+
+    def _banned_for(self, peer: PeerId) -> float:
+        """Seconds ``peer`` is still refused (0 when it is not)."""
+        until, _ = self._banned.get(peer, (0.0, 0))
+        return max(0.0, until - self._now())
 
     def _dialer(self, link: TcpLink) -> bytes:
         return bytes(self.node.feed_id) if link.outbound else bytes(link.peer)
@@ -395,19 +460,29 @@ class Service:
         address = PeerAddress(host=seen.host, port=seen.port, feed_id=seen.feed_id)
         for target in self.targets.values():
             if target.address.feed_id == seen.feed_id:
-                target.address = address  # it may have moved
+                if target.source == "mdns":
+                    target.address = address  # it may have moved; static peers stay put
                 return
+        if sum(t.source == "mdns" for t in self.targets.values()) >= _MAX_MDNS_TARGETS:
+            log.debug("ignoring %s: %d peers from mDNS already", address, _MAX_MDNS_TARGETS)
+            return
         self._add_target(address, seen.source)
 
     def _add_target(self, address: PeerAddress, source: str) -> None:
-        key = format_host_port(address.host, address.port)
+        key = _name(PeerId(address.feed_id)) if address.feed_id else str(address)
         if key in self.targets:
             return
         target = _Target(address=address, source=source)
         self.targets[key] = target
-        self._spawn(self._supervise(f"dialer for {key}", lambda: self._dial_loop(target)))
+
+        async def dial_loop() -> None:
+            await self._dial_loop(target)
+            self.targets.pop(key, None)
+
+        self._spawn(self._supervise(f"dialer for {address}", dial_loop))
 
     async def _dial_loop(self, target: _Target) -> None:
+        """Keep a link to ``target``; return when it turns out to be us, or mDNS lost it."""
         s = self.settings
         peer = _peer_of(target)
         # Both sides of a pair discover each other at once: the larger id waits a little,
@@ -422,12 +497,24 @@ class Service:
             if peer is not None and peer in self.links:
                 await self._link_ended[peer].wait()
                 continue
+            if peer is not None and self._banned_for(peer):
+                delay = self._banned_for(peer)
+                continue
+            if len(self.links) >= s.max_connections:
+                continue  # our own limit, not the peer's fault: try again soon
             try:
                 await self._dial_once(target)
                 target.failures = 0
+            except _ThisNode:
+                log.info("%s is this node itself; not dialing it", target.address)
+                target.last_error = "this node itself"
+                return
             except LinkError as exc:
                 target.failures += 1
                 target.last_error = str(exc)
+                if target.source == "mdns" and target.failures >= _MDNS_GIVE_UP:
+                    log.info("giving up on %s: %s", target.address, exc)
+                    return  # it comes back if it announces itself again
                 delay = reconnect_delay_s(
                     target.failures, s.reconnect_min_s, s.reconnect_max_s, self.rng
                 )
@@ -435,9 +522,7 @@ class Service:
 
     async def _dial_once(self, target: _Target) -> None:
         a, s = target.address, self.settings
-        if self._connections >= s.max_connections:
-            raise LinkError(f"{s.max_connections} connections open (lan.max_connections)")
-        self._connections += 1
+        self._dialing += 1
         try:
             if a.feed_id is None:
                 key = await query_key(
@@ -446,9 +531,13 @@ class Service:
                     network_key=self.node.network_key,
                     timeout_s=s.tcp.handshake_timeout_s,
                 )
+                if key == PeerId(self.node.feed_id):
+                    raise _ThisNode
                 log.info("%s is %s (learned on first contact)", a, _name(key))
                 target.address = a = PeerAddress(host=a.host, port=a.port, feed_id=FeedId(key))
             assert a.feed_id is not None
+            if a.feed_id == self.node.feed_id:
+                raise _ThisNode
             if PeerId(a.feed_id) in self.links:
                 return
             link = await dial(
@@ -459,9 +548,9 @@ class Service:
                 server=PeerId(a.feed_id),
                 settings=s.tcp,
             )
-            await self._serve_link(link)
         finally:
-            self._connections -= 1
+            self._dialing -= 1
+        await self._serve_link(link)
 
     # -- control requests ---------------------------------------------------------------------
 
@@ -476,7 +565,7 @@ class Service:
                 "listening": self.listening,
                 "mdns": self.discovery is not None,
                 "peers_connected": len(self.links),
-                "connections": self._connections,
+                "handshakes": self._handshakes,
             },
         }
 

@@ -93,7 +93,12 @@ class _Daemon:
         """SIGTERM, then wait for a clean exit."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(30)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # ours, by its PID: never leave a daemon behind
+            self.proc.wait()
+            raise RuntimeError("daemon did not stop within 30 s of SIGTERM") from None
         self._reader.join(5)
         if code != 0:
             raise RuntimeError(f"daemon exited {code}")
@@ -161,9 +166,11 @@ def bench_lan(feeds: int = 1000, per_feed: int = 100) -> dict[str, object]:
             assert peers
             wire = int(peers[0]["bytes_in"]) + int(peers[0]["bytes_out"])
         finally:
-            for daemon in (b, a):
-                if daemon is not None:
-                    daemon.stop()
+            try:
+                if b is not None:
+                    b.stop()
+            finally:
+                a.stop()
     entries_per_s = len(raws) / elapsed
     return {
         "entries": len(raws),

@@ -11,8 +11,8 @@ which no replication FrameType uses::
     PING   0x00 0x01 token (8 bytes)   keepalive and round-trip probe; answer with PONG
     PONG   0x00 0x02 token (8 bytes)   echoes the PING's token
 
-A link sends a PING when it has sent nothing for a while, so an idle but healthy link is
-never closed by the peer's idle timeout, and times the PONG for the round-trip time.
+A link sends a PING every third of its idle timeout, so an idle but healthy link is never
+closed by the peer's idle timeout, and times the PONG for the round-trip time.
 """
 
 from __future__ import annotations

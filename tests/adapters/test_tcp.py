@@ -250,7 +250,7 @@ def test_connections_past_the_limit_are_refused(caplog: pytest.LogCaptureFixture
                 session[1].close()
 
     run(scenario())
-    assert "refusing a connection from 127.0.0.1: 2 connections open" in caplog.text
+    assert "refusing a connection from 127.0.0.1: 2 links open" in caplog.text
 
 
 def test_simultaneous_dials_settle_on_the_connection_of_the_smaller_id(
@@ -367,3 +367,82 @@ def test_a_peer_that_sends_but_never_reads_is_dropped(caplog: pytest.LogCaptureF
 
     run(scenario())
     assert "the peer took nothing we sent for 1 s" in caplog.text
+
+
+def test_a_rule_breaker_is_dropped_refused_for_a_while_and_nothing_leaks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> None:
+        a = make_node(A)
+        async with running(a, A) as sa:
+            reader, writer, enc, _ = await raw_session(port_of(sa), C, A)
+            writer.write(enc.encode(encode_stream_frame(b"\x09junk")))
+            assert await closed_by_server(reader, writer)
+            await until(lambda: PeerId(C.feed_id) not in sa.links)
+            assert PeerId(C.feed_id) not in sa._link_ended
+            assert sa._all_detached.is_set()
+            # straight back with the same key: refused after the handshake
+            reader, writer, _, _ = await raw_session(port_of(sa), C, A)
+            assert await closed_by_server(reader, writer)
+            assert PeerId(C.feed_id) not in sa.links
+            # others are still welcome
+            _, other, _, _ = await raw_session(port_of(sa), B, A)
+            await until(lambda: PeerId(B.feed_id) in sa.links)
+            other.close()
+
+    run(scenario())
+    assert "for 10 s: unknown frame type 9" in caplog.text
+    assert "refusing @" in caplog.text
+
+
+def test_silent_connections_do_not_stop_the_node_dialing_out() -> None:
+    async def scenario() -> None:
+        a, b = make_node(A, B), make_node(B, A)
+        b.post("reachable", timestamp_ms=TS_MS)
+        async with running(b, B) as sb, running(a, A, max_connections=3) as sa:
+            silent = [await asyncio.open_connection(LOCAL, port_of(sa)) for _ in range(3)]
+            await until(lambda: sa._handshakes == 3)
+            sa._add_target(PeerAddress(host=LOCAL, port=port_of(sb), feed_id=B.feed_id), "test")
+            await until(lambda: a.store.latest_seq(B.feed_id) == 2)
+            for _, writer in silent:
+                writer.close()
+
+    run(scenario())
+
+
+def test_a_static_peer_that_is_this_node_is_dialed_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> None:
+        a = make_node(A)
+        async with running(a, A) as sa:
+            sa._add_target(PeerAddress(host=LOCAL, port=port_of(sa)), "config")
+            await until(lambda: "not dialing it" in caplog.text)
+            await asyncio.sleep(0.5)  # reconnect_min_s is 0.1: a loop would have redialed
+            assert sa.targets == {}
+
+    run(scenario())
+    assert caplog.text.count("is this node itself") == 1
+
+
+def test_mdns_cannot_move_a_static_peer_and_a_redial_replaces_a_stale_link() -> None:
+    async def scenario() -> None:
+        a = make_node(A, C)
+        async with running(a, A) as sa:
+            static = PeerAddress(host=LOCAL, port=9, feed_id=B.feed_id)
+            sa.targets["static"] = service_module._Target(address=static, source="config")
+            sa._on_seen(PeerSeen(feed_id=B.feed_id, host="10.9.9.9", port=7420))
+            assert sa.targets["static"].address == static
+            assert len(sa.targets) == 1
+            # C's first connection went half-open; C dials again in the same direction
+            first = await raw_session(port_of(sa), C, A)
+            await until(lambda: PeerId(C.feed_id) in sa.links)
+            old = sa.links[PeerId(C.feed_id)]
+            second = await raw_session(port_of(sa), C, A)
+            await until(lambda: sa.links.get(PeerId(C.feed_id)) not in (None, old))
+            assert await closed_by_server(first[0], first[1])
+            second[1].close()
+
+    run(scenario())

@@ -327,3 +327,11 @@ def test_local_access_unknown_command_needs_the_daemon(cmd: str) -> None:
     with pytest.raises(ops.RequestError) as info:
         LocalAccess(make_node()).call(cmd)
     assert str(info.value) == f"{cmd} needs the daemon (meshnode run)"
+
+
+def test_post_many_refuses_more_than_one_batch_and_posts_nothing() -> None:
+    node = make_node()
+    with pytest.raises(ops.RequestError, match="more than 1000 posts"):
+        call(node, "post_many", texts=["x"] * (ops.MAX_POSTS_PER_REQUEST + 1))
+    assert node.store.head(ME.feed_id) is None
+    assert call(node, "post_many", texts=["x"] * ops.MAX_POSTS_PER_REQUEST)["posted"] == 1000

@@ -121,6 +121,7 @@ class Node:
         self._forked = {f.feed: f.seq for f in store.forks()}
         self._wants: dict[FeedId, Want] | None = None
         self._load_contacts()
+        self._append_listeners: list[Callable[[FeedId, int, PeerId | None], None]] = []
         self.replicator = Replicator(
             self,
             config=self.config.replication,
@@ -295,6 +296,12 @@ class Node:
             self.replicator.policy_changed()
         self._enforce_caps(entry.author, want)
         self.replicator.appended(entry.author, entry.seq, source)
+        for listener in self._append_listeners:
+            listener(entry.author, entry.seq, source)
+
+    def add_append_listener(self, listener: Callable[[FeedId, int, PeerId | None], None]) -> None:
+        """Call ``listener(feed, seq, source)`` after every entry stored (shared channels)."""
+        self._append_listeners.append(listener)
 
     # -- policy -----------------------------------------------------------------------------
 

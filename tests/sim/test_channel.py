@@ -1,0 +1,124 @@
+"""Shared-channel replication in the radio simulator: broadcast, suppression, loss, relays."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshnode.channel import Channel, ChannelConfig
+from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.node import Node
+from meshnode.sim_radio import Air
+from meshnode.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def airtime(size: int) -> float:
+    """About SF9 at 125 kHz: 0.1 s fixed, 4 ms per byte."""
+    return 0.1 + size * 0.004
+
+
+def all_hold(air: Air, who: list[int], author: int, count: int) -> bool:
+    feed = air.node(author).feed_id
+    return all(air.node(i).store.latest_seq(feed) == count for i in who)
+
+
+def posts(air: Air, author: int, count: int, every_s: float = 10.0) -> None:
+    for k in range(count):
+        text = f"post {k} ".ljust(50, "x")
+        air.at(5 + k * every_s, _poster(air, author, text))
+
+
+def test_one_transmission_serves_every_listener() -> None:
+    air = Air(3, airtime_s=airtime, seed=3)
+    air.follow(1, 0)
+    air.follow(2, 0)
+    posts(air, 0, 50)
+    assert air.run_until(lambda: all_hold(air, [1, 2], 0, 50), 5000)
+    entries = [log for log in air.log if not log.control]
+    assert len(entries) == 50  # each entry went on the air once, for both
+    assert {log.sender for log in entries} == {0}
+    per_receiver = sum(log.size for log in air.log) / (50 * 2)
+    assert per_receiver < 90
+    assert all(air.node(i).check().ok for i in range(3))
+
+
+def test_a_hidden_node_gets_the_feed_through_the_middle() -> None:
+    air = Air(3, airtime_s=airtime, hears={(0, 1), (1, 2)}, seed=5)  # 0 and 2 never hear
+    air.follow(1, 0)
+    air.follow(2, 0)
+    posts(air, 0, 20)
+    assert air.run_until(lambda: all_hold(air, [1, 2], 0, 20), 20000)
+    relayed = [log for log in air.log if not log.control and log.sender == 1]
+    assert len(relayed) >= 20  # node 2 could only hear them from node 1
+
+
+def test_lost_frames_are_asked_for_again() -> None:
+    air = Air(4, airtime_s=airtime, loss=0.25, seed=11)
+    for i in (1, 2, 3):
+        air.follow(i, 0)
+    posts(air, 0, 30, every_s=5.0)
+    assert air.run_until(lambda: all_hold(air, [1, 2, 3], 0, 30), 50000)
+    assert all(air.node(i).check().ok for i in range(4))
+
+
+def test_everyone_posting_at_once_converges_despite_collisions() -> None:
+    air = Air(5, airtime_s=airtime, seed=17)
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                air.follow(i, j)
+    for i in range(5):
+        for k in range(5):
+            air.at(1.0 + k, _poster(air, i, f"n{i} #{k}"))
+
+    def converged() -> bool:
+        return all(all_hold(air, list(range(5)), author, 9) for author in range(5))
+
+    assert air.run_until(converged, 50000)  # each feed: 4 follows, then 5 posts
+    # with no loss, almost every entry crosses the air once
+    entries = [log for log in air.log if not log.control]
+    assert len(entries) <= 1.5 * 5 * 9
+
+
+def _poster(air: Air, author: int, text: str) -> Callable[[], None]:
+    return lambda: air.publish(author, text)
+
+
+def test_another_network_is_not_served() -> None:
+    other = hashlib_key()
+    me = Node(Identity(bytes([9]) * 32), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    me.post("mine", timestamp_ms=1)
+    stranger = Node(Identity(bytes([8]) * 32), network_key=other, store=MemoryStore())
+    a = Channel(me, config=ChannelConfig(), rng=random.Random(1))
+    b = Channel(stranger, config=ChannelConfig(), rng=random.Random(2))
+    a.start(0.0)
+    b.start(0.0)
+    for now in (1.0, 2.0, 3.0, 40.0, 80.0):
+        for sender, receiver in ((a, b), (b, a)):
+            tx = sender.poll_transmit(now, control_ok=True, data_ok=True)
+            if tx is not None:
+                receiver.receive(tx.message, now)
+    assert a.status()["neighbours"] == []
+    assert a.stats.entries_sent == 0
+
+
+def hashlib_key() -> bytes:
+    return bytes(range(32))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_garbage_on_the_channel_is_counted_never_raised(messages: list[bytes]) -> None:
+    node = Node(Identity(bytes([3]) * 32), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    channel = Channel(node, config=ChannelConfig(), rng=random.Random(4))
+    channel.start(0.0)
+    for i, message in enumerate(messages):
+        channel.receive(message, float(i))
+        channel.poll_transmit(float(i), control_ok=True, data_ok=True)
+    assert node.store.stats().entries == 0

@@ -25,6 +25,8 @@ CORE = [
     "secure/shs.py",
     "secure/boxstream.py",
     "transports/framing.py",
+    "transports/kiss.py",
+    "transports/fragment.py",
     "store/base.py",
     "store/memory.py",
     *[f"codec/{p.name}" for p in sorted((ROOT / "codec").glob("*.py"))],

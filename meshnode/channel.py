@@ -464,10 +464,14 @@ class Channel:
             return None
         return self._sent(encode_want(self.src, chosen), control=True)
 
+    def neighbour_ids(self) -> list[str]:
+        """Short ids (hex) of the neighbours of our network heard so far."""
+        return sorted(n.hex() for n, v in self.neighbours.items() if v.net_ok)
+
     def status(self) -> dict[str, object]:
         """JSON-ready counters and neighbours."""
         return {
-            "neighbours": sorted(n.hex() for n, v in self.neighbours.items() if v.net_ok),
+            "neighbours": self.neighbour_ids(),
             "serving": len(self._serve),
             "waiting": len(self._waiting),
             "control_bytes": self.stats.control_bytes,

@@ -200,17 +200,27 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
         f"{'in':>10} {'out':>10} {'entries':>8} {'behind':>7}"
     )
     for p in peers:
-        state = f"{p['direction']}bound" if p["connected"] else "known"
+        state = (
+            f"{p['direction']}bound"
+            if p.get("direction")
+            else "heard"
+            if p["connected"]
+            else "known"
+        )
         rtt = f"{p['rtt_ms']:.1f}ms" if p.get("rtt_ms") is not None else "-"
         behind = p["behind"] if p.get("behind") is not None else "-"
         print(
             f"{str(p['id'])[:13]:<14} {p['link']:<5} {state:<10} {p['address']!s:<24} "
-            f"{rtt:>8} {format_bytes(p['bytes_in']):>10} {format_bytes(p['bytes_out']):>10} "
+            f"{rtt:>8} {_size(p['bytes_in']):>10} {_size(p['bytes_out']):>10} "
             f"{p['entries_in']!s:>8} {behind!s:>7}"
         )
         if p.get("last_error") and not p["connected"]:
             print(f"{'':<14} last error: {p['last_error']}")
     return 0
+
+
+def _size(value: object) -> str:
+    return format_bytes(value) if isinstance(value, int) else "-"
 
 
 def _int(value: object) -> int:
@@ -279,11 +289,14 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
         for name in ("node", "store", "policy", "lan")
     }
     if args.json:
-        emit_json({"source": ctx.describe_config(), **sections})
+        radios = [dataclasses.asdict(radio) for radio in ctx.config.radios]
+        emit_json({"source": ctx.describe_config(), **sections, "radio": radios})
         return 0
     print(f"# {ctx.describe_config()}")
-    for name, values in sections.items():
-        print(f"\n[{name}]")
+    tables = [(f"[{name}]", values) for name, values in sections.items()]
+    tables += [("[[radio]]", dataclasses.asdict(radio)) for radio in ctx.config.radios]
+    for title, values in tables:
+        print(f"\n{title}")
         for key, value in values.items():
             print(f"{key} = {json.dumps(value)}")  # JSON strings and ints are valid TOML
     return 0
@@ -338,6 +351,7 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         max_connections=lan.max_connections,
         reconnect_min_s=lan.reconnect_min_s,
         reconnect_max_s=lan.reconnect_max_s,
+        radios=ctx.config.radios,
     )
 
 

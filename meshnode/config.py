@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from meshnode.radio.airtime import LoRaParams
     from meshnode.store.flatfile import StoreConfig
 
 __all__ = [
@@ -34,8 +35,10 @@ __all__ = [
     "LanSection",
     "NodeSection",
     "PolicySection",
+    "RadioSection",
     "StoreSection",
     "load_config",
+    "lora_params",
     "node_config",
     "parse_config",
     "parse_size",
@@ -107,6 +110,29 @@ class LanSection:
     reconnect_max_s: float = 300.0
 
 
+RadioDriver = Literal["serial", "kiss", "e22", "rylr"]
+_DRIVERS: tuple[str, ...] = ("serial", "kiss", "e22", "rylr")
+# A sensible channel per region when the config names none (radio.md 5: 869.525 MHz in EU).
+_REGION_FREQUENCY_HZ = {"EU868": 868_300_000, "EU868_869_5": 869_525_000, "US915": 904_600_000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadioSection:
+    """One [[radio]] table: a serial cable or a LoRa radio, and its channel settings."""
+
+    name: str
+    driver: RadioDriver
+    port: str
+    baud: int = 115200
+    region: str = ""
+    frequency_hz: int = 0
+    bandwidth_hz: int = 125_000
+    spreading_factor: int = 9
+    coding_rate: int = 5
+    tx_power_dbm: int = 14
+    control_share: float = 0.10
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole config file; ``source`` is its path, or "defaults"."""
@@ -115,6 +141,7 @@ class Config:
     store: StoreSection = field(default_factory=StoreSection)
     policy: PolicySection = field(default_factory=PolicySection)
     lan: LanSection = field(default_factory=LanSection)
+    radios: tuple[RadioSection, ...] = ()
     source: str = "defaults"
 
 
@@ -175,6 +202,24 @@ max_connections = 64
 # Redial a lost or unreachable peer after a delay that doubles from min to max (jittered).
 reconnect_min_s = 1.0
 reconnect_max_s = 300.0
+
+# Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
+# "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte
+# E22/E32, Waveshare SX1262 HAT, transparent mode), "rylr" (REYAX RYLR896/998). See
+# firmware-notes/ for each radio's settings. Regions: "EU868" (868.0-868.6 MHz, 1% per
+# hour), "EU868_869_5" (869.4-869.65 MHz, 10% per hour), "US915" (under 400 ms per frame).
+# [[radio]]
+# name = "lora"
+# driver = "kiss"
+# port = "/dev/serial/by-id/usb-..."   # or /dev/serial0, or a pyserial URL
+# baud = 115200
+# region = "EU868_869_5"
+# frequency_hz = 869525000
+# bandwidth_hz = 125000
+# spreading_factor = 9
+# coding_rate = 5                     # 5..8 for 4/5..4/8
+# tx_power_dbm = 14
+# control_share = 0.10                # beacons and wants stay under this share of airtime
 """
 
 
@@ -333,11 +378,79 @@ def _check_address(text: str, key: str, parse: Callable[[str], object]) -> None:
         raise ConfigError(key, str(exc)) from None
 
 
+def _parse_radios(data: object) -> tuple[RadioSection, ...]:
+    if not isinstance(data, list):
+        raise ConfigError("radio", "must be an array of tables ([[radio]])")
+    radios = tuple(_parse_radio(i, table) for i, table in enumerate(data))
+    names = [r.name for r in radios]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("radio", f"two radios are named {name!r}")
+    return radios
+
+
+def _parse_radio(i: int, data: object) -> RadioSection:
+    fields = [f.name for f in dataclasses.fields(RadioSection)]
+    t = _Table(f"radio[{i}]", data, fields)
+    driver = cast("RadioDriver", t.choice("driver", "", _DRIVERS))
+    port = t.string("port", "")
+    if not port:
+        raise ConfigError(f"radio[{i}].port", "is required: a device path or a pyserial URL")
+    region = t.string("region", "")
+    lora = driver != "serial"
+    if lora and region not in _REGION_FREQUENCY_HZ:
+        raise ConfigError(
+            f"radio[{i}].region",
+            f"must be one of {', '.join(_REGION_FREQUENCY_HZ)} for a LoRa radio, got {region!r}",
+        )
+    radio = RadioSection(
+        name=t.string("name", f"radio{i}"),
+        driver=driver,
+        port=port,
+        baud=t.integer("baud", 9600 if driver == "e22" else 115200, 1200, 4_000_000),
+        region=region,
+        frequency_hz=t.integer("frequency_hz", _REGION_FREQUENCY_HZ.get(region, 0), 0),
+        bandwidth_hz=t.integer("bandwidth_hz", 125_000, 7_800, 500_000),
+        spreading_factor=t.integer("spreading_factor", 9, 5, 12),
+        coding_rate=t.integer("coding_rate", 5, 5, 8),
+        tx_power_dbm=t.integer("tx_power_dbm", 14, -9, 30),
+        control_share=t.seconds("control_share", 0.10, 0.0, 1.0),
+    )
+    if lora:
+        _check_lora(f"radio[{i}]", radio)
+    return radio
+
+
+def _check_lora(key: str, radio: RadioSection) -> None:
+    """The LoRa settings make a valid channel inside the region's band and power limit."""
+    from meshnode.radio.airtime import REGIONS, check_params
+
+    try:
+        check_params(REGIONS[radio.region], lora_params(radio))
+    except ValueError as exc:
+        field_name, _, reason = str(exc).partition(": ")
+        raise ConfigError(f"{key}.{field_name}", reason or str(exc)) from None
+
+
+def lora_params(radio: RadioSection) -> LoRaParams:
+    """The LoRa PHY settings of a [[radio]] table."""
+    from meshnode.radio.airtime import LoRaParams
+
+    return LoRaParams(
+        frequency_hz=radio.frequency_hz,
+        bandwidth_hz=radio.bandwidth_hz,
+        spreading_factor=radio.spreading_factor,
+        coding_rate=radio.coding_rate,
+        tx_power_dbm=radio.tx_power_dbm,
+    )
+
+
 _SECTIONS = {
     "node": _parse_node,
     "store": _parse_store,
     "policy": _parse_policy,
     "lan": _parse_lan,
+    "radio": _parse_radios,
 }
 
 
@@ -358,6 +471,7 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
         store=_parse_store(data.get("store", {})),
         policy=_parse_policy(data.get("policy", {})),
         lan=_parse_lan(data.get("lan", {})),
+        radios=_parse_radios(data.get("radio", [])),
         source=source,
     )
 

@@ -36,6 +36,7 @@ from meshnode import ops
 from meshnode.control import ControlServer
 from meshnode.errors import LinkError, StoreError
 from meshnode.identity import format_feed_id
+from meshnode.radio.interface import RadioInterface
 from meshnode.replication import EntryReceived, LinkInfo, PeerMisbehaved
 from meshnode.transports.address import PeerAddress, format_host_port
 from meshnode.transports.tcp import TcpLink, TcpSettings, accept, dial, query_key
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from meshnode.config import RadioSection
     from meshnode.discovery import PeerSeen
     from meshnode.identity import Identity
     from meshnode.node import Node
@@ -75,6 +77,7 @@ class ServiceSettings:
     max_connections: int = 64
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
+    radios: tuple[RadioSection, ...] = ()
 
 
 def _name(peer: PeerId) -> str:
@@ -152,6 +155,12 @@ class Service:
         self._all_detached.set()  # no links yet
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.radios = [
+            RadioInterface(node, radio, rng=random.Random(self.rng.random()))
+            for radio in settings.radios
+        ]
+        for interface in self.radios:
+            interface.on_receive = self._pump
         self.control = ControlServer(
             node,
             extra={"peers": self._peers_request, "status": self._status_request},
@@ -228,6 +237,8 @@ class Service:
             self._spawn(self._supervise("mdns", lambda: discovery(self._on_seen, port)))
         for peer in s.peers:
             self._add_target(peer, "config")
+        for interface in self.radios:
+            self._spawn(self._supervise(f"radio {interface.name}", interface.run))
         self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
         await self._stop.wait()
         self._stopping = True
@@ -283,6 +294,8 @@ class Service:
                 self._stats(event.peer).entries_in += 1
         if self.node.next_deadline() != self._armed:
             self._timer_wake.set()
+        for interface in self.radios:
+            interface.poke()
 
     async def _timer_loop(self) -> None:
         while True:
@@ -566,6 +579,7 @@ class Service:
                 "mdns": self.discovery is not None,
                 "peers_connected": len(self.links),
                 "handshakes": self._handshakes,
+                "radios": [interface.status() for interface in self.radios],
             },
         }
 
@@ -575,7 +589,28 @@ class Service:
             if target.address.feed_id is not None:
                 known[PeerId(target.address.feed_id)] = target
         ordered = sorted(known.items(), key=lambda item: _name(item[0]))
-        return {"peers": [self._peer_json(peer, target) for peer, target in ordered]}
+        peers = [self._peer_json(peer, target) for peer, target in ordered]
+        for interface in self.radios:
+            status = interface.status()
+            for short in interface.channel.neighbour_ids():
+                peers.append(
+                    {
+                        "id": str(short),
+                        "link": f"radio:{interface.name}",
+                        "connected": interface.state == "open",
+                        "direction": None,
+                        "address": interface.radio.port,
+                        "source": "beacon",
+                        "rtt_ms": None,
+                        "bytes_in": None,
+                        "bytes_out": status.get("data_bytes"),
+                        "entries_in": status.get("entries_added"),
+                        "behind": status.get("serving"),
+                        "airtime_share": status.get("airtime_share"),
+                        "last_error": None,
+                    }
+                )
+        return {"peers": peers}
 
     def _peer_json(self, peer: PeerId, target: _Target | None) -> dict[str, object]:
         link = self.links.get(peer)

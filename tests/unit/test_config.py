@@ -142,8 +142,47 @@ def test_unknown_key_is_refused_with_the_known_ones() -> None:
 
 
 def test_unknown_section_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^radio: unknown section"):
+    with pytest.raises(ConfigError, match=r"^radios: unknown section"):
+        parse_config("[radios]\nfreq_hz = 868000000\n")
+
+
+def test_radio_is_an_array_of_tables() -> None:
+    with pytest.raises(ConfigError, match=r"^radio: must be an array of tables"):
         parse_config("[radio]\nfreq_hz = 868000000\n")
+
+
+RADIO = '[[radio]]\ndriver = "kiss"\nport = "/dev/ttyUSB0"\nregion = "EU868_869_5"\n'
+
+
+def test_radio_defaults_follow_the_region() -> None:
+    (radio,) = parse_config(RADIO).radios
+    assert (radio.name, radio.frequency_hz, radio.spreading_factor) == ("radio0", 869525000, 9)
+    assert radio.control_share == 0.10
+    (cable,) = parse_config('[[radio]]\ndriver = "serial"\nport = "/dev/ttyS0"\n').radios
+    assert (cable.region, cable.baud) == ("", 115200)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("frequency_hz = 868300000\n", "radio[0].frequency_hz"),  # not in 869.4-869.65
+        ("tx_power_dbm = 28\n", "radio[0].tx_power_dbm"),
+        ("spreading_factor = 13\n", "radio[0].spreading_factor"),
+        ("control_share = 2\n", "radio[0].control_share"),
+        ("colour = 1\n", "radio[0].colour"),
+    ],
+)
+def test_bad_radio_values_name_the_key(extra: str, key: str) -> None:
+    escaped = key.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
+    with pytest.raises(ConfigError, match="^" + escaped):
+        parse_config(RADIO + extra)
+
+
+def test_lora_radio_needs_a_region_and_every_radio_a_port() -> None:
+    with pytest.raises(ConfigError, match=r"^radio\[0\]\.region"):
+        parse_config('[[radio]]\ndriver = "e22"\nport = "/dev/serial0"\n')
+    with pytest.raises(ConfigError, match=r"^radio\[0\]\.port"):
+        parse_config('[[radio]]\ndriver = "serial"\n')
 
 
 def test_invalid_toml_names_the_source() -> None:

@@ -1,0 +1,1 @@
+"""Pure codecs for radio modems: RNode over KISS, Ebyte E22 transparent UART, REYAX AT."""

@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench reopen --json
 	$(BIN)/python -m meshnode.bench replication --json
 	$(BIN)/python -m meshnode.bench lan --json
+	$(BIN)/python -m meshnode.bench radio --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

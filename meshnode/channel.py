@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 _HEADER_BYTES = 5  # src + type
 _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
 _MAX_PENDING = 16  # out-of-order entries kept per feed
+_BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
 _SHORT = 0x02  # the short-form bit of an entry's header byte (codec/message.py)
 
 
@@ -75,8 +76,30 @@ class ChannelConfig:
     want_min_s: float = 5.0
     want_max_s: float = 600.0
     backoff_s: float = 2.0
-    entries_per_want: int = 8
+    entries_per_want: int = 32
     waiting_s: float = 3600.0
+
+    @classmethod
+    def for_link(cls, *, frame_s: float, mtu_bytes: int) -> ChannelConfig:
+        """Timers scaled to a link whose full frame takes ``frame_s`` on the air (0: a cable)."""
+        if frame_s <= 0:
+            return cls(
+                mtu_bytes=mtu_bytes,
+                backoff_s=0.05,
+                beacon_min_s=2.0,
+                beacon_max_s=600.0,
+                want_min_s=0.5,
+                want_max_s=30.0,
+                entries_per_want=256,
+            )
+        return cls(
+            mtu_bytes=mtu_bytes,
+            backoff_s=3 * frame_s,
+            beacon_min_s=60 * frame_s,
+            beacon_max_s=3600.0,
+            want_min_s=8 * frame_s,
+            want_max_s=1200.0,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,9 +253,13 @@ class Channel:
         if not control_ok:
             return None
         if self._beacon.fire_at is not None and self._beacon.fire_at <= now:
+            calm = self._beacon.heard >= _BEACON_REDUNDANCY
             self._beacon.next_interval(self.rng)
-            digest = clock_digest(self._held())
-            return self._sent(encode_beacon(self.src, self.net, digest), control=True)
+            if calm:
+                self.stats.suppressed += 1
+            else:
+                digest = clock_digest(self._held())
+                return self._sent(encode_beacon(self.src, self.net, digest), control=True)
         if self._have_at is not None and self._have_at <= now:
             return self._send_have()
         due = self._want.fire_at
@@ -278,6 +305,8 @@ class Channel:
             self._want.reset(self.now, self.rng)
         elif known.digest != beacon.digest:
             self._want.reset(self.now, self.rng)  # it holds something new
+        else:
+            self._beacon.heard += 1  # Trickle: the neighbourhood is calm, one voice is enough
 
     def _on_have(self, have: Have) -> None:
         for tag, latest in have.haves:
@@ -295,7 +324,9 @@ class Channel:
         store = self.node.store
         for tag, next_seq, empty in want.wants:
             for feed in self._feeds(tag):
-                self._covered[feed] = (next_seq, self.now + self.config.want_min_s)
+                # Its answer serves us too: do not ask the same within our own interval.
+                quiet_s = max(self.config.want_min_s, self._want.interval_s)
+                self._covered[feed] = (next_seq, self.now + quiet_s)
                 head = store.head(feed)
                 if head is None or next_seq > head.latest:
                     self._waiting[feed] = (next_seq, self.now + self.config.waiting_s)
@@ -346,8 +377,8 @@ class Channel:
         if result.outcome.value != "added":
             return False
         self.stats.entries_added += 1
-        self._want_hold_until = self.now + 2 * self.config.backoff_s  # more may be coming
-        self._want.reset(self.now, self.rng)
+        # More may be coming: ask again only once the stream has stopped for a while.
+        self._want_hold_until = self.now + 2 * self.config.backoff_s
         nxt = self._pending.get(feed, {}).pop(message.seq + 1, None)
         if nxt is not None:
             self._try_entry(feed, nxt)

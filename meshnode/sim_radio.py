@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from meshnode.channel import Channel, ChannelConfig
+from meshnode.channel import Channel, ChannelConfig, Transmission
 from meshnode.codec.content import ContactAction
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.node import Node
@@ -30,6 +31,7 @@ __all__ = ["Air", "AirLog", "Budget"]
 
 _TIMER, _TX_END = 0, 1
 _TS_MS = 1_700_000_000_000
+_PROBE_BYTES = 20  # a short control message: is there room for anything of a kind?
 
 
 class Budget(Protocol):
@@ -62,6 +64,8 @@ class _Radio:
     budget: Budget | None
     tx_until: float = 0.0
     wake_at: float | None = None
+    held: Transmission | None = None
+    blocked_until: float = 0.0
     receiving: list[tuple[float, float, int, bytes]] = field(default_factory=list)
 
 
@@ -84,6 +88,7 @@ class Air:
         self.loss = loss
         self.now = 0.0
         self.log: list[AirLog] = []
+        self.dropped = 0
         self._queue: list[tuple[float, int, int, tuple[object, ...]]] = []
         self._count = itertools.count()
         pairs = hears if hears is not None else {(a, b) for a in range(n) for b in range(n)}
@@ -132,7 +137,9 @@ class Air:
         deadline = radio.channel.next_deadline()
         if deadline is None:
             return
-        at = max(deadline, self.now)
+        at = max(deadline, self.now, radio.blocked_until)
+        if math.isinf(at):
+            return
         if radio.wake_at is None or at < radio.wake_at:
             radio.wake_at = at
             self._push(at, _TIMER, (i, None))
@@ -152,29 +159,39 @@ class Air:
             self._push(radio.wake_at, _TIMER, (i, None))
             return
         self._transmit(i)
-        self._arm(i)
+        if self.radios[i].held is None:
+            self._arm(i)
 
-    def _allowed(self, radio: _Radio, kind: str) -> bool:
-        # A full frame's airtime decides if a class of traffic may go now; the message
-        # picked may be shorter, so this is conservative.
+    def _room(self, radio: _Radio, kind: str) -> bool:
+        """True when the budget has room for at least a short message of this kind."""
         if radio.budget is None:
             return True
-        return radio.budget.wait_s(self.now, self.airtime_s(255), kind) == 0
+        return radio.budget.wait_s(self.now, self.airtime_s(_PROBE_BYTES), kind) == 0
 
     def _transmit(self, i: int) -> None:
         radio = self.radios[i]
-        control_ok = self._allowed(radio, "control")
-        data_ok = self._allowed(radio, "data")
-        tx = radio.channel.poll_transmit(self.now, control_ok=control_ok, data_ok=data_ok)
+        tx = radio.held
         if tx is None:
-            if not (control_ok and data_ok) and radio.budget is not None:
-                wait = radio.budget.wait_s(self.now, self.airtime_s(255), "data")
-                radio.wake_at = self.now + max(wait, 1.0)
-                self._push(radio.wake_at, _TIMER, (i, None))
-            return
+            control_ok, data_ok = self._room(radio, "control"), self._room(radio, "data")
+            tx = radio.channel.poll_transmit(self.now, control_ok=control_ok, data_ok=data_ok)
+            if tx is None:
+                blocked = [k for k, ok in (("control", control_ok), ("data", data_ok)) if not ok]
+                if blocked:  # something may be due that the budget holds back
+                    radio.blocked_until = self.now + self._budget_wait(radio, blocked)
+                return
+        kind = "control" if tx.control else "data"
         duration = self.airtime_s(len(tx.message))
+        radio.held = None
         if radio.budget is not None:
-            radio.budget.record(self.now, duration, "control" if tx.control else "data")
+            wait = radio.budget.wait_s(self.now, duration, kind)
+            if math.isinf(wait):
+                self.dropped += 1  # longer than the budget could ever allow
+                return
+            if wait > 0:
+                radio.held = tx  # it goes as soon as the budget allows
+                self._wake_later(i, wait)
+                return
+            radio.budget.record(self.now, duration, kind)
         radio.tx_until = self.now + duration
         self.log.append(
             AirLog(
@@ -189,6 +206,18 @@ class Air:
             if (i, j) in self._hears:
                 self.radios[j].receiving.append((self.now, radio.tx_until, i, tx.message))
         self._push(radio.tx_until, _TX_END, (i, tx.message))
+
+    def _budget_wait(self, radio: _Radio, kinds: list[str]) -> float:
+        assert radio.budget is not None
+        airtime = self.airtime_s(_PROBE_BYTES)
+        return min(radio.budget.wait_s(self.now, airtime, k) for k in kinds)
+
+    def _wake_later(self, i: int, wait_s: float) -> None:
+        if math.isinf(wait_s):
+            return
+        radio = self.radios[i]
+        radio.wake_at = self.now + wait_s
+        self._push(radio.wake_at, _TIMER, (i, None))
 
     def _tx_end(self, sender: int, message: bytes) -> None:
         start = self.now - self.airtime_s(len(message))

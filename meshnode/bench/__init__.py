@@ -11,6 +11,7 @@ __all__ = ["BENCHMARKS"]
 BENCHMARKS: dict[str, str] = {
     "ingest": "meshnode.bench.ingest:bench_ingest",
     "lan": "meshnode.bench.lan:bench_lan",
+    "radio": "meshnode.bench.radio:bench_radio",
     "reopen": "meshnode.bench.reopen:bench_reopen",
     "replication": "meshnode.bench.replication:bench_replication",
 }

@@ -21,9 +21,10 @@ Budget rules (`AirtimeBudget`): the airtime that falls inside any sliding window
 `window_s` must stay at or below duty_cycle · window_s. Control traffic (beacons, notes)
 may use at most `control_share` of that. A transmission longer than the region's dwell
 limit never fits. Without a duty cycle the dwell limit is the only rule. The gate counts
-what overlaps a window, so a frame that is half out of the window counts half. Sums get
-1 ns of slack, so float rounding in a scheduler that sleeps exactly `wait_s` cannot make
-a fitting frame look over budget.
+what overlaps a window, so a frame that is half out of the window counts half. One
+transmitter sends one frame at a time: a frame does not fit before the last recorded one
+has ended. Checks get 1 us of slack, so float rounding, or an event loop that wakes a hair
+early after sleeping exactly `wait_s`, cannot make a fitting frame look over budget.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _KINDS = (DATA, CONTROL)
 
 MAX_PAYLOAD_BYTES = 255  # the 8-bit length field and the 256-B FIFO (radio.md 2.4)
 LDRO_SYMBOL_S = 0.016  # DE is mandatory for longer symbols
-_EPS_S = 1e-9  # slack for float sums; far below any radio's timing
+_EPS_S = 1e-6  # slack for float sums and early timer wake-ups; a symbol lasts >= 64 us
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,7 +342,7 @@ class AirtimeBudget:
         if self._fits(now, duration_s, kind):
             return 0.0
         starts = (_earliest_s(log, now, duration_s, limit, self.window_s) for limit, log in rules)
-        start = max(self._busy_until_s, *starts)
+        start = max([self._busy_until_s, *starts])
         # Never 0 when it does not fit now, whatever the rounding.
         return max(start - now, _EPS_S)
 

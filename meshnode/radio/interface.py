@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 16 << 10
 _RNODE_HEADER_BYTES = 1  # RNode puts one byte of its own before each LoRa payload
+_PROBE_BYTES = 20  # a short control message: is there room for anything of a kind?
 
 
 class RadioInterface:
@@ -55,13 +56,8 @@ class RadioInterface:
         )
         self._mtu = self.driver.packet_mtu
         frame_s = self._airtime_s(self._mtu)
-        config = ChannelConfig(
-            mtu_bytes=max_payload(self._mtu),
-            backoff_s=max(0.05, 3 * frame_s),
-            beacon_min_s=max(2.0, 20 * frame_s),
-            want_min_s=max(0.5, 8 * frame_s),
-            want_max_s=600.0 if self.params else 30.0,
-        )
+        self._probe_s = self._airtime_s(_PROBE_BYTES)
+        config = ChannelConfig.for_link(frame_s=frame_s, mtu_bytes=max_payload(self._mtu))
         self.channel = Channel(node, config=config, rng=rng)
         self._reassembler = Reassembler(_MAX_MESSAGE_BYTES, timeout_s=max(30.0, 100 * frame_s))
         self._wake = asyncio.Event()
@@ -119,38 +115,34 @@ class RadioInterface:
     async def _send_loop(
         self, port: SerialPort, clock: Callable[[], float], reader: asyncio.Task[None]
     ) -> None:
-        full_s = self._airtime_s(self._mtu)
         while not reader.done():
             now = clock()
             self.channel.handle_timer(now)
-            control_ok, data_ok = self._allowed(now, full_s)
+            control_ok, data_ok = self._allowed(now)
             tx = self.channel.poll_transmit(now, control_ok=control_ok, data_ok=data_ok)
             if tx is not None:
                 await self._send(port, clock, tx.message, "control" if tx.control else "data")
                 continue
-            await self._sleep(self._next_wake_s(now, full_s, control_ok, data_ok), reader)
+            await self._sleep(self._next_wake_s(now, control_ok, data_ok), reader)
         reader.result()  # raises the reader's LinkError
 
-    def _allowed(self, now: float, full_s: float) -> tuple[bool, bool]:
+    def _allowed(self, now: float) -> tuple[bool, bool]:
+        """Is there room in the budget for a short message of each kind?"""
         if self.budget is None:
             return True, True
         return (
-            self.budget.allowed(now, full_s, "control"),
-            self.budget.allowed(now, full_s, "data"),
+            self.budget.allowed(now, self._probe_s, "control"),
+            self.budget.allowed(now, self._probe_s, "data"),
         )
 
-    def _next_wake_s(self, now: float, full_s: float, control_ok: bool, data_ok: bool) -> float:
+    def _next_wake_s(self, now: float, control_ok: bool, data_ok: bool) -> float:
         deadline = self.channel.next_deadline()
         wait = math.inf if deadline is None else max(0.0, deadline - now)
-        if self.budget is not None and not (control_ok and data_ok) and deadline is not None:
-            # Something is due but the budget holds it: sleep until the budget allows.
-            wait = max(
-                wait,
-                min(
-                    self.budget.wait_s(now, full_s, "data"),
-                    self.budget.wait_s(now, full_s, "control"),
-                ),
-            )
+        blocked = [k for k, ok in (("control", control_ok), ("data", data_ok)) if not ok]
+        if self.budget is not None and blocked and deadline is not None:
+            # Something may be due that the budget holds back: sleep until it allows.
+            budget = self.budget
+            wait = max(wait, min(budget.wait_s(now, self._probe_s, k) for k in blocked))
         return wait
 
     async def _sleep(self, wait_s: float, reader: asyncio.Task[None]) -> None:
@@ -176,8 +168,13 @@ class RadioInterface:
             duration = self._airtime_s(len(packet))
             if self.budget is not None:
                 wait = self.budget.wait_s(clock(), duration, kind)
+                if math.isinf(wait):
+                    log.warning(
+                        "%s: dropped a %s message the budget can never allow", self.name, kind
+                    )
+                    return
                 if wait > 0:
-                    await asyncio.sleep(wait)  # the rest of a fragmented message
+                    await asyncio.sleep(wait)  # held until the budget allows it
                 self.budget.record(clock(), duration, kind)
             for write in self.driver.encode(packet):
                 await port.write(write)

@@ -288,7 +288,7 @@ def test_one_percent_node_gets_54_frames_then_waits_exactly() -> None:
     # (window - budget), and its window then holds exactly 36 s.
     wait = budget.wait_s(now, SF9_FRAME_S, DATA)
     assert wait == pytest.approx(3600 - 36, abs=1e-6)
-    assert not budget.allowed(now + wait - 1e-6, SF9_FRAME_S, DATA)
+    assert not budget.allowed(now + wait - 1e-5, SF9_FRAME_S, DATA)
     assert budget.allowed(now + wait, SF9_FRAME_S, DATA)
     budget.record(now + wait, SF9_FRAME_S, DATA)
     starts = [t.start_s for t in budget.recent(now + wait)]
@@ -304,8 +304,8 @@ def test_greedy_sender_over_a_day_uses_exactly_the_duty_cycle() -> None:
         budget.record(now, SF9_FRAME_S, DATA)
         sent.append((now, SF9_FRAME_S))
         now += SF9_FRAME_S
-    assert duty_cycle_max(sent, 3600) == pytest.approx(0.01, abs=1e-12)
-    assert duty_cycle_max(sent, 3600) <= 0.01 + 1e-12
+    assert duty_cycle_max(sent, 3600) == pytest.approx(0.01, abs=1e-9)
+    assert duty_cycle_max(sent, 3600) <= 0.01 + 1e-9  # the gate's 1-us slack per window
     # 24 windows of 36 s each, plus the frame that starts just before the day ends.
     assert len(sent) == math.floor(36 * 24 / SF9_FRAME_S) + 1
     assert len(budget.recent(now)) <= 56  # memory stays bounded
@@ -372,6 +372,17 @@ def test_us915_dwell_is_the_only_rule() -> None:
     assert budget.wait_s(now, time_on_air_s(sf11, 1), DATA) == math.inf
     assert budget.used_share(now) == pytest.approx(1.0)
     assert budget.limit_s is None
+
+
+@pytest.mark.parametrize("region", [EU, US])
+def test_one_frame_at_a_time(region: Region) -> None:
+    budget = AirtimeBudget(region)
+    budget.record(0.0, 0.25, DATA)
+    assert not budget.allowed(0.1, 0.1, CONTROL)
+    assert budget.wait_s(0.1, 0.1, CONTROL) == pytest.approx(0.15)
+    with pytest.raises(BudgetExceeded):
+        budget.record(0.2, 0.1, DATA)
+    budget.record(0.25, 0.1, DATA)  # back to back is fine
 
 
 def test_longer_than_the_budget_never_fits() -> None:
@@ -502,8 +513,8 @@ def test_gate_holds_in_every_sliding_window(
         if not allowed and (not sent or now >= sent[-1][0] + sent[-1][1]):
             _assert_would_overflow(sent, (now, duration, kind), window_s, control_share)
         if not allowed and sleep and wait < math.inf:
-            if wait > 1e-6:
-                assert not budget.allowed(now + wait - 1e-6, duration, kind)
+            if wait > 1e-5:
+                assert not budget.allowed(now + wait - 1e-5, duration, kind)
             now += wait
             assert budget.allowed(now, duration, kind)
             allowed = True
@@ -513,10 +524,10 @@ def test_gate_holds_in_every_sliding_window(
         else:
             with pytest.raises(BudgetExceeded):
                 budget.record(now, duration, kind)
-    duty = 0.10
-    assert duty_cycle_max([(s, d) for s, d, _ in sent], window_s) <= duty + 1e-9
+    duty, slack = 0.10, 2e-6 / window_s  # the gate's 1-us slack, plus rounding
+    assert duty_cycle_max([(s, d) for s, d, _ in sent], window_s) <= duty + slack
     control = [(s, d) for s, d, k in sent if k == CONTROL]
-    assert duty_cycle_max(control, window_s) <= duty * control_share + 1e-9
+    assert duty_cycle_max(control, window_s) <= duty * control_share + slack
 
 
 @given(steps=st.lists(st.tuples(st.floats(0, 900), st.floats(0.025, 9.0)), max_size=150))
@@ -531,4 +542,4 @@ def test_gate_holds_for_a_real_hour(steps: list[tuple[float, float]]) -> None:
             now += wait
             budget.record(now, duration, DATA)
             sent.append((now, duration))
-    assert duty_cycle_max(sent, 3600.0) <= 0.01 + 1e-12
+    assert duty_cycle_max(sent, 3600.0) <= 0.01 + 1e-9

@@ -131,6 +131,7 @@ class RadioSection:
     coding_rate: int = 5
     tx_power_dbm: int = 14
     control_share: float = 0.10
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -415,10 +416,30 @@ def _parse_radio(i: int, data: object) -> RadioSection:
         coding_rate=t.integer("coding_rate", 5, 5, 8),
         tx_power_dbm=t.integer("tx_power_dbm", 14, -9, 30),
         control_share=t.seconds("control_share", 0.10, 0.0, 1.0),
+        model=t.choice("model", "rylr998", ("rylr896", "rylr998")) if driver == "rylr" else "",
     )
     if lora:
         _check_lora(f"radio[{i}]", radio)
+    if driver == "rylr":
+        _check_rylr(f"radio[{i}]", radio)
     return radio
+
+
+def _check_rylr(key: str, radio: RadioSection) -> None:
+    """The REYAX model accepts these LoRa settings."""
+    from meshnode.radio.rylr import RylrModel, meshnode_params
+
+    try:
+        meshnode_params(
+            RylrModel(radio.model),
+            frequency_hz=radio.frequency_hz,
+            bandwidth_hz=radio.bandwidth_hz,
+            spreading_factor=radio.spreading_factor,
+            coding_rate=radio.coding_rate,
+            tx_power_dbm=radio.tx_power_dbm,
+        )
+    except ValueError as exc:
+        raise ConfigError(key, f"{radio.model}: {exc}") from None
 
 
 def _check_lora(key: str, radio: RadioSection) -> None:

@@ -6,6 +6,8 @@ one, with its CRC-16) of at most ``packet_mtu`` bytes:
 * ``serial``: a plain cable; each packet is a KISS data frame (transports/kiss.py).
 * ``kiss``: an RNode (or KISS TNC); RNode command frames set the radio up (radio/rnode.py)
   and each packet is one DATA frame, one LoRa frame on the air.
+* ``rylr``: a REYAX RYLR896/RYLR998: AT commands set it up (radio/rylr.py) and each packet
+  goes as base64 text in one ``AT+SEND`` (180 bytes of packet in 240 characters).
 * ``e22``: an Ebyte E22/E32 or the Waveshare SX1262 HAT in transparent mode, set up with
   its pins and registers beforehand (firmware-notes/e22.md); each packet is KISS-framed
   and written in pieces of at most one sub-packet (240 bytes), so the byte stream stays
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from meshnode.radio import e22, rnode
+from meshnode.radio import e22, rnode, rylr
 from meshnode.transports.kiss import KissDecoder, encode_kiss
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ class Driver(Protocol):
     """What the radio interface needs of a device."""
 
     packet_mtu: int
+    setup_gap_s: float  # pause between setup writes (AT modules answer each one)
 
     def setup(self) -> list[bytes]:
         """Bytes to write after opening the port, in order."""
@@ -51,6 +54,8 @@ class Driver(Protocol):
 
 class _KissStream:
     """Packets as KISS data frames on a byte stream (cable, E22)."""
+
+    setup_gap_s = 0.0
 
     def __init__(self, packet_mtu: int, write_bytes: int | None) -> None:
         self.packet_mtu = packet_mtu
@@ -77,6 +82,7 @@ class _RNode:
     """An RNode: set up by command frames, one DATA frame per LoRa packet."""
 
     packet_mtu = rnode.MTU_BYTES
+    setup_gap_s = 0.05
 
     def __init__(self, params: rnode.RNodeParams) -> None:
         self._params = params
@@ -105,6 +111,39 @@ class _RNode:
         return {"rssi_dbm": self._rssi, "snr_db": self._snr, "device_errors": self._errors}
 
 
+class _Rylr:
+    """A REYAX module: AT commands, payloads in base64 text."""
+
+    packet_mtu = rylr.MTU_BYTES
+    setup_gap_s = 0.3
+
+    def __init__(self, params: rylr.RylrParams) -> None:
+        self._params = params
+        self._parser = rylr.RylrParser()
+        self._rssi: int | None = None
+        self._snr: int | None = None
+        self._rejected = 0
+
+    def setup(self) -> list[bytes]:
+        return list(rylr.configure_commands(self._params))
+
+    def encode(self, packet: bytes) -> list[bytes]:
+        return [rylr.encode_send(rylr.BROADCAST_ADDRESS, packet)]
+
+    def feed(self, data: bytes) -> list[bytes]:
+        packets = []
+        for event in self._parser.feed(data):
+            if isinstance(event, rylr.PacketReceived):
+                packets.append(event.payload)
+                self._rssi, self._snr = event.rssi_dbm, event.snr_db
+            elif isinstance(event, rylr.CommandRejected):
+                self._rejected += 1
+        return packets
+
+    def status(self) -> dict[str, object]:
+        return {"rssi_dbm": self._rssi, "snr_db": self._snr, "commands_rejected": self._rejected}
+
+
 def make_driver(radio: RadioSection) -> Driver:
     """The driver for one [[radio]] table."""
     if radio.driver == "serial":
@@ -121,4 +160,14 @@ def make_driver(radio: RadioSection) -> Driver:
                 tx_power_dbm=max(radio.tx_power_dbm, 0),
             )
         )
-    raise ValueError(f"driver {radio.driver!r} is not available yet")
+    model = rylr.RylrModel(radio.model or "rylr998")
+    return _Rylr(
+        rylr.meshnode_params(
+            model,
+            frequency_hz=radio.frequency_hz,
+            bandwidth_hz=radio.bandwidth_hz,
+            spreading_factor=radio.spreading_factor,
+            coding_rate=radio.coding_rate,
+            tx_power_dbm=max(radio.tx_power_dbm, 0),
+        )
+    )

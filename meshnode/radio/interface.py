@@ -93,6 +93,8 @@ class RadioInterface:
     async def _serve(self, port: SerialPort, clock: Callable[[], float]) -> None:
         for setup in self.driver.setup():
             await port.write(setup)
+            if self.driver.setup_gap_s:
+                await asyncio.sleep(self.driver.setup_gap_s)
         self.channel.start(clock())
         reader = asyncio.create_task(self._read_loop(port, clock))
         try:

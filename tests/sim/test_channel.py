@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from meshnode.channel import Channel, ChannelConfig
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.node import Node
+from meshnode.radio.airtime import REGIONS, AirtimeBudget, LoRaParams, duty_cycle_max, time_on_air_s
 from meshnode.sim_radio import Air
 from meshnode.store.memory import MemoryStore
 
@@ -122,3 +123,32 @@ def test_garbage_on_the_channel_is_counted_never_raised(messages: list[bytes]) -
         channel.receive(message, float(i))
         channel.poll_transmit(float(i), control_ok=True, data_ok=True)
     assert node.store.stats().entries == 0
+
+
+def test_a_node_with_a_backlog_waits_for_its_budget_instead_of_overrunning() -> None:
+    region = REGIONS["EU868"]
+    params = LoRaParams(
+        frequency_hz=868_300_000, spreading_factor=9, coding_rate=5, tx_power_dbm=14
+    )
+
+    def lora_airtime(size: int) -> float:
+        return time_on_air_s(params, min(255, size + 4))
+
+    air = Air(
+        3,
+        airtime_s=lora_airtime,
+        seed=2,
+        config=ChannelConfig.for_link(frame_s=lora_airtime(251), mtu_bytes=251),
+        budget=lambda: AirtimeBudget(region, control_share=0.10),
+    )
+    air.follow(1, 0)
+    air.follow(2, 0)
+    for k in range(80):  # about 56 s of airtime: more than the 36 s one hour allows
+        air.publish(0, f"backlog {k} ".ljust(50, "."))
+    assert air.run_until(lambda: all_hold(air, [1, 2], 0, 80), 4 * 3600)
+    sent = [(log.start, log.duration_s) for log in air.log if log.sender == 0]
+    assert duty_cycle_max(sent, 3600) <= 0.01 + 1e-9
+    # it did wait: the last entries went out only once the first hour's airtime aged out
+    entry_starts = [log.start for log in air.log if log.sender == 0 and not log.control]
+    assert max(entry_starts) > 3600
+    assert sum(1 for t in entry_starts if t < 3600) < 80

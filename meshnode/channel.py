@@ -95,9 +95,9 @@ class ChannelConfig:
         return cls(
             mtu_bytes=mtu_bytes,
             backoff_s=3 * frame_s,
-            beacon_min_s=60 * frame_s,
+            beacon_min_s=120 * frame_s,
             beacon_max_s=3600.0,
-            want_min_s=8 * frame_s,
+            want_min_s=16 * frame_s,
             want_max_s=1200.0,
         )
 

@@ -355,6 +355,11 @@ class Channel:
                 self.stats.suppressed += 1
         for feed in feeds:
             if self._try_entry(feed, message):
+                if message.src not in self.neighbours:
+                    # Its entry verified under our network key: a neighbour of our network.
+                    self.neighbours[message.src] = _Neighbour(
+                        net_ok=True, digest=b"", heard_at=self.now
+                    )
                 return
         for feed in feeds:  # not the next one of any feed: keep it until the gap fills
             if message.seq > self.node.store.latest_seq(feed) + 1:

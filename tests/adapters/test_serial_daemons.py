@@ -66,9 +66,13 @@ def test_two_daemons_sync_both_ways_over_a_cable_and_survive_an_unplug(pool: Dae
         )
         pool.ok(b, "post", "and back")
         wait_for("A to hold B's post", lambda: len(pool.feed(a, b_id)) == 2 or None, SYNC_TIMEOUT_S)
-        peers = pool.json(b, "peers")["peers"]
-        assert isinstance(peers, list)
-        assert [p["link"] for p in peers] == ["radio:radio0"]
+
+        def radio_peers() -> list[object] | None:
+            peers = pool.json(b, "peers")["peers"]
+            assert isinstance(peers, list)
+            return [p["link"] for p in peers] or None
+
+        assert wait_for("B to list A as a radio neighbour", radio_peers, 10) == ["radio:radio0"]
 
         _unplug(cable)  # the cable is pulled: both daemons keep running
         pool.ok(a, "post", "while unplugged")

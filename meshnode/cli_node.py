@@ -151,6 +151,9 @@ def _print_status(status: dict[str, object]) -> None:
             f"daemon   pid {daemon['pid']}, up {_duration(daemon['uptime_s'])}, "
             f"{daemon['peers_connected']} peers connected, listening on {listening}"
         )
+        radios = daemon.get("radios")
+        for radio in radios if isinstance(radios, list) else []:
+            print("radio    " + _radio_line(radio))
     else:
         print("daemon   not running")
     size = format_bytes(_int(status["bytes"]))
@@ -165,6 +168,18 @@ def _print_status(status: dict[str, object]) -> None:
             print(f"  {feed}  #{held['first']}..#{held['latest']}  hops {held['hops']}")
         if len(ranges) > _STATUS_RANGES:
             print(f"  ... and {len(ranges) - _STATUS_RANGES} more feeds (see --json)")
+
+
+def _radio_line(radio: dict[str, object]) -> str:
+    """``lora (kiss, open): 3 neighbours, airtime 2.1/36.0 s, backlog 4``."""
+    neighbours = radio.get("neighbours")
+    count = len(neighbours) if isinstance(neighbours, list) else 0
+    line = f"{radio.get('name')} ({radio.get('driver')}, {radio.get('state')}): {count} neighbours"
+    limit = radio.get("airtime_limit_s")
+    if "airtime_used_s" in radio:
+        shown = f"{limit:g} s" if isinstance(limit, int | float) else "no duty limit"
+        line += f", airtime {radio['airtime_used_s']} s of {shown} this hour"
+    return line + f", backlog {radio.get('serving', 0)}"
 
 
 def _duration(seconds: object) -> str:

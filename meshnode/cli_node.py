@@ -179,7 +179,9 @@ def _radio_line(radio: dict[str, object]) -> str:
     if "airtime_used_s" in radio:
         shown = f"{limit:g} s" if isinstance(limit, int | float) else "no duty limit"
         line += f", airtime {radio['airtime_used_s']} s of {shown} this hour"
-    return line + f", backlog {radio.get('serving', 0)}"
+    line += f", backlog {radio.get('serving', 0)}"
+    problem = radio.get("problem")
+    return line + f"\n    problem: {problem}" if problem else line
 
 
 def _duration(seconds: object) -> str:

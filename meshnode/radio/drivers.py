@@ -27,13 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["Driver", "make_driver"]
 
 _CABLE_MTU_BYTES = 1024
+_RNODE_HEADER_BYTES = 1  # RNode puts one byte of its own before each LoRa payload
+_RYLR_HEADER_BYTES = 8  # the REYAX module's own header on the air
 
 
 class Driver(Protocol):
     """What the radio interface needs of a device."""
 
     packet_mtu: int
-    setup_gap_s: float  # pause between setup writes (AT modules answer each one)
+    preamble_symbols: int  # the preamble the device sends before each LoRa packet
+    answers_commands: bool  # AT modules answer every line: the next write waits for it
+    setup_gap_s: float  # pause after each setup write to a device that does not answer
 
     def setup(self) -> list[bytes]:
         """Bytes to write after opening the port, in order."""
@@ -43,8 +47,20 @@ class Driver(Protocol):
         """The writes that send one link packet."""
         ...
 
+    def air_sizes(self, packet: bytes) -> list[int]:
+        """PHY payload bytes of each LoRa packet that carries ``packet`` on the air."""
+        ...
+
     def feed(self, data: bytes) -> list[bytes]:
         """Link packets in bytes read from the device."""
+        ...
+
+    def take_answers(self) -> list[bool]:
+        """Command answers read since the last call: True accepted, False refused."""
+        ...
+
+    def problems(self) -> list[str]:
+        """Settings the device did not confirm after setup (empty: all is well)."""
         ...
 
     def status(self) -> dict[str, object]:
@@ -52,10 +68,22 @@ class Driver(Protocol):
         ...
 
 
-class _KissStream:
-    """Packets as KISS data frames on a byte stream (cable, E22)."""
+class _Quiet:
+    """Defaults for a device that never answers commands."""
 
+    preamble_symbols = 8
+    answers_commands = False
     setup_gap_s = 0.0
+
+    def take_answers(self) -> list[bool]:
+        return []
+
+    def problems(self) -> list[str]:
+        return []
+
+
+class _KissStream(_Quiet):
+    """Packets as KISS data frames on a byte stream (cable, E22)."""
 
     def __init__(self, packet_mtu: int, write_bytes: int | None) -> None:
         self.packet_mtu = packet_mtu
@@ -71,6 +99,10 @@ class _KissStream:
             return [framed]
         return e22.split_writes(framed, self._write_bytes)
 
+    def air_sizes(self, packet: bytes) -> list[int]:
+        # Each write is at most one sub-packet; the module may join two, never less air.
+        return [len(write) for write in self.encode(packet)]
+
     def feed(self, data: bytes) -> list[bytes]:
         return [f.data for f in self._decoder.feed(data) if f.command == 0 and f.data]
 
@@ -78,7 +110,7 @@ class _KissStream:
         return {"line_noise_bytes": self._decoder.skipped_bytes}
 
 
-class _RNode:
+class _RNode(_Quiet):
     """An RNode: set up by command frames, one DATA frame per LoRa packet."""
 
     packet_mtu = rnode.MTU_BYTES
@@ -86,16 +118,22 @@ class _RNode:
 
     def __init__(self, params: rnode.RNodeParams) -> None:
         self._params = params
+        self.preamble_symbols = rnode.preamble_symbols(params.spreading_factor, params.bandwidth_hz)
         self._parser = rnode.RNodeParser()
+        self._reported: dict[rnode.RNodeCommand, int] = {}
         self._rssi: int | None = None
         self._snr: float | None = None
         self._errors = 0
 
     def setup(self) -> list[bytes]:
+        self._reported.clear()
         return [*rnode.detect_commands(), *rnode.configure_commands(self._params)]
 
     def encode(self, packet: bytes) -> list[bytes]:
         return [rnode.encode_data(packet)]
+
+    def air_sizes(self, packet: bytes) -> list[int]:
+        return [len(packet) + _RNODE_HEADER_BYTES]
 
     def feed(self, data: bytes) -> list[bytes]:
         packets = []
@@ -103,32 +141,46 @@ class _RNode:
             if isinstance(event, rnode.PacketReceived):
                 packets.append(event.data)
                 self._rssi, self._snr = event.rssi_dbm, event.snr_db
+            elif isinstance(event, rnode.SettingReported):
+                self._reported[event.command] = event.value
             elif isinstance(event, rnode.ErrorReported):
                 self._errors += 1
         return packets
+
+    def problems(self) -> list[str]:
+        bad = rnode.mismatched_settings(self._params, self._reported)
+        return [f"{c.name.lower()} not confirmed" for c in bad]
 
     def status(self) -> dict[str, object]:
         return {"rssi_dbm": self._rssi, "snr_db": self._snr, "device_errors": self._errors}
 
 
 class _Rylr:
-    """A REYAX module: AT commands, payloads in base64 text."""
+    """A REYAX module: AT commands answered +OK or +ERR, payloads in base64 text."""
 
     packet_mtu = rylr.MTU_BYTES
-    setup_gap_s = 0.3
+    answers_commands = True
+    setup_gap_s = 0.0
 
     def __init__(self, params: rylr.RylrParams) -> None:
         self._params = params
+        self.preamble_symbols = params.preamble
         self._parser = rylr.RylrParser()
+        self._answers: list[bool] = []
+        self._refused: list[str] = []
         self._rssi: int | None = None
         self._snr: int | None = None
         self._rejected = 0
 
     def setup(self) -> list[bytes]:
+        self._refused.clear()
         return list(rylr.configure_commands(self._params))
 
     def encode(self, packet: bytes) -> list[bytes]:
         return [rylr.encode_send(rylr.BROADCAST_ADDRESS, packet)]
+
+    def air_sizes(self, packet: bytes) -> list[int]:
+        return [len(rylr.encode_payload(packet)) + _RYLR_HEADER_BYTES]
 
     def feed(self, data: bytes) -> list[bytes]:
         packets = []
@@ -136,9 +188,20 @@ class _Rylr:
             if isinstance(event, rylr.PacketReceived):
                 packets.append(event.payload)
                 self._rssi, self._snr = event.rssi_dbm, event.snr_db
+            elif isinstance(event, rylr.CommandAccepted):
+                self._answers.append(True)
             elif isinstance(event, rylr.CommandRejected):
                 self._rejected += 1
+                self._answers.append(False)
+                self._refused.append(event.meaning)
         return packets
+
+    def take_answers(self) -> list[bool]:
+        answers, self._answers = self._answers, []
+        return answers
+
+    def problems(self) -> list[str]:
+        return list(self._refused)
 
     def status(self) -> dict[str, object]:
         return {"rssi_dbm": self._rssi, "snr_db": self._snr, "commands_rejected": self._rejected}

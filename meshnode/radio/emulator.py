@@ -6,15 +6,16 @@ a fake modem on the master speaks that driver's device protocol:
 * ``kiss`` (RNode), ``e22`` (transparent mode) and ``rylr`` (REYAX AT commands): see
   radio/fakemodem.py for what each fake modem answers and what one packet is on the air.
 
-The air: a packet of L bytes occupies it for ``time_on_air_s(params, L)`` of real time
-(loop clock). Only nodes in ``hears`` (symmetric pairs; None: everyone) are in range. A
-receiver loses a packet when it transmits during it (half duplex), when another packet it
-hears overlaps it (both are lost: a collision, also across drivers), or to seeded random
-``loss``; nodes only decode packets from the same driver. A modem queues packets the host
-sends faster than the air takes them. RNode and E22 listen before talk: a packet waits
-while the air the modem hears is busy, then a random 0..16 symbols; a packet that started
-less than 4 symbols ago is not detected yet (so near-simultaneous starts collide). The
-RYLR does no carrier sense, as the real module.
+The air: a packet of L bytes occupies it for ``time_on_air_s(params, L)`` of loop time, with
+the preamble of the modem that sends it (RNode: at least 18 symbols and 24 ms; RYLR: as
+AT+PARAMETER set it; E22: ``params``). Only nodes in ``hears`` (symmetric pairs; None:
+everyone) are in range. A receiver loses a packet when it transmits during it (half duplex),
+when another packet it hears overlaps it (both are lost: a collision, also across drivers),
+or to seeded random ``loss``; nodes only decode packets from the same driver. A modem queues
+packets the host sends faster than the air takes them. RNode and E22 listen before talk: a
+packet waits while the air the modem hears is busy, then a random 0..16 symbols; a packet
+that started less than 4 symbols ago is not detected yet (so near-simultaneous starts
+collide). The RYLR does no carrier sense, as the real module.
 
 The line to each host is lossy when asked: ``drop_bytes`` drops each byte the modem writes
 with that probability, and ``noise_bytes_per_s`` writes bursts of 1..8 random bytes at
@@ -23,8 +24,7 @@ random times (Poisson), between the modem's writes. The host -> modem direction 
 Not modelled: signal strength, distance, capture effect, frequency or parameter mismatch
 between nodes (settings are echoed, never compared), LoRa PHY CRC failures, E22 sub-packet
 timing (UART gaps), UART baud rate pacing, duty-cycle enforcement inside modems, RNode's
-flow control (READY) and multi-packet (split) frames, per-model preambles (every packet uses
-``params``; a RYLR998 really sends 12 symbols). Real time: loop delays add jitter. ``stats``
+flow control (READY) and multi-packet (split) frames. Real time: loop delays add jitter. ``stats``
 counts per node what it sent and what it received or missed.
 """
 
@@ -131,7 +131,6 @@ class LoRaEmulator:
         noise_bytes_per_s: float = 0.0,
         drop_bytes: float = 0.0,
         seed: int = 1,
-        strict_rylr: bool = False,
     ) -> None:
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
@@ -155,17 +154,17 @@ class LoRaEmulator:
         self._ports: dict[str, _Port] = {}
         try:
             for node in nodes:
-                self._ports[node.name] = self._open(node, strict_rylr=strict_rylr)
+                self._ports[node.name] = self._open(node)
         except BaseException:
             self.close()
             raise
 
     @staticmethod
-    def _open(node: EmulatedNode, *, strict_rylr: bool) -> _Port:
+    def _open(node: EmulatedNode) -> _Port:
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass unchanged and nothing echoes, before the host opens
         os.set_blocking(master, False)
-        modem = make_modem(node.driver, strict_rylr=strict_rylr)
+        modem = make_modem(node.driver)
         return _Port(spec=node, master=master, slave=slave, modem=modem)
 
     def port(self, name: str) -> str:
@@ -294,7 +293,8 @@ class LoRaEmulator:
 
     def _transmit(self, name: str, send: Send, now: float) -> None:
         p = self._ports[name]
-        duration = time_on_air_s(self.params, min(send.air_bytes, 255))
+        params = replace(self.params, preamble_symbols=p.modem.preamble_symbols(self.params))
+        duration = time_on_air_s(params, min(send.air_bytes, 255))
         p.tx_until = now + duration
         p.stats = p.stats.add(sent=1, airtime_s=duration)
         fate: dict[str, str | None] = {}
@@ -418,7 +418,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-bytes-per-s", type=float, default=0.0)
     p.add_argument("--drop-bytes", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--strict-rylr", action="store_true", help="RYLR as its guide describes")
     return p
 
 
@@ -452,7 +451,6 @@ def main(argv: list[str] | None = None) -> int:
             noise_bytes_per_s=args.noise_bytes_per_s,
             drop_bytes=args.drop_bytes,
             seed=args.seed,
-            strict_rylr=args.strict_rylr,
         )
     except ValueError as exc:
         sys.stderr.write(f"emulator: {exc}\n")

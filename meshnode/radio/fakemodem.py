@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshnode.radio import rnode, rylr
 from meshnode.transports.kiss import FEND, KissDecoder
+
+if TYPE_CHECKING:
+    from meshnode.radio.airtime import LoRaParams
 
 __all__ = [
     "DRIVERS",
@@ -86,6 +90,10 @@ class KissModem:
             else:
                 out.extend(self._command(command, arg))
         return out
+
+    def preamble_symbols(self, params: LoRaParams) -> int:
+        """RNode stretches its preamble to at least 18 symbols and 24 ms."""
+        return rnode.preamble_symbols(params.spreading_factor, params.bandwidth_hz)
 
     def _command(self, command: int, arg: bytes) -> list[bytes | Send]:
         cmd = rnode.RNodeCommand
@@ -149,6 +157,10 @@ class E22Modem:
                 out.append(Send(data=chunk, air_bytes=len(chunk)))
         return out
 
+    def preamble_symbols(self, params: LoRaParams) -> int:
+        """Not settable on an E22; the emulator's own."""
+        return params.preamble_symbols
+
     def receive(self, data: bytes) -> bytes:
         return data
 
@@ -159,8 +171,7 @@ class RylrModem:
     carrier_sense = False
     radio_on = True
 
-    def __init__(self, *, strict: bool) -> None:
-        self._strict = strict
+    def __init__(self) -> None:
         self._buf = bytearray()
         self.settings = {"ADDRESS": "0", "NETWORKID": "18"}
 
@@ -185,19 +196,21 @@ class RylrModem:
                 return b"+ERR=5\r\n"
             if len(text) > rylr.MAX_DATA_CHARS:
                 return b"+ERR=13\r\n"
-            try:
-                size = len(rylr.decode_payload(text))
-            except ValueError:
-                size = len(text)  # plain text from another program: sent as it is
-            air = len(text) + _RYLR_HEADER_BYTES if self._strict else size
-            busy = _RYLR_ERR_BUSY if self._strict else None
-            return Send(data=text.encode(), air_bytes=air, reply=b"+OK\r\n", busy_reply=busy)
+            air = len(text) + _RYLR_HEADER_BYTES
+            return Send(
+                data=text.encode(), air_bytes=air, reply=b"+OK\r\n", busy_reply=_RYLR_ERR_BUSY
+            )
         if ask := _RYLR_ASK.fullmatch(line):
             value = self.settings.get(ask[1])
             return b"+OK\r\n" if value is None else f"+{ask[1]}={value}\r\n".encode()
         if setting := _RYLR_SET.fullmatch(line):
             self.settings[setting[1]] = setting[2]
         return b"+OK\r\n"
+
+    def preamble_symbols(self, params: LoRaParams) -> int:
+        """The preamble AT+PARAMETER set (its 4th field), else the RYLR998's 12."""
+        fields = self.settings.get("PARAMETER", "").split(",")
+        return int(fields[3]) if len(fields) == 4 and fields[3].isdigit() else 12
 
     def receive(self, data: bytes, *, sender_address: str = "0") -> bytes:
         text = data.decode("ascii", "replace")
@@ -207,9 +220,9 @@ class RylrModem:
 Modem = KissModem | E22Modem | RylrModem
 
 
-def make_modem(driver: str, *, strict_rylr: bool) -> Modem:
+def make_modem(driver: str) -> Modem:
     if driver == "kiss":
         return KissModem()
     if driver == "e22":
         return E22Modem()
-    return RylrModem(strict=strict_rylr)
+    return RylrModem()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from meshnode.channel import Channel, ChannelConfig
@@ -20,7 +21,7 @@ from meshnode.config import lora_params
 from meshnode.errors import LinkError
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, time_on_air_s
 from meshnode.radio.drivers import make_driver
-from meshnode.transports.fragment import Reassembler, fragment, max_payload
+from meshnode.transports.fragment import Reassembler, fragment, max_payload, reassembly_key
 from meshnode.transports.serialport import open_port
 
 if TYPE_CHECKING:
@@ -36,8 +37,27 @@ __all__ = ["RadioInterface"]
 log = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 16 << 10
-_RNODE_HEADER_BYTES = 1  # RNode puts one byte of its own before each LoRa payload
 _PROBE_BYTES = 20  # a short control message: is there room for anything of a kind?
+_ANSWER_TIMEOUT_S = 1.0  # an AT module answers a command within this
+_AT_GUARD_S = 0.02  # margin on an AT module's airtime: the serial line and its parser
+_SETTLE_S = 0.5  # for a device that echoes its settings to do so after setup
+_REFUSED_WAIT_MAX_S = 300.0  # backoff cap for a device that keeps refusing its settings
+
+
+async def _wait_event(
+    event: asyncio.Event, reader: asyncio.Task[None], timeout_s: float | None
+) -> None:
+    """Wait until ``event`` is set, the reader ends, or the timeout; clear the event."""
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await asyncio.wait({waiter, reader}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        event.clear()
+
+
+class _SetupRefused(Exception):
+    """The device refused or did not confirm the settings meshnode wrote."""
 
 
 class RadioInterface:
@@ -48,27 +68,35 @@ class RadioInterface:
         self.name = radio.name
         self.rng = rng
         self.driver = make_driver(radio)
-        self.params = lora_params(radio) if radio.driver != "serial" else None
+        params = lora_params(radio) if radio.driver != "serial" else None
+        if params is not None:
+            params = replace(params, preamble_symbols=self.driver.preamble_symbols)
+        self.params = params
         self.budget = (
             AirtimeBudget(REGIONS[radio.region], control_share=radio.control_share)
             if self.params is not None
             else None
         )
         self._mtu = self.driver.packet_mtu
-        frame_s = self._airtime_s(self._mtu)
-        self._probe_s = self._airtime_s(_PROBE_BYTES)
+        frame_s = self._airtime_s(bytes(self._mtu))
+        self._probe_s = self._airtime_s(bytes(_PROBE_BYTES))
         config = ChannelConfig.for_link(frame_s=frame_s, mtu_bytes=max_payload(self._mtu))
         self.channel = Channel(node, config=config, rng=rng)
         self._reassembler = Reassembler(_MAX_MESSAGE_BYTES, timeout_s=max(30.0, 100 * frame_s))
         self._wake = asyncio.Event()
-        self._message_id = 0
+        self._answered = asyncio.Event()
+        self._message_id = rng.randrange(256)
+        self.problem: str | None = None  # why the device is not in use, when it is not
+        self.send_refused = 0  # sends the device answered with an error
+        self._reader: asyncio.Task[None] | None = None
         self.state = "closed"
         self.on_receive: Callable[[], None] = lambda: None
 
-    def _airtime_s(self, packet_bytes: int) -> float:
-        if self.params is None:
+    def _airtime_s(self, packet: bytes) -> float:
+        params = self.params
+        if params is None:
             return 0.0
-        return time_on_air_s(self.params, min(255, packet_bytes + _RNODE_HEADER_BYTES))
+        return sum(time_on_air_s(params, n) for n in self.driver.air_sizes(packet))
 
     def poke(self) -> None:
         """Something changed in the node: the channel may have news to send."""
@@ -77,6 +105,7 @@ class RadioInterface:
     async def run(self) -> None:
         """Open the device (waiting for it), serve it, and start over when it vanishes."""
         loop = asyncio.get_running_loop()
+        refused_wait_s = 1.0
         while True:
             self.state = "waiting for the device"
             port = await open_port(self.radio.port, self.radio.baud, name=self.name, rng=self.rng)
@@ -86,33 +115,83 @@ class RadioInterface:
                 await self._serve(port, loop.time)
             except LinkError as exc:
                 log.warning("%s: %s; reopening when it is back", self.name, exc)
+                continue
+            except _SetupRefused as exc:
+                self.problem = str(exc)
+                log.error(
+                    "%s: %s; not transmitting, trying again in about %.0f s",
+                    self.name,
+                    exc,
+                    refused_wait_s,
+                )
             finally:
                 port.close()
                 self.state = "closed"
+            self.state = "settings refused"
+            await asyncio.sleep(refused_wait_s * self.rng.uniform(0.5, 1.0))
+            refused_wait_s = min(_REFUSED_WAIT_MAX_S, refused_wait_s * 2)
 
     async def _serve(self, port: SerialPort, clock: Callable[[], float]) -> None:
-        for setup in self.driver.setup():
-            await port.write(setup)
-            if self.driver.setup_gap_s:
-                await asyncio.sleep(self.driver.setup_gap_s)
-        self.channel.start(clock())
-        reader = asyncio.create_task(self._read_loop(port, clock))
+        reader = self._reader = asyncio.create_task(self._read_loop(port, clock))
         try:
+            await self._setup(port, reader)
+            self.channel.start(clock())
             await self._send_loop(port, clock, reader)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, LinkError):
                 await reader
 
+    async def _setup(self, port: SerialPort, reader: asyncio.Task[None]) -> None:
+        """Write the driver's setup and check the device took it (raises _SetupRefused)."""
+        driver = self.driver
+        silent = 0
+        for setup in driver.setup():
+            if driver.answers_commands:
+                silent += await self._command(port, setup, reader) is None
+            else:
+                await port.write(setup)
+                await asyncio.sleep(driver.setup_gap_s)
+        if not driver.answers_commands and driver.setup_gap_s:
+            await asyncio.sleep(_SETTLE_S)  # for the echoes of the last settings
+        if reader.done():
+            reader.result()
+        problems = driver.problems()
+        if silent:
+            problems.append(f"{silent} commands got no answer (is it this device, at this baud?)")
+        if problems:
+            raise _SetupRefused("the device did not take its settings: " + ", ".join(problems))
+        self.problem = None
+
+    async def _command(
+        self, port: SerialPort, write: bytes, reader: asyncio.Task[None]
+    ) -> bool | None:
+        """Write one command line and wait for its answer: accepted, refused, or None."""
+        loop = asyncio.get_running_loop()
+        self.driver.take_answers()  # late answers to earlier lines are not this one's
+        self._answered.clear()
+        await port.write(write)
+        deadline = loop.time() + _ANSWER_TIMEOUT_S
+        while (left := deadline - loop.time()) > 0 and not reader.done():
+            await _wait_event(self._answered, reader, left)
+            answers = self.driver.take_answers()
+            if answers:
+                return answers[-1]
+        return None
+
     async def _read_loop(self, port: SerialPort, clock: Callable[[], float]) -> None:
         while True:
             data = await port.read()
             for packet in self.driver.feed(data):
-                message = self._reassembler.feed(b"", packet, clock())
+                # No sender on the link: fragments are told apart by their message id.
+                key = reassembly_key(packet)
+                message = self._reassembler.feed(key, packet, clock())
                 if message is not None:
                     self.channel.receive(message, clock())
                     self.on_receive()
                     self._wake.set()
+            if self.driver.answers_commands:
+                self._answered.set()
 
     async def _send_loop(
         self, port: SerialPort, clock: Callable[[], float], reader: asyncio.Task[None]
@@ -151,23 +230,14 @@ class RadioInterface:
         if wait_s <= 0:
             await asyncio.sleep(0)
             return
-        waiter = asyncio.create_task(self._wake.wait())
-        try:
-            await asyncio.wait(
-                {waiter, reader},
-                timeout=None if math.isinf(wait_s) else wait_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            waiter.cancel()
-            self._wake.clear()
+        await _wait_event(self._wake, reader, None if math.isinf(wait_s) else wait_s)
 
     async def _send(
         self, port: SerialPort, clock: Callable[[], float], message: bytes, kind: str
     ) -> None:
         self._message_id = (self._message_id + 1) % 256
         for packet in fragment(message, mtu_bytes=self._mtu, message_id=self._message_id):
-            duration = self._airtime_s(len(packet))
+            duration = self._airtime_s(packet)
             if self.budget is not None:
                 wait = self.budget.wait_s(clock(), duration, kind)
                 if math.isinf(wait):
@@ -178,10 +248,28 @@ class RadioInterface:
                 if wait > 0:
                     await asyncio.sleep(wait)  # held until the budget allows it
                 self.budget.record(clock(), duration, kind)
+            await self._put_on_air(port, packet, duration)
+
+    async def _put_on_air(self, port: SerialPort, packet: bytes, duration: float) -> None:
+        """Write one link packet and wait out its time on the air (half duplex)."""
+        loop = asyncio.get_running_loop()
+        if not self.driver.answers_commands:
+            start = loop.time()
             for write in self.driver.encode(packet):
                 await port.write(write)
-            if duration:
-                await asyncio.sleep(duration)  # half duplex: the frame is on the air
+            await asyncio.sleep(max(0.0, duration - (loop.time() - start)))
+            return
+        assert self._reader is not None
+        for write in self.driver.encode(packet):
+            # The module sends once it has answered: its airtime counts from the answer.
+            # (A module that answers only after sending costs one airtime more, never a clash.)
+            for _ in range(2):
+                answer = await self._command(port, write, self._reader)
+                if answer is not False:
+                    break
+                self.send_refused += 1  # busy (+ERR=17): the last one is still on the air
+                await asyncio.sleep(_AT_GUARD_S)
+            await asyncio.sleep(duration + _AT_GUARD_S)
 
     def status(self) -> dict[str, object]:
         """JSON-ready state of this interface."""
@@ -191,6 +279,8 @@ class RadioInterface:
             "driver": self.radio.driver,
             "port": self.radio.port,
             "state": self.state,
+            "problem": self.problem,
+            "send_refused": self.send_refused,
             **self.channel.status(),
             **self.driver.status(),
         }

@@ -52,6 +52,7 @@ packets; meshnode's link packets (``meshnode.transports.fragment``) carry a CRC-
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -91,6 +92,7 @@ __all__ = [
     "encode_data",
     "leave_commands",
     "mismatched_settings",
+    "preamble_symbols",
 ]
 
 BAUD = 115200
@@ -347,6 +349,12 @@ def leave_commands() -> list[bytes]:
         encode_command(RNodeCommand.RADIO_STATE, bytes((RadioState.OFF,))),
         encode_command(RNodeCommand.LEAVE, b"\xff"),
     ]
+
+
+def preamble_symbols(spreading_factor: int, bandwidth_hz: float) -> int:
+    """The preamble an RNode sends: at least 18 symbols and at least 24 ms (radio.md 3)."""
+    symbol_ms = 1000 * (1 << spreading_factor) / bandwidth_hz
+    return max(18, math.ceil(24 / symbol_ms))
 
 
 def _pct_to_wire(pct: float) -> int:

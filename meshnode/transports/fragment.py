@@ -62,6 +62,7 @@ __all__ = [
     "fragment",
     "max_message",
     "max_payload",
+    "reassembly_key",
 ]
 
 SINGLE_OVERHEAD_BYTES = 3  # header, CRC
@@ -184,6 +185,14 @@ def fragment(message: bytes, *, mtu_bytes: int, message_id: int) -> list[bytes]:
         )
         for i in range(count)
     ]
+
+
+def reassembly_key(packet: bytes) -> int:
+    """What tells messages apart on a link without sender addresses: the message id
+    of a fragment (0..255), or -1 for a whole message or bytes too short to say."""
+    if len(packet) < 2 or packet[0] == 0:
+        return -1
+    return packet[1]
 
 
 class ReassemblyDropReason(StrEnum):

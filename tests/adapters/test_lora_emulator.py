@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-SYNC_TIMEOUT_S = 25.0
+# Lossless air converges in 2 to 30 s here (Trickle timers scale with the frame time);
+# the wait ends as soon as every copy is there.
+SYNC_TIMEOUT_S = 60.0
 # Fast settings every driver accepts: a full 255-byte frame takes about 0.1 s.
 FREQUENCY_HZ, BANDWIDTH_HZ, SF, CR, TX_POWER_DBM = 904_600_000, 500_000, 7, 5, 14
 PARAMS = LoRaParams(
@@ -101,6 +103,7 @@ def test_two_daemons_sync_both_ways_over_the_air(pool: DaemonPool, driver: str) 
     pool.ok(a, "follow", b_id)
     pool.ok(b, "follow", a_id)
     pool.ok(a, "post", "-", stdin="".join(f"over the air {i}\n" for i in range(5)))
+    pool.ok(a, "post", "a long one, " * 60)  # several link packets on every driver
     nodes = [EmulatedNode(name="a", driver=driver), EmulatedNode(name="b", driver=driver)]
     with running(LoRaEmulator(nodes, params=PARAMS, seed=3)) as emulator:
         try:
@@ -111,8 +114,10 @@ def test_two_daemons_sync_both_ways_over_the_air(pool: DaemonPool, driver: str) 
         finally:
             pool.stop_all()
         stats = emulator.stats
-    assert len(pool.feed(b, a_id)) == 6  # follow + 5 posts
+    assert len(pool.feed(b, a_id)) == 7  # follow + 6 posts
     assert len(pool.feed(a, b_id)) == 2  # follow + 1 post
+    # Sends are paced by their true airtime: no modem ever refused one (RYLR: +ERR=17).
+    assert stats["a"].rejected == stats["b"].rejected == 0
     assert stats["a"].sent > 0
     assert stats["b"].sent > 0
     assert stats["a"].delivered > 0
@@ -164,6 +169,28 @@ def test_daemons_converge_through_line_noise_and_dropped_bytes(pool: DaemonPool)
     for name, data in (("a", a), ("b", b)):
         assert stats[name].noise_bytes > 0
         assert pool.json(data, "check")["ok"] is True
+
+
+def test_a_device_that_does_not_answer_its_setup_is_never_sent_to(pool: DaemonPool) -> None:
+    """A REYAX configured on a port where an RNode sits: no +OK, so no transmission."""
+    a, _ = pool.init("a")
+    pool.ok(a, "post", "never on the air")
+    nodes = [EmulatedNode(name="a", driver="kiss")]
+    with running(LoRaEmulator(nodes, params=PARAMS, seed=1)) as emulator:
+        try:
+            _start(pool, "a", "rylr", emulator.port("a"))
+
+            def problem() -> str | None:
+                daemon: Any = pool.json(a, "status").get("daemon")
+                radios = daemon.get("radios") if isinstance(daemon, dict) else None
+                return radios[0].get("problem") if radios else None
+
+            text = wait_for("the radio to report its problem", problem, SYNC_TIMEOUT_S)
+            assert "got no answer" in text
+            assert "not transmitting" in pool.daemons[-1].stderr()
+        finally:
+            pool.stop_all()
+        assert emulator.stats["a"].sent == 0
 
 
 # The emulator alone, with a test acting as the hosts: what the air does to packets.

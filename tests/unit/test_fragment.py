@@ -27,6 +27,7 @@ from meshnode.transports.fragment import (
     fragment,
     max_message,
     max_payload,
+    reassembly_key,
 )
 from meshnode.transports.kiss import KissDecoder, encode_kiss
 
@@ -282,6 +283,32 @@ def test_interleaved_senders_all_complete(messages: list[bytes], mtu: int, seed:
     assert done == {f"node{n}": m for n, m in enumerate(messages)}
     assert counts(reassembler) == {}
     assert reassembler.partials == 0
+
+
+def test_reassembly_key_is_the_message_id_of_a_fragment() -> None:
+    assert [reassembly_key(p) for p in three(7)] == [7, 7, 7]
+    whole = fragment(b"short", mtu_bytes=64, message_id=7)
+    assert len(whole) == 1
+    assert reassembly_key(whole[0]) == -1
+    assert reassembly_key(b"") == reassembly_key(b"\x81") == -1
+
+
+@given(
+    messages=st.lists(st.binary(min_size=30, max_size=200), min_size=2, max_size=4),
+    seed=st.integers(0, 2**32),
+)
+def test_interleaved_senders_without_addresses_complete(messages: list[bytes], seed: int) -> None:
+    """A radio link gives no sender: distinct message ids keep interleaved messages apart."""
+    queues = [fragment(m, mtu_bytes=16, message_id=40 + n) for n, m in enumerate(messages)]
+    rng = random.Random(seed)
+    reassembler = make(max_partials=len(messages))
+    done = []
+    while any(queues):
+        packet = rng.choice([q for q in queues if q]).pop(0)
+        message = reassembler.feed(reassembly_key(packet), packet, 0.0)
+        if message is not None:
+            done.append(message)
+    assert sorted(done) == sorted(messages)
 
 
 def test_same_message_id_from_two_senders_does_not_mix() -> None:

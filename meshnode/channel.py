@@ -27,10 +27,12 @@ airtime budget allows control or data traffic, and arms a timer for ``next_deadl
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshnode.codec.channel import (
+    MAX_HELD_S,
     Beacon,
     EntryMessage,
     Have,
@@ -50,6 +52,7 @@ from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
 
     from meshnode.codec.message import Entry
     from meshnode.node import Node
@@ -151,8 +154,18 @@ class _Trickle:
         if self.interval_s != self.min_s or self.fire_at is None:
             self.begin(now, rng, self.min_s)
 
-    def next_interval(self, rng: random.Random) -> None:
-        self.begin(self.start + self.interval_s, rng, min(self.max_s, 2 * self.interval_s))
+    def defer(self, now: float, at: float) -> None:
+        """Fire no sooner than ``at`` (a neighbour said an answer cannot come before)."""
+        if self.fire_at is not None and self.fire_at >= at:
+            return
+        self.start, self.heard, self.fire_at = now, 0, at
+        self.interval_s = min(self.max_s, max(self.interval_s, at - now))
+
+    def next_interval(self, now: float, rng: random.Random) -> None:
+        # From now when the firing was held up (airtime budget): a timer held for an hour
+        # must not catch up with a burst of the firings it missed.
+        start = max(self.start + self.interval_s, now)
+        self.begin(start, rng, min(self.max_s, 2 * self.interval_s))
 
 
 @dataclass(slots=True)
@@ -185,6 +198,8 @@ class Channel:
         self._beacon = _Trickle(config.beacon_min_s, config.beacon_max_s)
         self._want = _Trickle(config.want_min_s, config.want_max_s)
         self._want_hold_until = 0.0
+        self._hold_told = False
+        self._want_deferred_until = 0.0
         self._serve: dict[FeedId, _Serve] = {}
         self._serve_at: float | None = None
         self._waiting: dict[FeedId, tuple[int, float]] = {}
@@ -233,19 +248,39 @@ class Channel:
         for feed in [f for f, (_, until) in self._waiting.items() if until <= now]:
             del self._waiting[feed]
 
-    def next_deadline(self) -> float | None:
-        """When poll_transmit may next have something to send."""
-        times = [self._beacon.fire_at, self._have_at]
-        if self._serve:
+    def next_deadline(self, kind: str | None = None) -> float | None:
+        """When poll_transmit may next have something to send (of ``kind``, if given)."""
+        times: list[float | None] = []
+        if kind != "data":
+            times += [self._beacon.fire_at, self._have_at]
+            if self._want.fire_at is not None:
+                times.append(max(self._want.fire_at, self._want_hold_until))
+        if kind != "control" and self._serve:
             times.append(self._serve_at)
-        if self._want.fire_at is not None:
-            times.append(max(self._want.fire_at, self._want_hold_until))
         found = [t for t in times if t is not None]
         return min(found) if found else None
 
-    def poll_transmit(self, now: float, *, control_ok: bool, data_ok: bool) -> Transmission | None:
-        """The next message to send now, if any (the shell checked the air and the budget)."""
+    def next_wake(self, now: float, budget_wait_s: Callable[[str], float]) -> float | None:
+        """When to poll next, given how long the budget holds each kind from ``now``."""
+        times = []
+        for kind in ("control", "data"):
+            deadline = self.next_deadline(kind)
+            if deadline is not None:
+                times.append(max(deadline, now + budget_wait_s(kind)))
+        return min(times, default=None)
+
+    def poll_transmit(
+        self, now: float, *, control_ok: bool, data_ok: bool, data_at: float | None = None
+    ) -> Transmission | None:
+        """The next message to send now, if any (the shell checked the air and the budget).
+
+        ``data_at``: when data is held, the time the budget allows it again, if known.
+        """
         self.now = now
+        held_s = self._held_s(now, data_ok, data_at)
+        if held_s and not self._hold_told:
+            self._beacon.reset(now, self.rng)  # tell those waiting not to ask again yet
+        self._hold_told = bool(held_s)
         if data_ok and self._serve and self._serve_at is not None and self._serve_at <= now:
             message = self._next_entry()
             if message is not None:
@@ -253,19 +288,26 @@ class Channel:
         if not control_ok:
             return None
         if self._beacon.fire_at is not None and self._beacon.fire_at <= now:
-            calm = self._beacon.heard >= _BEACON_REDUNDANCY
-            self._beacon.next_interval(self.rng)
+            calm = self._beacon.heard >= _BEACON_REDUNDANCY and not held_s
+            self._beacon.next_interval(now, self.rng)
             if calm:
                 self.stats.suppressed += 1
             else:
                 digest = clock_digest(self._held())
-                return self._sent(encode_beacon(self.src, self.net, digest), control=True)
+                beacon = encode_beacon(self.src, self.net, digest, held_s)
+                return self._sent(beacon, control=True)
         if self._have_at is not None and self._have_at <= now:
             return self._send_have()
         due = self._want.fire_at
         if due is not None and due <= now and self._want_hold_until <= now:
             return self._send_want()
         return None
+
+    def _held_s(self, now: float, data_ok: bool, data_at: float | None) -> int:
+        """Whole seconds the budget holds entries someone waits for (0: none held)."""
+        if data_ok or data_at is None or not self._serve or data_at <= now:
+            return 0
+        return min(MAX_HELD_S, math.ceil(data_at - now))
 
     # -- what we hold and want ---------------------------------------------------------
 
@@ -304,9 +346,16 @@ class Channel:
             self._beacon.reset(self.now, self.rng)  # introduce ourselves to it
             self._want.reset(self.now, self.rng)
         elif known.digest != beacon.digest:
-            self._want.reset(self.now, self.rng)  # it holds something new
+            # It holds something new; while a neighbour's entries are held, a HAVE (news
+            # from another link) still asks at once, a changed digest waits for them.
+            if self.now >= self._want_deferred_until:
+                self._want.reset(self.now, self.rng)
         else:
             self._beacon.heard += 1  # Trickle: the neighbourhood is calm, one voice is enough
+        if beacon.held_s:  # what we asked of it cannot come sooner: ask again after that
+            at = self.now + beacon.held_s + self.rng.uniform(0, self.config.backoff_s)
+            self._want.defer(self.now, at)
+            self._want_deferred_until = max(self._want_deferred_until, at)
 
     def _on_have(self, have: Have) -> None:
         for tag, latest in have.haves:
@@ -470,7 +519,7 @@ class Channel:
 
     def _send_want(self) -> Transmission | None:
         """A WANT for the feeds we are behind on (or all, in turn), less those overheard."""
-        self._want.next_interval(self.rng)
+        self._want.next_interval(self.now, self.rng)
         wants = self._wants()
         store = self.node.store
         behind: list[tuple[bytes, int, bool]] = []

@@ -65,7 +65,6 @@ class _Radio:
     tx_until: float = 0.0
     wake_at: float | None = None
     held: Transmission | None = None
-    blocked_until: float = 0.0
     receiving: list[tuple[float, float, int, bytes]] = field(default_factory=list)
 
 
@@ -94,6 +93,7 @@ class Air:
         pairs = hears if hears is not None else {(a, b) for a in range(n) for b in range(n)}
         self._hears = {(a, b) for a, b in pairs if a != b} | {(b, a) for a, b in pairs if a != b}
         self.radios: list[_Radio] = []
+        self.config = config or ChannelConfig()
         for i in range(n):
             who = Identity(bytes([0x40 + i]) * 32)
             node = Node(
@@ -102,9 +102,7 @@ class Air:
                 store=MemoryStore(),
                 rng=random.Random(seed * 1000 + i),
             )
-            channel = Channel(
-                node, config=config or ChannelConfig(), rng=random.Random(seed * 7919 + i)
-            )
+            channel = Channel(node, config=self.config, rng=random.Random(seed * 7919 + i))
             self.radios.append(_Radio(node, channel, budget() if budget else None))
         for i, radio in enumerate(self.radios):
             radio.channel.start(0.0)
@@ -134,10 +132,10 @@ class Air:
 
     def _arm(self, i: int) -> None:
         radio = self.radios[i]
-        deadline = radio.channel.next_deadline()
+        deadline = radio.channel.next_wake(self.now, lambda kind: self._budget_wait(radio, kind))
         if deadline is None:
             return
-        at = max(deadline, self.now, radio.blocked_until)
+        at = max(deadline, self.now)
         if math.isinf(at):
             return
         if radio.wake_at is None or at < radio.wake_at:
@@ -164,20 +162,18 @@ class Air:
 
     def _room(self, radio: _Radio, kind: str) -> bool:
         """True when the budget has room for at least a short message of this kind."""
-        if radio.budget is None:
-            return True
-        return radio.budget.wait_s(self.now, self.airtime_s(_PROBE_BYTES), kind) == 0
+        return self._budget_wait(radio, kind) == 0
 
     def _transmit(self, i: int) -> None:
         radio = self.radios[i]
         tx = radio.held
         if tx is None:
             control_ok, data_ok = self._room(radio, "control"), self._room(radio, "data")
-            tx = radio.channel.poll_transmit(self.now, control_ok=control_ok, data_ok=data_ok)
+            data_at = None if data_ok else self.now + self._budget_wait(radio, "data")
+            tx = radio.channel.poll_transmit(
+                self.now, control_ok=control_ok, data_ok=data_ok, data_at=data_at
+            )
             if tx is None:
-                blocked = [k for k, ok in (("control", control_ok), ("data", data_ok)) if not ok]
-                if blocked:  # something may be due that the budget holds back
-                    radio.blocked_until = self.now + self._budget_wait(radio, blocked)
                 return
         kind = "control" if tx.control else "data"
         duration = self.airtime_s(len(tx.message))
@@ -207,10 +203,14 @@ class Air:
                 self.radios[j].receiving.append((self.now, radio.tx_until, i, tx.message))
         self._push(radio.tx_until, _TX_END, (i, tx.message))
 
-    def _budget_wait(self, radio: _Radio, kinds: list[str]) -> float:
-        assert radio.budget is not None
-        airtime = self.airtime_s(_PROBE_BYTES)
-        return min(radio.budget.wait_s(self.now, airtime, k) for k in kinds)
+    def _budget_wait(self, radio: _Radio, kind: str) -> float:
+        if radio.budget is None:
+            return 0.0
+        return radio.budget.wait_s(self.now, self._probe_s(kind), kind)
+
+    def _probe_s(self, kind: str) -> float:
+        """Room to look for: a short control message, or a full data frame (as the daemon)."""
+        return self.airtime_s(self.config.mtu_bytes if kind == "data" else _PROBE_BYTES)
 
     def _wake_later(self, i: int, wait_s: float) -> None:
         if math.isinf(wait_s):

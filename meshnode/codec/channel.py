@@ -8,9 +8,12 @@ message (the payload of one reassembled link message, transports/fragment.py) is
     type    1 byte    MessageType
     body    ...
 
-BEACON (0x01): ``net (4) || digest (4)``; 13 bytes in all. ``net`` is the network tag
-(identity.network_tag as 4 bytes), ``digest`` a hash of the sender's clock (clock_digest),
-so a listener sees at once that a neighbour holds something new.
+BEACON (0x01): ``net (4) || digest (4) [|| varint(held)]``; 13 bytes in all, or 14 to 16
+with ``held``. ``net`` is the network tag (identity.network_tag as 4 bytes), ``digest`` a
+hash of the sender's clock (clock_digest), so a listener sees at once that a neighbour
+holds something new. ``held`` (1..65535, absent when 0) is how many seconds the sender's
+airtime budget keeps it from sending entries it has been asked for: listeners need not ask
+again before then.
 
 WANT (0x02): repeated ``tag (4) || varint(next << 1 | empty)``: "I want feed tag from seq
 next"; ``empty`` says the sender holds nothing of the feed, so the first entry must come
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANNEL_VERSION",
+    "MAX_HELD_S",
     "SHORT_ID_BYTES",
     "TAG_BYTES",
     "Beacon",
@@ -64,7 +68,8 @@ __all__ = [
     "encode_want",
 ]
 
-CHANNEL_VERSION = 1
+CHANNEL_VERSION = 2
+MAX_HELD_S = 0xFFFF
 SHORT_ID_BYTES = 4
 TAG_BYTES = 4
 _MAX_SEQ = (1 << 53) - 1
@@ -86,6 +91,7 @@ class Beacon:
     src: bytes
     net: bytes
     digest: bytes
+    held_s: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,11 +142,14 @@ def _head(src: bytes, kind: MessageType) -> bytes:
     return src + bytes((kind,))
 
 
-def encode_beacon(src: bytes, net: bytes, digest: bytes) -> bytes:
-    """BEACON."""
+def encode_beacon(src: bytes, net: bytes, digest: bytes, held_s: int = 0) -> bytes:
+    """BEACON; ``held_s`` above 0 says the sender's budget holds its entries that long."""
     if len(net) != 4 or len(digest) != 4:
         raise ValueError("net and digest are 4 bytes each")
-    return _head(src, MessageType.BEACON) + net + digest
+    if not 0 <= held_s <= MAX_HELD_S:
+        raise ValueError(f"held_s must be 0..{MAX_HELD_S}, got {held_s}")
+    held = encode_varint(held_s) if held_s else b""
+    return _head(src, MessageType.BEACON) + net + digest + held
 
 
 def encode_want(src: bytes, wants: Iterable[tuple[bytes, int, bool]]) -> bytes:
@@ -178,6 +187,17 @@ def _pairs(body: bytes) -> list[tuple[bytes, int]]:
     return out
 
 
+def _beacon(src: bytes, body: bytes) -> Beacon:
+    if len(body) == 8:
+        return Beacon(src=src, net=body[:4], digest=body[4:])
+    if not 9 <= len(body) <= 11:
+        raise DecodeError(f"BEACON body of {len(body)} bytes, expected 8 to 11")
+    held, end = decode_varint(body, 8)
+    if end != len(body) or not 1 <= held <= MAX_HELD_S:
+        raise DecodeError("BEACON with a bad held field")
+    return Beacon(src=src, net=body[:4], digest=body[4:8], held_s=held)
+
+
 def decode_message(message: bytes) -> ChannelMessage:
     """Decode one channel message.
 
@@ -192,9 +212,7 @@ def decode_message(message: bytes) -> ChannelMessage:
     except ValueError:
         raise DecodeError(f"unknown channel message type {message[SHORT_ID_BYTES]}") from None
     if kind is MessageType.BEACON:
-        if len(body) != 8:
-            raise DecodeError(f"BEACON body of {len(body)} bytes, expected 8")
-        return Beacon(src=src, net=body[:4], digest=body[4:])
+        return _beacon(src, body)
     if kind is MessageType.WANT:
         wants = tuple((t, _seq(v >> 1), bool(v & 1)) for t, v in _pairs(body))
         if not wants or any(nxt < 1 for _, nxt, _ in wants):

@@ -79,7 +79,10 @@ class RadioInterface:
         )
         self._mtu = self.driver.packet_mtu
         frame_s = self._airtime_s(bytes(self._mtu))
-        self._probe_s = self._airtime_s(bytes(_PROBE_BYTES))
+        # Room to look for before asking the channel for a message of each kind: a short
+        # control message, or a full data frame (so an entry is not popped to wait inside
+        # the send, while the channel could still beacon that its entries are held).
+        self._probe_s = {"control": self._airtime_s(bytes(_PROBE_BYTES)), "data": frame_s}
         config = ChannelConfig.for_link(frame_s=frame_s, mtu_bytes=max_payload(self._mtu))
         self.channel = Channel(node, config=config, rng=rng)
         self._reassembler = Reassembler(_MAX_MESSAGE_BYTES, timeout_s=max(30.0, 100 * frame_s))
@@ -88,6 +91,7 @@ class RadioInterface:
         self._message_id = rng.randrange(256)
         self.problem: str | None = None  # why the device is not in use, when it is not
         self.send_refused = 0  # sends the device answered with an error
+        self.airtime_s = {"control": 0.0, "data": 0.0}  # on the air since start, by kind
         self._reader: asyncio.Task[None] | None = None
         self.state = "closed"
         self.on_receive: Callable[[], None] = lambda: None
@@ -146,12 +150,13 @@ class RadioInterface:
         """Write the driver's setup and check the device took it (raises _SetupRefused)."""
         driver = self.driver
         silent = 0
-        for setup in driver.setup():
-            if driver.answers_commands:
-                silent += await self._command(port, setup, reader) is None
-            else:
-                await port.write(setup)
-                await asyncio.sleep(driver.setup_gap_s)
+        for lines in (driver.setup, driver.setup_after):
+            for line in lines():
+                if driver.answers_commands:
+                    silent += await self._command(port, line, reader) is None
+                else:
+                    await port.write(line)
+                    await asyncio.sleep(driver.setup_gap_s)
         if not driver.answers_commands and driver.setup_gap_s:
             await asyncio.sleep(_SETTLE_S)  # for the echoes of the last settings
         if reader.done():
@@ -200,31 +205,35 @@ class RadioInterface:
             now = clock()
             self.channel.handle_timer(now)
             control_ok, data_ok = self._allowed(now)
-            tx = self.channel.poll_transmit(now, control_ok=control_ok, data_ok=data_ok)
+            data_at = None
+            if not data_ok and self.budget is not None:
+                data_at = now + self.budget.wait_s(now, self._probe_s["data"], "data")
+            tx = self.channel.poll_transmit(
+                now, control_ok=control_ok, data_ok=data_ok, data_at=data_at
+            )
             if tx is not None:
                 await self._send(port, clock, tx.message, "control" if tx.control else "data")
                 continue
-            await self._sleep(self._next_wake_s(now, control_ok, data_ok), reader)
+            await self._sleep(self._next_wake_s(now), reader)
         reader.result()  # raises the reader's LinkError
 
     def _allowed(self, now: float) -> tuple[bool, bool]:
-        """Is there room in the budget for a short message of each kind?"""
+        """Is there room in the budget for a short control message, a full data frame?"""
         if self.budget is None:
             return True, True
         return (
-            self.budget.allowed(now, self._probe_s, "control"),
-            self.budget.allowed(now, self._probe_s, "data"),
+            self.budget.allowed(now, self._probe_s["control"], "control"),
+            self.budget.allowed(now, self._probe_s["data"], "data"),
         )
 
-    def _next_wake_s(self, now: float, control_ok: bool, data_ok: bool) -> float:
-        deadline = self.channel.next_deadline()
-        wait = math.inf if deadline is None else max(0.0, deadline - now)
-        blocked = [k for k, ok in (("control", control_ok), ("data", data_ok)) if not ok]
-        if self.budget is not None and blocked and deadline is not None:
-            # Something may be due that the budget holds back: sleep until it allows.
-            budget = self.budget
-            wait = max(wait, min(budget.wait_s(now, self._probe_s, k) for k in blocked))
-        return wait
+    def _next_wake_s(self, now: float) -> float:
+        budget = self.budget
+
+        def budget_wait_s(kind: str) -> float:
+            return 0.0 if budget is None else budget.wait_s(now, self._probe_s[kind], kind)
+
+        wake = self.channel.next_wake(now, budget_wait_s)
+        return math.inf if wake is None else max(0.0, wake - now)
 
     async def _sleep(self, wait_s: float, reader: asyncio.Task[None]) -> None:
         if wait_s <= 0:
@@ -248,6 +257,7 @@ class RadioInterface:
                 if wait > 0:
                     await asyncio.sleep(wait)  # held until the budget allows it
                 self.budget.record(clock(), duration, kind)
+            self.airtime_s[kind] += duration
             await self._put_on_air(port, packet, duration)
 
     async def _put_on_air(self, port: SerialPort, packet: bytes, duration: float) -> None:

@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshnode.channel import Channel, ChannelConfig
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.codec.channel import (
+    Beacon,
+    channel_tag,
+    clock_digest,
+    decode_message,
+    encode_beacon,
+    encode_have,
+)
+from meshnode.codec.content import ContactAction
+from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
 from meshnode.node import Node
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, LoRaParams, duty_cycle_max, time_on_air_s
 from meshnode.sim_radio import Air
@@ -152,3 +161,36 @@ def test_a_node_with_a_backlog_waits_for_its_budget_instead_of_overrunning() -> 
     entry_starts = [log.start for log in air.log if log.sender == 0 and not log.control]
     assert max(entry_starts) > 3600
     assert sum(1 for t in entry_starts if t < 3600) < 80
+    # Its beacons said how long its entries were held, so the others did not keep asking.
+    held_hour = [log for log in air.log if log.sender in (1, 2) and 600 < log.start < 3600]
+    assert len(held_hour) <= 4
+
+
+def test_a_held_beacon_defers_wants_until_news_comes() -> None:
+    a, b = _node(1), _node(2)
+    config = ChannelConfig(want_min_s=5.0, want_max_s=600.0, backoff_s=1.0)
+    listener = Channel(b, config=config, rng=random.Random(1))
+    listener.start(0.0)
+    src, net = bytes(a.feed_id[:4]), bytes.fromhex(network_tag(DEFAULT_NETWORK_KEY))
+    listener.receive(encode_beacon(src, net, clock_digest({}), held_s=1200), 1.0)
+    deadline = listener.next_deadline()
+    assert deadline is not None
+    while deadline < 1200:  # only beacons may go before the holder is free again
+        tx = listener.poll_transmit(deadline, control_ok=True, data_ok=True)
+        assert tx is None or isinstance(decode_message(tx.message), Beacon)
+        deadline = listener.next_deadline()
+        assert deadline is not None
+    assert deadline >= 1201
+    # News from anyone (a HAVE showing more than we hold) asks at once, hold or not.
+    b.set_contact(ContactAction.FOLLOW, a.feed_id, timestamp_ms=1)
+    listener.receive(encode_have(src, [(channel_tag(a.feed_id, DEFAULT_NETWORK_KEY), 3)]), 2.0)
+    assert (listener.next_deadline() or 0) < 100
+
+
+def _node(i: int) -> Node:
+    return Node(
+        Identity(bytes([i]) * 32),
+        network_key=DEFAULT_NETWORK_KEY,
+        store=MemoryStore(),
+        rng=random.Random(i),
+    )

@@ -40,6 +40,8 @@ def test_known_answers() -> None:
     digest = clock_digest({WHO.feed_id: 2})
     assert TAG.hex() == VECTORS["tag"]
     assert encode_beacon(SRC, bytes.fromhex("b3c4a8b5"), digest).hex() == VECTORS["beacon"]
+    held = encode_beacon(SRC, bytes.fromhex("b3c4a8b5"), digest, held_s=3600)
+    assert held.hex() == VECTORS["beacon_held"]
     assert encode_want(SRC, [(TAG, 1, True), (TAG, 300, False)]).hex() == VECTORS["want"]
     assert encode_have(SRC, [(TAG, 2)]).hex() == VECTORS["have"]
     short = encode_entry_message(SRC, TAG, 2, encode_short_entry(chain[1]))
@@ -51,6 +53,12 @@ def test_known_answers() -> None:
 def test_vectors_decode() -> None:
     assert decode_message(bytes.fromhex(VECTORS["beacon"])) == Beacon(
         src=SRC, net=bytes.fromhex("b3c4a8b5"), digest=clock_digest({WHO.feed_id: 2})
+    )
+    assert decode_message(bytes.fromhex(VECTORS["beacon_held"])) == Beacon(
+        src=SRC,
+        net=bytes.fromhex("b3c4a8b5"),
+        digest=clock_digest({WHO.feed_id: 2}),
+        held_s=3600,
     )
     want = decode_message(bytes.fromhex(VECTORS["want"]))
     assert want == Want(src=SRC, wants=((TAG, 1, True), (TAG, 300, False)))
@@ -75,6 +83,11 @@ def test_tags_differ_by_network_and_digest_by_clock() -> None:
         SRC,
         SRC + b"\x09",
         SRC + b"\x01" + b"\x00" * 7,
+        SRC + b"\x01" + b"\x00" * 8 + b"\x00",  # held 0 is sent as no held field
+        SRC + b"\x01" + b"\x00" * 8 + b"\x90",  # truncated held
+        SRC + b"\x01" + b"\x00" * 8 + b"\x90\x00",  # held not minimal
+        SRC + b"\x01" + b"\x00" * 8 + b"\x80\x80\x04",  # held over 65535
+        SRC + b"\x01" + b"\x00" * 8 + b"\x01\x01",  # bytes after held
         SRC + b"\x02",
         SRC + b"\x02" + TAG + b"\x00",  # seq 0
         SRC + b"\x03",

@@ -205,10 +205,13 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
             for peer in configured:
                 print(f"configured  {peer}")
         return 0
-    peers = client.call("peers").get("peers", [])
+    answer = client.call("peers")
+    peers, radios = answer.get("peers", []), answer.get("radios", [])
     if args.json:
-        emit_json({"running": True, "peers": peers})
+        emit_json({"running": True, "peers": peers, "radios": radios})
         return 0
+    for radio in radios if isinstance(radios, list) else []:
+        print("radio    " + _radio_line(radio))  # airtime and backlog of each interface
     if not isinstance(peers, list) or not peers:
         print("no peers known yet")
         return 0

@@ -590,8 +590,8 @@ class Service:
                 known[PeerId(target.address.feed_id)] = target
         ordered = sorted(known.items(), key=lambda item: _name(item[0]))
         peers = [self._peer_json(peer, target) for peer, target in ordered]
-        for interface in self.radios:
-            status = interface.status()
+        radios = [interface.status() for interface in self.radios]
+        for interface, status in zip(self.radios, radios, strict=True):
             for short in interface.channel.neighbour_ids():
                 peers.append(
                     {
@@ -610,7 +610,7 @@ class Service:
                         "last_error": None,
                     }
                 )
-        return {"peers": peers}
+        return {"peers": peers, "radios": radios}
 
     def _peer_json(self, peer: PeerId, target: _Target | None) -> dict[str, object]:
         link = self.links.get(peer)

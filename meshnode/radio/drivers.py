@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from meshnode.errors import LinkError
 from meshnode.radio import e22, rnode, rylr
 from meshnode.transports.kiss import KissDecoder, encode_kiss
 
@@ -41,6 +42,10 @@ class Driver(Protocol):
 
     def setup(self) -> list[bytes]:
         """Bytes to write after opening the port, in order."""
+        ...
+
+    def setup_after(self) -> list[bytes]:
+        """More setup, chosen from what the device answered to ``setup``."""
         ...
 
     def encode(self, packet: bytes) -> list[bytes]:
@@ -74,6 +79,9 @@ class _Quiet:
     preamble_symbols = 8
     answers_commands = False
     setup_gap_s = 0.0
+
+    def setup_after(self) -> list[bytes]:
+        return []
 
     def take_answers(self) -> list[bool]:
         return []
@@ -168,13 +176,18 @@ class _Rylr:
         self._parser = rylr.RylrParser()
         self._answers: list[bool] = []
         self._refused: list[str] = []
+        self._reported: dict[str, str] = {}
         self._rssi: int | None = None
         self._snr: int | None = None
         self._rejected = 0
 
     def setup(self) -> list[bytes]:
         self._refused.clear()
-        return list(rylr.configure_commands(self._params))
+        self._reported.clear()
+        return list(rylr.FLASH_QUERIES)  # address and network id are written only if they differ
+
+    def setup_after(self) -> list[bytes]:
+        return list(rylr.configure_commands(self._params, self._reported))
 
     def encode(self, packet: bytes) -> list[bytes]:
         return [rylr.encode_send(rylr.BROADCAST_ADDRESS, packet)]
@@ -190,6 +203,11 @@ class _Rylr:
                 self._rssi, self._snr = event.rssi_dbm, event.snr_db
             elif isinstance(event, rylr.CommandAccepted):
                 self._answers.append(True)
+            elif isinstance(event, rylr.SettingReported):
+                self._reported[event.name] = event.value
+                self._answers.append(True)
+            elif isinstance(event, rylr.ModuleRestarted):
+                raise LinkError("the module restarted (+READY) and lost its settings")
             elif isinstance(event, rylr.CommandRejected):
                 self._rejected += 1
                 self._answers.append(False)

@@ -50,10 +50,11 @@ from meshnode.radio.fakemodem import DRIVERS, Modem, RylrModem, Send, make_modem
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["DRIVERS", "EmulatedNode", "LoRaEmulator", "NodeStats", "main"]
+__all__ = ["DRIVERS", "AirRecord", "EmulatedNode", "LoRaEmulator", "NodeStats", "main"]
 
 log = logging.getLogger(__name__)
 
+_AIR_LOG_RECORDS = 100_000
 _CAD_SYMBOLS = 4  # a packet is detectable by carrier sense this long after it starts
 _CSMA_SLOT_SYMBOLS = 16  # random wait after the air clears
 _MAX_OUT_BYTES = 1 << 16  # bytes held for a host that does not read; more are dropped
@@ -69,6 +70,16 @@ class EmulatedNode:
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
             raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AirRecord:
+    """One packet put on the air: by whom, when, for how long, and its PHY payload bytes."""
+
+    node: str
+    start_s: float
+    duration_s: float
+    air_bytes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +160,7 @@ class LoRaEmulator:
         self._rng = random.Random(seed)
         self._hears = None if hears is None else hears | {(b, a) for a, b in hears}
         self._air: list[_Packet] = []
+        self.air_log: deque[AirRecord] = deque(maxlen=_AIR_LOG_RECORDS)  # the latest packets
         self._handles: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ports: dict[str, _Port] = {}
@@ -297,6 +309,9 @@ class LoRaEmulator:
         duration = time_on_air_s(params, min(send.air_bytes, 255))
         p.tx_until = now + duration
         p.stats = p.stats.add(sent=1, airtime_s=duration)
+        self.air_log.append(
+            AirRecord(node=name, start_s=now, duration_s=duration, air_bytes=send.air_bytes)
+        )
         fate: dict[str, str | None] = {}
         for other in self._ports:
             if self.hears(name, other):

@@ -98,7 +98,7 @@ def test_cli_goes_through_the_control_socket_and_a_second_run_is_refused(
     assert daemon_info["listening"] == [daemon.address]
     assert status["entries"] == 5
     assert status["follows"] == 1
-    assert pool.json(a, "peers") == {"running": True, "peers": []}
+    assert pool.json(a, "peers") == {"running": True, "peers": [], "radios": []}
 
     second = pool.cli(a, "run", "--no-mdns", "--listen", "127.0.0.1:1")
     assert second.returncode == 1

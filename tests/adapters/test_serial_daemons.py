@@ -73,6 +73,10 @@ def test_two_daemons_sync_both_ways_over_a_cable_and_survive_an_unplug(pool: Dae
             return [p["link"] for p in peers] or None
 
         assert wait_for("B to list A as a radio neighbour", radio_peers, 10) == ["radio:radio0"]
+        radios = pool.json(b, "peers")["radios"]
+        assert isinstance(radios, list)
+        assert [(r["name"], r["state"], r["serving"]) for r in radios] == [("radio0", "open", 0)]
+        assert "radio    radio0 (serial, open)" in pool.ok(b, "peers")
 
         _unplug(cable)  # the cable is pulled: both daemons keep running
         pool.ok(a, "post", "while unplugged")

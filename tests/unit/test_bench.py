@@ -43,3 +43,14 @@ def test_small_reopen_run_reports_its_figures() -> None:
     assert figures["entries"] == 2000
     assert {"open_s", "rss_mb", "crash_open_s", "rebuild_s"} <= set(figures)
     json.dumps(figures)
+
+
+def test_a_short_radio_run_delivers_within_the_duty_cycle() -> None:
+    """Five entries through the emulator on the warped clock: figures are computed."""
+    from meshnode.bench.radio import run_radio
+
+    result = run_radio(entries=5, seed=1)
+    assert result["delivered"] == 1.0
+    assert 0 < float(str(result["air_bytes_per_entry"])) < 200
+    assert float(str(result["duty_cycle_max"])) <= 0.01
+    assert 0 < float(str(result["control_share"])) < 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshnode.config import RadioSection
+from meshnode.errors import LinkError
 from meshnode.radio import rnode, rylr
 from meshnode.radio.drivers import make_driver
 from meshnode.transports.kiss import encode_kiss
@@ -108,3 +109,22 @@ def test_devices_that_never_answer_report_no_answers(driver: str) -> None:
     assert not d.answers_commands
     d.feed(b"+OK\r\n")
     assert d.take_answers() == []
+
+
+def test_rylr_writes_flash_settings_only_when_they_differ() -> None:
+    driver = make_driver(_radio("rylr", model="rylr998"))
+    assert driver.setup() == list(rylr.FLASH_QUERIES)
+    driver.feed(b"+ADDRESS=0\r\n+NETWORKID=18\r\n")
+    assert driver.take_answers() == [True, True]  # a query's answer is its value
+    lines = driver.setup_after()
+    assert not any(line.startswith((b"AT+ADDRESS", b"AT+NETWORKID")) for line in lines)
+    assert b"AT+PARAMETER=9,7,1,12\r\n" in lines
+    driver.setup()
+    driver.feed(b"+ADDRESS=0\r\n+NETWORKID=6\r\n")
+    assert b"AT+NETWORKID=18\r\n" in driver.setup_after()
+
+
+def test_a_rylr_that_restarts_is_set_up_again() -> None:
+    driver = make_driver(_radio("rylr"))
+    with pytest.raises(LinkError, match="restarted"):
+        driver.feed(b"+READY\r\n")

@@ -64,6 +64,10 @@ class Context:
         path = self.config_location.path
         return str(path) if self.config.source != "defaults" else f"{path} (not found; defaults)"
 
+    def control_path(self) -> Path:
+        """Where the daemon for this data dir and config listens."""
+        return control_socket_path(self.data_dir, os.environ, self.config.node.control_socket)
+
 
 def build_context(
     data: str | None, location: ConfigLocation, env: Mapping[str, str], *, quiet: bool = False
@@ -100,7 +104,7 @@ def open_node(ctx: Context, identity: Identity | None = None) -> Iterator[Node]:
 @contextmanager
 def open_access(ctx: Context) -> Iterator[Access]:
     """The running daemon when one answers on the control socket, else the node itself."""
-    path = control_socket_path(ctx.data_dir, os.environ)
+    path = ctx.control_path()
     client = find_daemon(path)
     if client is not None:
         yield client

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from meshnode.cli_context import (
     open_store,
 )
 from meshnode.config import EXAMPLE_CONFIG
-from meshnode.control import control_socket_path, find_daemon
+from meshnode.control import find_daemon
 from meshnode.datadir import (
     IdentityMissing,
     init_data_dir,
@@ -131,11 +132,23 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     with open_access(ctx) as access:
         status = {**access.call("status"), "data": str(ctx.data_dir)}
     status["config"] = ctx.describe_config()
+    status["disk"] = _disk(ctx, status)
     if args.json:
         emit_json(status)
     else:
         _print_status(status)
     return 0
+
+
+def _disk(ctx: Context, status: dict[str, object]) -> dict[str, object]:
+    """The store's size against its cap, and the room left on the data dir's filesystem."""
+    usage = shutil.disk_usage(ctx.data_dir)
+    return {
+        "store_bytes": status.get("file_bytes"),
+        "global_cap_bytes": ctx.config.policy.global_cap_bytes or None,
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+    }
 
 
 def _print_status(status: dict[str, object]) -> None:
@@ -149,8 +162,17 @@ def _print_status(status: dict[str, object]) -> None:
         listening = ", ".join(str(a) for a in daemon.get("listening", []))
         print(
             f"daemon   pid {daemon['pid']}, up {_duration(daemon['uptime_s'])}, "
-            f"{daemon['peers_connected']} peers connected, listening on {listening}"
+            f"listening on {listening}"
         )
+        by_link = daemon.get("peers_by_link")
+        if isinstance(by_link, dict):
+            print("peers    " + ", ".join(f"{n} {link}" for link, n in by_link.items()))
+        backlog = daemon.get("backlog")
+        if isinstance(backlog, dict):
+            print(
+                f"backlog  {backlog.get('to_receive', 0)} entries to receive from peers, "
+                f"{backlog.get('radio_to_send', 0)} feeds queued on radios"
+            )
         radios = daemon.get("radios")
         for radio in radios if isinstance(radios, list) else []:
             print("radio    " + _radio_line(radio))
@@ -158,6 +180,14 @@ def _print_status(status: dict[str, object]) -> None:
         print("daemon   not running")
     size = format_bytes(_int(status["bytes"]))
     print(f"stored   {status['entries']} entries of {status['feeds']} feeds, {size}")
+    disk = status.get("disk")
+    if isinstance(disk, dict):
+        cap = disk.get("global_cap_bytes")
+        of_cap = f" of {format_bytes(_int(cap))} cap" if cap else " (no global cap)"
+        print(
+            f"disk     {format_bytes(_int(disk.get('store_bytes')))} on disk{of_cap}, "
+            f"{format_bytes(_int(disk.get('free_bytes')))} free"
+        )
     print(f"contacts {status.get('follows')} followed, {status.get('blocks')} blocked")
     if isinstance(caps, dict):
         print("caps     " + ", ".join(f"{k} {v or 'none'}" for k, v in caps.items()))
@@ -195,7 +225,7 @@ def _duration(seconds: object) -> str:
 
 def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
     """List known and connected peers; without the daemon, only the configured ones."""
-    client = find_daemon(control_socket_path(ctx.data_dir, os.environ))
+    client = find_daemon(ctx.control_path())
     if client is None:
         configured = list(ctx.config.lan.peers)
         if args.json:
@@ -345,7 +375,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                 identity,
                 settings,
                 notifier=Notifier(os.environ),
-                control_path=control_socket_path(ctx.data_dir, os.environ),
+                control_path=ctx.control_path(),
                 discovery=_mdns(node) if mdns else None,
             )
             asyncio.run(service.run())

@@ -74,6 +74,7 @@ class NodeSection:
 
     data_dir: str = ""
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
+    control_socket: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,7 +151,9 @@ EXAMPLE_CONFIG = """\
 # meshnode configuration (TOML). Every key is optional; the values shown are the defaults.
 # Location: --config FILE, else $MESHNODE_CONFIG, else under systemd
 # $CONFIGURATION_DIRECTORY/meshnode.toml (normally /etc/meshnode/meshnode.toml),
-# else $XDG_CONFIG_HOME/meshnode/meshnode.toml (~/.config/meshnode/meshnode.toml).
+# else $XDG_CONFIG_HOME/meshnode/meshnode.toml (~/.config/meshnode/meshnode.toml) when it
+# exists, else /etc/meshnode/meshnode.toml when that exists (a box's operator then sees
+# the service's node).
 # Sizes are a number of bytes or a string such as "64MiB", "500MB" or "1GiB".
 # `meshnode config --example` prints this file; `meshnode config` shows what is in force.
 
@@ -161,6 +164,9 @@ EXAMPLE_CONFIG = """\
 data_dir = ""
 # Largest content of one entry, in bytes (1..65536). Entries from others above it are refused.
 max_content_bytes = 8192
+# Unix socket of the running daemon, which `meshnode status`, `post` and the rest use. Empty:
+# $RUNTIME_DIRECTORY/control.sock under systemd (/run/meshnode), else DATA_DIR/control.sock.
+control_socket = ""
 
 [store]
 # When appends reach the disk: "always" (fsync every entry; safest, slowest on SD cards),
@@ -318,6 +324,7 @@ def _parse_node(data: object) -> NodeSection:
         max_content_bytes=t.integer(
             "max_content_bytes", d.max_content_bytes, 1, _MAX_CONTENT_LIMIT
         ),
+        control_socket=t.string("control_socket", d.control_socket),
     )
 
 

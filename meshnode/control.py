@@ -72,8 +72,11 @@ class Access(Protocol):
         ...
 
 
-def control_socket_path(data_dir: Path, env: Mapping[str, str]) -> Path:
-    """Where the daemon listens for commands."""
+def control_socket_path(data_dir: Path, env: Mapping[str, str], configured: str = "") -> Path:
+    """Where the daemon listens for commands: [node] control_socket, else in
+    $RUNTIME_DIRECTORY (systemd), else in the data dir."""
+    if configured:
+        return Path(configured).expanduser()
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     return Path(runtime) / SOCKET_NAME if runtime else data_dir / SOCKET_NAME
 

@@ -13,7 +13,8 @@ Path precedence (env is passed in, so tests need not touch os.environ):
   $XDG_DATA_HOME/meshnode, ~/.local/share/meshnode
 * config: --config, $MESHNODE_CONFIG (both must exist), then under systemd
   $CONFIGURATION_DIRECTORY/meshnode.toml or /etc/meshnode/meshnode.toml, else
-  $XDG_CONFIG_HOME/meshnode/meshnode.toml or ~/.config/meshnode/meshnode.toml (may be missing)
+  $XDG_CONFIG_HOME/meshnode/meshnode.toml or ~/.config/meshnode/meshnode.toml when it
+  exists, else /etc/meshnode/meshnode.toml when that exists (may be missing)
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> ConfigL
         path = conf_dir / CONFIG_NAME if conf_dir else SYSTEM_CONFIG_PATH
         return ConfigLocation(path=path, required=False)
     path = _xdg(env, "XDG_CONFIG_HOME", ".config") / APP_NAME / CONFIG_NAME
+    if not path.exists() and SYSTEM_CONFIG_PATH.exists():
+        path = SYSTEM_CONFIG_PATH  # a box's operator: the service's config and node
     return ConfigLocation(path=path, required=False)
 
 

@@ -578,9 +578,27 @@ class Service:
                 "listening": self.listening,
                 "mdns": self.discovery is not None,
                 "peers_connected": len(self.links),
+                "peers_by_link": self._peers_by_link(),
+                "backlog": self._backlog(),
                 "handshakes": self._handshakes,
                 "radios": [interface.status() for interface in self.radios],
             },
+        }
+
+    def _peers_by_link(self) -> dict[str, int]:
+        """Connected peers per link: TCP, and the neighbours heard on each radio."""
+        counts = {"tcp": len(self.links)}
+        for interface in self.radios:
+            counts[f"radio:{interface.name}"] = len(interface.channel.neighbour_ids())
+        return counts
+
+    def _backlog(self) -> dict[str, int]:
+        """Work still to do: entries connected peers hold that we lack, and the feeds each
+        radio has yet to send to neighbours waiting for them."""
+        radio = [interface.channel.status().get("serving", 0) for interface in self.radios]
+        return {
+            "to_receive": sum(self.node.replicator.behind(peer) for peer in self.links),
+            "radio_to_send": sum(n for n in radio if isinstance(n, int)),
         }
 
     def _peers_request(self, node: Node, args: Mapping[str, object]) -> dict[str, object]:

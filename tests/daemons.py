@@ -264,6 +264,9 @@ class DaemonPool:
 def _test_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
     env["XDG_CONFIG_HOME"] = str(root / "config")
+    # An empty config of the test's own, so a box config in /etc is never read.
+    (root / "config" / "meshnode").mkdir(parents=True, exist_ok=True)
+    (root / "config" / "meshnode" / "meshnode.toml").write_text("")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -57,6 +57,21 @@ def test_config_path_under_systemd_is_etc(var: str) -> None:
     assert Path("/etc/meshnode/meshnode.toml") == SYSTEM_CONFIG_PATH
 
 
+def test_an_operator_without_a_config_of_their_own_gets_the_box_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = tmp_path / "etc-meshnode.toml"
+    monkeypatch.setattr("meshnode.datadir.SYSTEM_CONFIG_PATH", box)
+    env = {**HOME, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    own = tmp_path / "xdg" / "meshnode" / "meshnode.toml"
+    assert resolve_config_path(None, env).path == own  # neither exists: the user's path
+    box.write_text("")
+    assert resolve_config_path(None, env).path == box
+    own.parent.mkdir(parents=True)
+    own.write_text("")
+    assert resolve_config_path(None, env).path == own  # a config of their own wins
+
+
 def test_config_path_uses_configuration_directory() -> None:
     env = {**HOME, "INVOCATION_ID": "x", "CONFIGURATION_DIRECTORY": "/etc/mn:/etc/other"}
     assert resolve_config_path(None, env).path == Path("/etc/mn/meshnode.toml")

@@ -1,0 +1,148 @@
+"""The systemd units, sysusers file and install targets, checked with systemd's own tools.
+
+``systemd-analyze verify`` must accept every unit with no warning at all, and ``systemd-analyze
+security --offline`` must rate each 2.5 or better. Both need the executables a unit names to
+exist, so ExecStart= lines are pointed at this interpreter first. Skipped with the reason
+when systemd-analyze is missing (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshnode.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = sorted((ROOT / "systemd").glob("*.service"))
+EXPOSURE_LIMIT = 2.5
+_INSTALLED = re.compile(r"/opt/meshnode/bin/(meshnode|python3?)\b")
+
+
+def _analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    return found
+
+
+def _runnable_copy(unit: Path, tmp: Path) -> Path:
+    """The unit with the installed venv's executables replaced by this interpreter."""
+    text = _INSTALLED.sub(
+        lambda m: f"{sys.executable} -m meshnode" if m[1] == "meshnode" else sys.executable,
+        unit.read_text(encoding="utf-8"),
+    )
+    copy = tmp / unit.name
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+def _unit_name(unit: Path) -> str:
+    """A template is checked as one of its instances."""
+    return unit.name.replace("@.", "@sda1.")
+
+
+def test_there_are_units_to_check() -> None:
+    assert ROOT / "systemd" / "meshnode.service" in UNITS
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_unit_verifies_without_a_warning(unit: Path, tmp_path: Path) -> None:
+    analyze = _analyze()
+    copy = _runnable_copy(unit, tmp_path)
+    done = subprocess.run(
+        [analyze, "verify", "--recursive-errors=no", "--man=no", _unit_name(copy)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_unit_exposure_is_low(unit: Path, tmp_path: Path) -> None:
+    analyze = _analyze()
+    copy = _runnable_copy(unit, tmp_path)
+    done = subprocess.run(
+        [analyze, "security", "--offline=yes", _unit_name(copy)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match[1]) <= EXPOSURE_LIMIT, done.stdout
+
+
+def test_main_unit_keeps_what_the_daemon_relies_on() -> None:
+    text = (ROOT / "systemd" / "meshnode.service").read_text(encoding="utf-8")
+    for line in (
+        "Type=notify",
+        "WatchdogSec=60s",
+        "RestartPreventExitStatus=78",
+        "Restart=on-failure",
+        "StateDirectory=meshnode",
+        "RuntimeDirectory=meshnode",
+        "ConfigurationDirectory=meshnode",
+        "SupplementaryGroups=dialout",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "Wants=modprobe@usbserial.service modprobe@cdc_acm.service",
+    ):
+        assert line in text.splitlines(), line
+
+
+def test_sysusers_makes_the_user_in_dialout(tmp_path: Path) -> None:
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        pytest.skip("systemd-sysusers is not installed")
+    conf = ROOT / "systemd" / "meshnode.sysusers"
+    done = subprocess.run(
+        [sysusers, "--dry-run", f"--root={tmp_path}", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr
+    assert "meshnode" in said
+    assert "dialout" in said
+
+
+def test_installed_config_points_cli_and_service_at_the_same_node() -> None:
+    config = load_config(ROOT / "systemd" / "meshnode.toml")
+    assert config.node.data_dir == "/var/lib/meshnode"
+    assert config.node.control_socket == "/run/meshnode/control.sock"
+
+
+def test_install_and_uninstall_into_a_staging_root(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    stage = tmp_path / "root"
+    common = [make, "-s", "-C", str(ROOT), f"DESTDIR={stage}", "INSTALL_VENV=no"]
+    subprocess.run([*common, "install-service"], check=True, capture_output=True, timeout=60)
+    installed = {p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()}
+    assert "etc/systemd/system/meshnode.service" in installed
+    assert "usr/lib/sysusers.d/meshnode.conf" in installed
+    assert "etc/meshnode/meshnode.toml" in installed
+    config = stage / "etc/meshnode/meshnode.toml"
+    config.write_text("# the operator's own\n")
+    subprocess.run([*common, "install-service"], check=True, capture_output=True, timeout=60)
+    assert config.read_text() == "# the operator's own\n"  # never overwritten
+    done = subprocess.run(
+        [*common, "uninstall-service"], check=True, capture_output=True, text=True, timeout=60
+    )
+    left = {p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()}
+    assert left == {"etc/meshnode/meshnode.toml"}  # data and config are kept
+    assert "PURGE=1" in done.stdout

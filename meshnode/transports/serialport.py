@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import serial
@@ -22,7 +23,7 @@ from meshnode.errors import LinkClosed
 if TYPE_CHECKING:
     import random
 
-__all__ = ["SerialPort", "open_port"]
+__all__ = ["SerialPort", "open_port", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,25 @@ def _open(url: str, baud: int) -> serial.SerialBase:
         port.timeout = 0.5  # read in a thread: block briefly, then look again
     port.open()
     return port
+
+
+def probe(url: str, baud: int, request: bytes, expect: bytes, timeout_s: float = 2.0) -> bool:
+    """Open ``url`` (exclusively), write ``request`` and wait for ``expect`` (blocking).
+
+    Raises:
+        OSError, ValueError or serial.SerialException (an OSError): it cannot be opened.
+    """
+    port = _open(url, baud)
+    try:
+        port.timeout = 0.1
+        port.write(request)
+        port.flush()
+        got, deadline = b"", time.monotonic() + timeout_s
+        while expect not in got and time.monotonic() < deadline:
+            got += port.read(256)
+        return expect in got
+    finally:
+        port.close()
 
 
 async def open_port(

@@ -331,7 +331,8 @@ def check_disk(config: Config, data_dir: Path) -> Finding:
             message=f"{mib} and no global cap",
             fix='set [policy] global_cap_bytes (e.g. "512MiB")',
         )
-    return _ok("disk", f"{mib}, store {used >> 20} MiB, cap {cap >> 20 if cap else 'none'}")
+    capped = f"cap {cap >> 20} MiB" if cap else "no global cap"
+    return _ok("disk", f"{mib}, store {used >> 20} MiB, {capped}")
 
 
 def _dir_bytes(path: Path) -> int:

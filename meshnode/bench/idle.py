@@ -93,8 +93,8 @@ def _start(root: Path, config: Path) -> tuple[subprocess.Popen[bytes], bool]:
         # A new network namespace with loopback up: mDNS runs, and stays on this machine.
         script = 'ip link set lo up 2>/dev/null || true; exec "$@"'
         run = ["unshare", *_unshare_flags(), "--", "sh", "-c", script, "sh", *run]
-    stderr = (root / "stderr").open("wb")
-    proc = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    with (root / "stderr").open("wb") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     return proc, isolated
 
 

@@ -417,7 +417,7 @@ def _parse_radio(i: int, data: object) -> RadioSection:
         port=port,
         baud=t.integer("baud", 9600 if driver == "e22" else 115200, 1200, 4_000_000),
         region=region,
-        frequency_hz=t.integer("frequency_hz", _REGION_FREQUENCY_HZ.get(region, 0), 0),
+        frequency_hz=t.integer("frequency_hz", _default_frequency_hz(driver, region), 0),
         bandwidth_hz=t.integer("bandwidth_hz", 125_000, 7_800, 500_000),
         spreading_factor=t.integer("spreading_factor", 9, 5, 12),
         coding_rate=t.integer("coding_rate", 5, 5, 8),
@@ -425,11 +425,43 @@ def _parse_radio(i: int, data: object) -> RadioSection:
         control_share=t.seconds("control_share", 0.10, 0.0, 1.0),
         model=t.choice("model", "rylr998", ("rylr896", "rylr998")) if driver == "rylr" else "",
     )
+    if driver == "e22":
+        _check_e22(f"radio[{i}]", radio)
     if lora:
         _check_lora(f"radio[{i}]", radio)
     if driver == "rylr":
         _check_rylr(f"radio[{i}]", radio)
     return radio
+
+
+def _default_frequency_hz(driver: str, region: str) -> int:
+    """The region's usual frequency; for an E22, the first whole channel inside the band."""
+    if driver != "e22" or region not in _REGION_FREQUENCY_HZ:
+        return _REGION_FREQUENCY_HZ.get(region, 0)
+    from meshnode.radio.airtime import REGIONS
+    from meshnode.radio.e22 import E22Band
+
+    band = REGIONS[region]
+    base, step = E22Band.MHZ_900.base_hz, 1_000_000
+    first = base + max(0, -(-(int(band.low_hz) - base) // step)) * step
+    return first if first <= band.high_hz else 0  # 0: none; _check_e22 says so
+
+
+def _check_e22(key: str, radio: RadioSection) -> None:
+    """An E22 tunes whole channels only (1-MHz steps from 850.125 or 410.125 MHz)."""
+    from meshnode.radio.e22 import E22Band, channel_for_frequency
+
+    if not radio.frequency_hz:
+        raise ConfigError(
+            f"{key}.region",
+            f"an E22 has no channel inside {radio.region} (1-MHz steps from 850.125 MHz); "
+            'use region "EU868" (868.125 MHz) or "US915"',
+        )
+    band = E22Band.MHZ_900 if radio.frequency_hz > 600_000_000 else E22Band.MHZ_400
+    try:
+        channel_for_frequency(radio.frequency_hz, band)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.frequency_hz", str(exc)) from None
 
 
 def _check_rylr(key: str, radio: RadioSection) -> None:

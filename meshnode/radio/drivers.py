@@ -39,6 +39,7 @@ class Driver(Protocol):
     preamble_symbols: int  # the preamble the device sends before each LoRa packet
     answers_commands: bool  # AT modules answer every line: the next write waits for it
     setup_gap_s: float  # pause after each setup write to a device that does not answer
+    open_settle_s: float  # pause after opening the port: boards that reset on open boot
 
     def setup(self) -> list[bytes]:
         """Bytes to write after opening the port, in order."""
@@ -79,6 +80,7 @@ class _Quiet:
     preamble_symbols = 8
     answers_commands = False
     setup_gap_s = 0.0
+    open_settle_s = 0.0
 
     def setup_after(self) -> list[bytes]:
         return []
@@ -123,6 +125,7 @@ class _RNode(_Quiet):
 
     packet_mtu = rnode.MTU_BYTES
     setup_gap_s = 0.05
+    open_settle_s = 2.0  # ESP32 boards (T3S3, T-Beam) reset when the port opens
 
     def __init__(self, params: rnode.RNodeParams) -> None:
         self._params = params
@@ -169,6 +172,7 @@ class _Rylr:
     packet_mtu = rylr.MTU_BYTES
     answers_commands = True
     setup_gap_s = 0.0
+    open_settle_s = 0.0
 
     def __init__(self, params: rylr.RylrParams) -> None:
         self._params = params

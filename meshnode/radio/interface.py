@@ -21,7 +21,13 @@ from meshnode.config import lora_params
 from meshnode.errors import LinkError
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, time_on_air_s
 from meshnode.radio.drivers import make_driver
-from meshnode.transports.fragment import Reassembler, fragment, max_payload, reassembly_key
+from meshnode.transports.fragment import (
+    MIN_MTU_BYTES,
+    Reassembler,
+    fragment,
+    max_payload,
+    reassembly_key,
+)
 from meshnode.transports.serialport import open_port
 
 if TYPE_CHECKING:
@@ -77,7 +83,7 @@ class RadioInterface:
             if self.params is not None
             else None
         )
-        self._mtu = self.driver.packet_mtu
+        self._mtu = self._fit_mtu(radio)
         frame_s = self._airtime_s(bytes(self._mtu))
         # Room to look for before asking the channel for a message of each kind: a short
         # control message, or a full data frame (so an entry is not popped to wait inside
@@ -95,6 +101,18 @@ class RadioInterface:
         self._reader: asyncio.Task[None] | None = None
         self.state = "closed"
         self.on_receive: Callable[[], None] = lambda: None
+
+    def _fit_mtu(self, radio: RadioSection) -> int:
+        """The driver's MTU, cut so one packet stays under the region's dwell limit."""
+        mtu = self.driver.packet_mtu
+        dwell = REGIONS[radio.region].max_dwell_s if self.params is not None else None
+        if dwell is None:
+            return mtu
+        while mtu > MIN_MTU_BYTES and self._airtime_s(bytes(mtu)) > dwell:
+            mtu -= 1
+        if mtu < self.driver.packet_mtu:
+            log.info("%s: packets cut to %d bytes to stay under %g s each", self.name, mtu, dwell)
+        return mtu
 
     def _airtime_s(self, packet: bytes) -> float:
         params = self.params
@@ -149,6 +167,8 @@ class RadioInterface:
     async def _setup(self, port: SerialPort, reader: asyncio.Task[None]) -> None:
         """Write the driver's setup and check the device took it (raises _SetupRefused)."""
         driver = self.driver
+        await asyncio.sleep(driver.open_settle_s)
+        driver.take_answers()  # whatever a (re)booting device said is not an answer
         silent = 0
         for lines in (driver.setup, driver.setup_after):
             for line in lines():

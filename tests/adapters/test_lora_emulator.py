@@ -29,7 +29,13 @@ pytestmark = pytest.mark.integration
 # the wait ends as soon as every copy is there.
 SYNC_TIMEOUT_S = 60.0
 # Fast settings every driver accepts: a full 255-byte frame takes about 0.1 s.
-FREQUENCY_HZ, BANDWIDTH_HZ, SF, CR, TX_POWER_DBM = 904_600_000, 500_000, 7, 5, 14
+FREQUENCY_HZ, BANDWIDTH_HZ, SF, CR, TX_POWER_DBM = (
+    904_125_000,
+    500_000,
+    7,
+    5,
+    14,
+)  # on the E22's 1-MHz raster
 PARAMS = LoRaParams(
     frequency_hz=FREQUENCY_HZ,
     bandwidth_hz=BANDWIDTH_HZ,

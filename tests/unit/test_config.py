@@ -185,6 +185,18 @@ def test_lora_radio_needs_a_region_and_every_radio_a_port() -> None:
         parse_config('[[radio]]\ndriver = "serial"\n')
 
 
+def test_an_e22_gets_a_channel_it_can_tune_or_a_clear_error() -> None:
+    def e22(extra: str) -> str:
+        return f'[[radio]]\ndriver = "e22"\nport = "/dev/serial0"\n{extra}'
+
+    assert parse_config(e22('region = "EU868"\n')).radios[0].frequency_hz == 868_125_000
+    assert parse_config(e22('region = "US915"\n')).radios[0].frequency_hz == 902_125_000
+    with pytest.raises(ConfigError, match=r"^radio\[0\]\.region: an E22 has no channel"):
+        parse_config(e22('region = "EU868_869_5"\n'))
+    with pytest.raises(ConfigError, match=r"^radio\[0\]\.frequency_hz: E22 cannot tune"):
+        parse_config(e22('region = "EU868"\nfrequency_hz = 868300000\n'))
+
+
 def test_invalid_toml_names_the_source() -> None:
     with pytest.raises(ConfigError, match=r"^my\.toml: not valid TOML"):
         parse_config("[node\n", "my.toml")

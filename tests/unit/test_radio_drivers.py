@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from meshnode.config import RadioSection
 from meshnode.errors import LinkError
+from meshnode.identity import DEFAULT_NETWORK_KEY
+from meshnode.node import Node
 from meshnode.radio import rnode, rylr
 from meshnode.radio.drivers import make_driver
+from meshnode.radio.interface import RadioInterface
+from meshnode.store.memory import MemoryStore
 from meshnode.transports.kiss import encode_kiss
+from tests.fakes import identity
 
 
 def _radio(driver: str, **overrides: object) -> RadioSection:
@@ -128,3 +135,19 @@ def test_a_rylr_that_restarts_is_set_up_again() -> None:
     driver = make_driver(_radio("rylr"))
     with pytest.raises(LinkError, match="restarted"):
         driver.feed(b"+READY\r\n")
+
+
+@pytest.mark.parametrize(
+    ("driver", "sf", "mtu"), [("kiss", 7, 242), ("kiss", 9, 56), ("rylr", 7, 180)]
+)
+def test_us915_packets_are_cut_to_stay_under_the_dwell_limit(
+    driver: str, sf: int, mtu: int
+) -> None:
+    """A full 254-byte RNode frame at SF7/125 kHz takes 416 ms: over US915's 400 ms."""
+    radio = _radio(driver, region="US915", frequency_hz=904_125_000, spreading_factor=sf)
+    node = Node(identity(1), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    interface = RadioInterface(node, radio, rng=random.Random(1))
+    assert interface._mtu == mtu
+    assert interface._airtime_s(bytes(mtu)) <= 0.4
+    if mtu < interface.driver.packet_mtu:  # cut no more than needed
+        assert interface._airtime_s(bytes(mtu + 1)) > 0.4

@@ -73,8 +73,13 @@ def bench_radio(entries: int = 50, seeds: int = 5) -> dict[str, object]:
 def run_radio(entries: int = 50, seed: int = 1) -> dict[str, object]:
     """A posts ``entries`` 50-byte texts; B and C follow A; measure the emulated air."""
     # The interface logs every neighbour it hears; a benchmark prints JSON only.
-    logging.getLogger("meshnode").setLevel(logging.WARNING)
-    result: dict[str, object] = run_warped(_scenario(entries, seed))
+    logger = logging.getLogger("meshnode")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        result: dict[str, object] = run_warped(_scenario(entries, seed))
+    finally:
+        logger.setLevel(level)
     return result
 
 

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshnode.cli_context import Progress, emit_json, feed_id_arg, format_bytes, open_node
 from meshnode.codec.bundle import decode_bundle, encode_bundle
-from meshnode.codec.message import ContentType
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.identity import format_feed_id
-from meshnode.node import Outcome
+from meshnode.importer import ImportTally, ingest_all, write_atomically
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
     import argparse
 
     from meshnode.cli_context import Context
-    from meshnode.node import IngestResult, Node
+    from meshnode.node import Node
     from meshnode.types import FeedId
 
-__all__ = ["ImportTally", "add_bundle_commands"]
-
-# Flush and report every this many entries: each "imported N/M" line printed means the
-# first N entries are on disk, which is what a crash test may rely on.
-IMPORT_BATCH = 1000
+__all__ = ["add_bundle_commands"]
 
 
 # Why entries are "not wanted", for a user who imported a stranger's bundle.
@@ -105,60 +96,11 @@ def _feed_raws(node: Node, feed: FeedId) -> list[bytes]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file, fsync, rename, fsync the directory: never a half bundle."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write the whole bundle or nothing (importer.write_atomically)."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        write_atomically(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@dataclass(slots=True)
-class ImportTally:
-    """Counts of what an import did, with rejection reasons grouped."""
-
-    added: int = 0
-    held: int = 0
-    unwanted: int = 0
-    rejected: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-
-    def count(self, result: IngestResult) -> None:
-        """Add one ingest result."""
-        if result.outcome is Outcome.ADDED:
-            self.added += 1
-        elif result.outcome is Outcome.HELD:
-            self.held += 1
-        elif result.outcome is Outcome.UNWANTED:
-            self.unwanted += 1
-        else:
-            self.rejected += 1
-            # Group "gap: holds up to seq 4, got seq 9" with its kin.
-            self.reasons[re.sub(r"\d+", "N", result.reason or result.outcome.value)] += 1
-
-    def to_json(self) -> dict[str, object]:
-        """JSON-ready summary."""
-        return {
-            "added": self.added,
-            "held": self.held,
-            "unwanted": self.unwanted,
-            "rejected": self.rejected,
-            "reasons": dict(self.reasons.most_common()),
-        }
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
@@ -186,38 +128,9 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def import_entries(node: Node, raws: list[bytes], progress: Progress) -> ImportTally:
-    """Ingest ``raws`` in order, flushing and reporting every IMPORT_BATCH entries."""
+    """Ingest ``raws`` in order, flushing and reporting every importer.BATCH entries."""
     tally = ImportTally()
-    unwanted: list[bytes] = []
-    graph_changed = False
-    for done, raw in enumerate(raws, 1):
-        graph_changed |= _ingest(node, raw, tally, unwanted)
-        if done % IMPORT_BATCH == 0:
-            node.flush()
-            progress.update(done)
-    # A follow later in the bundle can make earlier entries wanted: retry those.
-    while unwanted and graph_changed:
-        retry, unwanted, graph_changed = unwanted, [], False
-        for raw in retry:
-            graph_changed |= _ingest(node, raw, tally, unwanted)
-    tally.unwanted += len(unwanted)
-    node.flush()
-    if len(raws) % IMPORT_BATCH or not raws:
-        progress.update(len(raws))
+    for done in ingest_all(node, raws, tally):
+        progress.update(done)
     progress.finish()
     return tally
-
-
-def _ingest(node: Node, raw: bytes, tally: ImportTally, unwanted: list[bytes]) -> bool:
-    """Ingest one entry; True when it was a contact entry that may change the follow graph."""
-    result = node.ingest(raw)
-    if result.outcome is Outcome.UNWANTED:
-        unwanted.append(raw)
-        return False
-    tally.count(result)
-    entry = result.entry
-    return (
-        result.outcome is Outcome.ADDED
-        and entry is not None
-        and entry.content_type == ContentType.CONTACT
-    )

@@ -22,6 +22,7 @@ from meshnode.cli_doctor import add_doctor_command
 from meshnode.cli_feed import add_feed_commands
 from meshnode.cli_node import add_node_commands
 from meshnode.cli_sim import add_sim_commands
+from meshnode.cli_usb import add_usb_commands
 from meshnode.datadir import resolve_config_path
 from meshnode.errors import ConfigError, MeshnodeError
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_feed_commands(sub)
     add_bundle_commands(sub)
     add_sim_commands(sub)
+    add_usb_commands(sub)
     add_doctor_command(sub)
     return parser
 

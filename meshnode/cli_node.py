@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from meshnode.cli_context import (
@@ -20,6 +21,7 @@ from meshnode.cli_context import (
     open_node,
     open_store,
 )
+from meshnode.cli_usb import last_usb_sync
 from meshnode.config import EXAMPLE_CONFIG
 from meshnode.control import find_daemon
 from meshnode.datadir import (
@@ -133,6 +135,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         status = {**access.call("status"), "data": str(ctx.data_dir)}
     status["config"] = ctx.describe_config()
     status["disk"] = _disk(ctx, status)
+    status["last_usb_sync"] = last_usb_sync(ctx.data_dir)
     if args.json:
         emit_json(status)
     else:
@@ -189,6 +192,13 @@ def _print_status(status: dict[str, object]) -> None:
             f"{format_bytes(_int(disk.get('free_bytes')))} free"
         )
     print(f"contacts {status.get('follows')} followed, {status.get('blocks')} blocked")
+    usb = status.get("last_usb_sync")
+    if isinstance(usb, dict):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(_int(usb.get("at_ms")) / 1000))
+        print(
+            f"usb      last sync {when} with {usb.get('drive')}: "
+            f"{usb.get('from_drive')} entries in, {usb.get('to_drive')} out"
+        )
     if isinstance(caps, dict):
         print("caps     " + ", ".join(f"{k} {v or 'none'}" for k, v in caps.items()))
     if isinstance(forked, list) and forked:
@@ -336,7 +346,7 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     sections = {
         name: dataclasses.asdict(getattr(ctx.config, name))
-        for name in ("node", "store", "policy", "lan")
+        for name in ("node", "store", "policy", "lan", "usb")
     }
     if args.json:
         radios = [dataclasses.asdict(radio) for radio in ctx.config.radios]

@@ -98,6 +98,13 @@ class PolicySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UsbSection:
+    """[usb]: which drives the plug-in sync makes meshnode drives."""
+
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LanSection:
     """[lan]: TCP links, mDNS discovery and static peers."""
 
@@ -143,6 +150,7 @@ class Config:
     store: StoreSection = field(default_factory=StoreSection)
     policy: PolicySection = field(default_factory=PolicySection)
     lan: LanSection = field(default_factory=LanSection)
+    usb: UsbSection = field(default_factory=UsbSection)
     radios: tuple[RadioSection, ...] = ()
     source: str = "defaults"
 
@@ -209,6 +217,11 @@ max_connections = 64
 # Redial a lost or unreachable peer after a delay that doubles from min to max (jittered).
 reconnect_min_s = 1.0
 reconnect_max_s = 300.0
+
+[usb]
+# Plugging in a USB drive syncs it when it has a meshnode/ folder (`meshnode usb init`).
+# A drive whose filesystem label is this one gets the folder on first plug-in. Empty: none.
+label = ""
 
 # Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
 # "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte
@@ -313,7 +326,9 @@ class _Table:
         return value
 
 
-def _names(cls: type[NodeSection | StoreSection | PolicySection | LanSection]) -> list[str]:
+def _names(
+    cls: type[NodeSection | StoreSection | PolicySection | LanSection | UsbSection],
+) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -354,6 +369,11 @@ def _parse_policy(data: object) -> PolicySection:
         feed_cap_bytes=t.size("feed_cap_bytes", d.feed_cap_bytes),
         global_cap_bytes=t.size("global_cap_bytes", d.global_cap_bytes),
     )
+
+
+def _parse_usb(data: object) -> UsbSection:
+    t = _Table("usb", data, _names(UsbSection))
+    return UsbSection(label=t.string("label", ""))
 
 
 def _parse_lan(data: object) -> LanSection:
@@ -510,6 +530,7 @@ _SECTIONS = {
     "store": _parse_store,
     "policy": _parse_policy,
     "lan": _parse_lan,
+    "usb": _parse_usb,
     "radio": _parse_radios,
 }
 
@@ -531,6 +552,7 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
         store=_parse_store(data.get("store", {})),
         policy=_parse_policy(data.get("policy", {})),
         lan=_parse_lan(data.get("lan", {})),
+        usb=_parse_usb(data.get("usb", {})),
         radios=_parse_radios(data.get("radio", [])),
         source=source,
     )

@@ -208,7 +208,7 @@ class ControlServer:
             if cmd in self.streams:
                 for n, item in enumerate(self.streams[cmd](self.node, args), 1):
                     await _send(writer, {"ok": True, "item": item})
-                    if n % _YIELD_EVERY == 0:
+                    if n % _YIELD_EVERY == 0 or "phase" in item:  # a long step done
                         await asyncio.sleep(0)  # let links and timers run during a long feed
                 await _send(writer, {"ok": True, "end": True})
             elif cmd in self.handlers:

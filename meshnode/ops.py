@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.codec.content import Contact, ContactAction, decode_contact
 from meshnode.codec.message import ContentType
+from meshnode.drive import sync_stream
 from meshnode.errors import DecodeError, ForkError, MeshnodeError, StoreCorrupt
 from meshnode.identity import format_feed_id, format_msg_id, parse_feed_id
 
@@ -207,4 +208,5 @@ HANDLERS: dict[str, Callable[[Node, Mapping[str, object]], dict[str, object]]] =
 }
 STREAMS: dict[str, Callable[[Node, Mapping[str, object]], Iterator[dict[str, object]]]] = {
     "feed": feed,
+    "usb_sync": sync_stream,
 }

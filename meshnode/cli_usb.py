@@ -1,0 +1,199 @@
+"""``meshnode usb init|status|sync PATH``: a USB drive that carries feeds between boxes.
+
+``sync`` goes through the running daemon when there is one (its control socket), else opens
+the node itself. ``sync --auto`` is what the plug-in service runs: a drive without a
+``meshnode/`` folder is left alone (and said so), unless its filesystem label is the one
+set in ``[usb] label``, which makes it a meshnode drive first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshnode.cli_context import Progress, emit_json, format_bytes, open_access
+from meshnode.config import parse_size
+from meshnode.datadir import load_network_key
+from meshnode.drive import DRIVE_DIR, DriveError, drive_status, init_drive, open_drive
+from meshnode.errors import ConfigError
+from meshnode.importer import write_atomically
+
+if TYPE_CHECKING:
+    import argparse
+
+    from meshnode.cli_context import Context
+
+__all__ = ["LAST_SYNC_NAME", "add_usb_commands", "last_usb_sync"]
+
+LAST_SYNC_NAME = "usb-last-sync.json"
+_DEFAULT_CAP = "1GiB"
+
+
+def add_usb_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``usb init``, ``usb status`` and ``usb sync``."""
+    usb = sub.add_parser("usb", help="carry feeds on a USB drive between boxes")
+    verbs = usb.add_subparsers(dest="usb_command", metavar="VERB", required=True)
+    p = verbs.add_parser("init", help="make PATH/meshnode/ a drive of this network")
+    p.add_argument("path", metavar="PATH", help="where the drive is mounted")
+    p.add_argument("--cap", default=_DEFAULT_CAP, help=f"most space to use ({_DEFAULT_CAP})")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_usb_init)
+    p = verbs.add_parser("status", help="feeds carried, boxes seen, space used and left")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_usb_status)
+    p = verbs.add_parser("sync", help="merge both ways between this node and the drive")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="for the plug-in service: leave drives that are not meshnode's alone",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_usb_sync)
+
+
+def cmd_usb_init(ctx: Context, args: argparse.Namespace) -> int:
+    """Make the drive folder (or change its cap)."""
+    try:
+        cap = parse_size(args.cap, "--cap")
+    except ConfigError as exc:
+        raise DriveError(str(exc)) from None
+    drive = init_drive(Path(args.path), load_network_key(ctx.data_dir), cap)
+    status = drive_status(drive)
+    if args.json:
+        emit_json(status)
+    else:
+        print(
+            f"{drive.root} is a meshnode drive (network {status['network']}), cap "
+            f"{format_bytes(cap)}, {format_bytes(int(str(status['free_bytes'])))} free"
+        )
+    return 0
+
+
+def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
+    """What the drive carries and who synced it."""
+    drive = open_drive(Path(args.path), load_network_key(ctx.data_dir))
+    status = drive_status(drive)
+    if args.json:
+        emit_json(status)
+        return 0
+    print(f"drive    {drive.root} (network {status['network']})")
+    print(
+        f"carries  {status['entries']} entries of {status['feeds']} feeds in "
+        f"{status['segments']} segments"
+    )
+    used, cap, free = (
+        format_bytes(int(str(status[k]))) for k in ("used_bytes", "cap_bytes", "free_bytes")
+    )
+    print(f"space    {used} used of a {cap} cap, {free} left")
+    boxes = status["boxes"]
+    assert isinstance(boxes, dict)
+    for box, seen in sorted(boxes.items(), key=lambda kv: -int(kv[1]["last_visit_ms"] or 0)):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(seen["last_visit_ms"]) / 1000))
+        print(f"box      {box}  last visit {when}, wants {seen['feeds']} feeds")
+    for damage in drive.damaged:
+        print(f"damaged  {damage} (dropped at the next sync; others carry it again)")
+    return 0
+
+
+def cmd_usb_sync(ctx: Context, args: argparse.Namespace) -> int:
+    """Merge both ways; summary at the end."""
+    path = Path(args.path).resolve()
+    if args.auto and not _ours(ctx, path):
+        print(f"{path}: no {DRIVE_DIR}/ folder; not a meshnode drive, left alone")
+        return 0
+    summary: dict[str, object] = {}
+    bars: dict[str, Progress] = {}
+    with open_access(ctx) as access:
+        for item in access.stream("usb_sync", path=str(path)):
+            if "summary" in item and isinstance(item["summary"], dict):
+                summary = item["summary"]
+            elif "phase" in item:
+                phase = str(item["phase"])
+                bar = bars.get(phase) or bars.setdefault(
+                    phase,
+                    Progress(phase, int(str(item["total"])), enabled=not ctx.quiet, tty_only=True),
+                )
+                bar.update(int(str(item["done"])))
+    for bar in bars.values():
+        bar.finish()
+    _record(ctx, path, summary)
+    if args.json:
+        emit_json(summary)
+    else:
+        _print_summary(path, summary)
+    return 0
+
+
+def _ours(ctx: Context, path: Path) -> bool:
+    """A meshnode drive, or one whose label asks to become one (then made one)."""
+    if (path / DRIVE_DIR).is_dir():
+        return True
+    label = ctx.config.usb.label
+    if not label or _label_of(path) != label:
+        return False
+    init_drive(path, load_network_key(ctx.data_dir), parse_size(_DEFAULT_CAP, "--cap"))
+    return True
+
+
+def _label_of(mountpoint: Path) -> str | None:
+    """The filesystem label of what is mounted at ``mountpoint`` (from /dev/disk/by-label)."""
+    source = None
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[4] == str(mountpoint):
+                source = fields[fields.index("-") + 2]
+    except (OSError, ValueError, IndexError):
+        return None
+    labels = Path("/dev/disk/by-label")
+    if source is None or not labels.is_dir():
+        return None
+    for link in labels.iterdir():
+        if os.path.realpath(link) == os.path.realpath(source):
+            return link.name.replace("\\x20", " ")
+    return None
+
+
+def _record(ctx: Context, path: Path, summary: dict[str, object]) -> None:
+    """Note the sync in the data dir for ``meshnode status`` (best effort)."""
+    record = {"at_ms": int(time.time() * 1000), "drive": str(path), **summary}
+    # An operator without write access to the data dir: the sync itself still counted.
+    with contextlib.suppress(OSError):
+        write_atomically(ctx.data_dir / LAST_SYNC_NAME, json.dumps(record).encode("utf-8"))
+
+
+def last_usb_sync(data_dir: Path) -> dict[str, object] | None:
+    """The last sync's record, if there is a readable one."""
+    try:
+        record = json.loads((data_dir / LAST_SYNC_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _print_summary(path: Path, s: dict[str, object]) -> None:
+    detail = s.get("from_drive_detail")
+    held = detail.get("held", 0) if isinstance(detail, dict) else 0
+    print(
+        f"from drive  {s.get('from_drive')} entries added ({held} already held), "
+        f"{s.get('rejected')} rejected"
+    )
+    if isinstance(detail, dict):
+        for reason, n in dict(detail.get("reasons") or {}).items():
+            print(f"            rejected {n}: {reason}")
+    print(
+        f"to drive    {s.get('to_drive')} entries, "
+        f"{format_bytes(int(str(s.get('to_drive_bytes') or 0)))}"
+    )
+    if s.get("full"):
+        print(f"drive full  {s.get('left_behind')} entries did not fit ({s['full']})")
+    for damage in s.get("damaged") or []:  # type: ignore[attr-defined]
+        print(f"damaged     {damage}: dropped; others carry it again")
+    print(f"space       {format_bytes(int(str(s.get('free_bytes') or 0)))} left on {path}")
+    print("done: safe to remove once unmounted")

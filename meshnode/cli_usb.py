@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from meshnode.cli_context import Progress, emit_json, format_bytes, open_access
 from meshnode.config import parse_size
 from meshnode.datadir import load_network_key
-from meshnode.drive import DRIVE_DIR, DriveError, drive_status, init_drive, open_drive
+from meshnode.drive import (
+    DEFAULT_CAP_BYTES,
+    DRIVE_DIR,
+    DriveError,
+    drive_status,
+    init_drive,
+    open_drive,
+)
 from meshnode.errors import ConfigError
 from meshnode.importer import write_atomically
 
@@ -137,7 +144,7 @@ def _ours(ctx: Context, path: Path) -> bool:
     label = ctx.config.usb.label
     if not label or _label_of(path) != label:
         return False
-    init_drive(path, load_network_key(ctx.data_dir), parse_size(_DEFAULT_CAP, "--cap"))
+    init_drive(path, load_network_key(ctx.data_dir), DEFAULT_CAP_BYTES)
     return True
 
 

@@ -14,19 +14,23 @@ Layout under ``PATH/meshnode/`` (lower-case ASCII names, safe on FAT32 and exFAT
      "next": N,
      "segments": [{"name": "s000001.mnb", "bytes": N, "sha256": "<hex>", "entries": N}],
      "carried": {"<feed id>": [first, latest]},
-     "boxes": {"<feed id>": {"seen_ms": N, "clock": {"<feed id>": latest}}}}
+     "boxes": {"<feed id>": {"seen_ms": N, "clock": {"<feed id>": latest}}},
+     "sha256": "<hex of the rest, as compact JSON with sorted keys>"}
 
 ``carried`` is the range of each feed the segments hold; ``boxes`` records, for each box
 that synced the drive, when it last did and its clock: the latest seq it held of every feed
 it wants, so the next box knows what to carry back to it.
 
 Writes: each new segment goes to a temporary name, is fsynced and renamed; the manifest is
-written last the same way, after the old one is kept as ``manifest.old``. A drive pulled
-out mid-write leaves a temporary file (deleted at the next sync) or a segment not yet
-listed (deleted), never a listed segment that is wrong. A listed segment whose size or
-sha256 no longer matches (cut, or changed) is reported and dropped from the manifest; its
-entries are carried again by the next box that holds them. Entries read from a drive are
-verified like any received entry; nothing on it is trusted.
+written last the same way, after the old one is kept as ``manifest.old``. Reading: a
+manifest whose sha256 does not match is torn, and ``manifest.old`` serves; with neither,
+a manifest is rebuilt from the segments. A segment whose size or sha256 does not match
+its listing (cut, or changed) is reported and dropped, its entries carried again by the
+next box that holds them. An unlisted segment that decodes whole (written just before a
+manifest that never made it) is adopted; temporary files and anything else unlisted are
+deleted. So a drive pulled out mid-write, any file cut at any byte or with garbage at the
+end, is repaired or skipped at the next sync. Entries read from a drive are verified like
+any received entry; nothing on it is trusted.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
     from meshnode.types import FeedId
 
 __all__ = [
+    "DEFAULT_CAP_BYTES",
     "DRIVE_DIR",
     "SEGMENT_BYTES",
     "Drive",
@@ -70,8 +76,10 @@ DRIVE_DIR = "meshnode"
 FORMAT = "meshnode-drive"
 VERSION = 1
 SEGMENT_BYTES = 64 << 20
+DEFAULT_CAP_BYTES = 1 << 30
 MARGIN_BYTES = 1 << 20  # left free on the drive: the manifest and the filesystem need room
 _MANIFEST, _OLD, _SEGMENTS = "manifest.json", "manifest.old", "segments"
+_SEGMENT_NAME = re.compile(r"s\d{6}\.mnb")
 _README = """\
 This folder belongs to meshnode, an offline mesh for sharing posts between village boxes.
 
@@ -132,6 +140,7 @@ class Drive:
     manifest: dict[str, object]
     damaged: list[str] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
 
     @property
     def segments(self) -> list[dict[str, object]]:
@@ -180,8 +189,17 @@ class Drive:
         current = self.root / _MANIFEST
         if current.exists():
             write_atomically(self.root / _OLD, current.read_bytes())
+        self.manifest.pop("sha256", None)
+        self.manifest["sha256"] = _digest(self.manifest)
         text = json.dumps(self.manifest, indent=1, sort_keys=True) + "\n"
         write_atomically(current, text.encode("utf-8"))
+
+
+def _digest(manifest: dict[str, object]) -> str:
+    """sha256 of the manifest without its own ``sha256`` key, in one canonical form."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def init_drive(path: Path, network_key: bytes, cap_bytes: int) -> Drive:
@@ -196,21 +214,22 @@ def init_drive(path: Path, network_key: bytes, cap_bytes: int) -> Drive:
         raise DriveError(f"{path} is not a directory (is the drive mounted?)")
     (root / _SEGMENTS).mkdir(parents=True, exist_ok=True)
     write_atomically(root / "README.txt", _README.encode("utf-8"))
-    drive = Drive(
-        root=root,
-        manifest={
-            "format": FORMAT,
-            "version": VERSION,
-            "network": network_tag(network_key),
-            "cap_bytes": cap_bytes,
-            "next": 1,
-            "segments": [],
-            "carried": {},
-            "boxes": {},
-        },
-    )
+    drive = Drive(root=root, manifest=_fresh_manifest(network_tag(network_key), cap_bytes))
     drive.save()
     return drive
+
+
+def _fresh_manifest(tag: str, cap_bytes: int) -> dict[str, object]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "network": tag,
+        "cap_bytes": cap_bytes,
+        "next": 1,
+        "segments": [],
+        "carried": {},
+        "boxes": {},
+    }
 
 
 def open_drive(path: Path, network_key: bytes) -> Drive:
@@ -223,17 +242,21 @@ def open_drive(path: Path, network_key: bytes) -> Drive:
         )
     manifest, damaged = _read_manifest(root)
     tag = network_tag(network_key)
+    if manifest is None:  # both manifests torn: start one from what the segments hold
+        manifest = _fresh_manifest(tag, DEFAULT_CAP_BYTES)
+        damaged.append("manifest rebuilt from the segments (cap reset, box visits lost)")
     if manifest["network"] != tag:
         raise DriveError(
             f"{path} carries network {manifest['network']}; this node is on network {tag}. "
             "Its entries would not verify here: use a drive of this network"
         )
     drive = Drive(root=root, manifest=manifest, damaged=damaged)
-    _check_segments(drive)
+    _check_segments(drive, network_key)
     return drive
 
 
-def _read_manifest(root: Path) -> tuple[dict[str, object], list[str]]:
+def _read_manifest(root: Path) -> tuple[dict[str, object] | None, list[str]]:
+    """The manifest, else the one before it, else None; with what was wrong on the way."""
     damaged = []
     for name in (_MANIFEST, _OLD):
         try:
@@ -245,7 +268,7 @@ def _read_manifest(root: Path) -> tuple[dict[str, object], list[str]]:
             damaged.append(f"{name}: unreadable ({exc})")
             continue
         return manifest, damaged
-    raise DriveError(f"{root} has no readable manifest ({'; '.join(damaged) or 'none'})")
+    return None, damaged
 
 
 def _validate(manifest: object) -> None:
@@ -259,35 +282,87 @@ def _validate(manifest: object) -> None:
     int(manifest["cap_bytes"])
     int(manifest["next"])
     str(manifest["network"])
+    if manifest.get("sha256") != _digest(manifest):
+        raise ValueError("its sha256 does not match its content (cut or changed)")
 
 
-def _check_segments(drive: Drive) -> None:
-    """Drop listed segments that are missing or the wrong size; delete unlisted files."""
+def _check_segments(drive: Drive, network_key: bytes) -> None:
+    """Drop listed segments that are missing or the wrong size; adopt unlisted ones that
+    are whole (written before a manifest that never made it); delete everything else."""
     folder = drive.root / _SEGMENTS
     folder.mkdir(exist_ok=True)
-    good = []
+    good, bad = [], set()
     for segment in drive.segments:
         path = folder / str(segment.get("name", ""))
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = -1
-        if size != segment.get("bytes"):
-            drive.damaged.append(f"{path.name}: {'missing' if size < 0 else 'cut or changed'}")
-        else:
+        if _whole(path, segment):
             good.append(segment)
+        else:
+            bad.add(path.name)
+            state = "missing" if not path.exists() else "cut or changed"
+            drive.damaged.append(f"{path.name}: {state}")
     drive.manifest["segments"] = good
     listed = {str(s["name"]) for s in good}
-    for path in folder.iterdir():
-        if path.name not in listed:
+    for path in sorted(folder.iterdir()):
+        if path.name in listed:
+            continue
+        adopted = (
+            path.name not in bad
+            and _SEGMENT_NAME.fullmatch(path.name)
+            and _adopt(drive, path, network_key)
+        )
+        if not adopted:
             with contextlib.suppress(OSError):
                 path.unlink()
                 drive.cleaned.append(path.name)
+    drive.segments.sort(key=lambda s: str(s["name"]))  # the order they were written in
+
+
+def _whole(path: Path, segment: dict[str, object]) -> bool:
+    """The listed size, or longer with the listed content first (then cut back to it)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    listed = int(str(segment.get("bytes")))
+    if size == listed:
+        return True
+    if size < listed:
+        return False
+    with path.open("rb") as f:
+        head = f.read(listed)
+    if hashlib.sha256(head).hexdigest() != segment.get("sha256"):
+        return False
+    with path.open("r+b") as f:  # garbage after a whole segment: cut it off
+        f.truncate(listed)
+    return True
+
+
+def _adopt(drive: Drive, path: Path, network_key: bytes) -> bool:
+    try:
+        data = path.read_bytes()
+        entries = sum(1 for _ in decode_bundle(data, network_key))
+    except (OSError, DecodeError):
+        return False
+    drive.segments.append(
+        {
+            "name": path.name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "entries": entries,
+        }
+    )
+    number = int(path.name[1:7])
+    drive.manifest["next"] = max(int(str(drive.manifest["next"])), number + 1)
+    drive.adopted.append(path.name)
+    return True
 
 
 def _drop(drive: Drive, segment: dict[str, object], why: str) -> None:
+    """Unlist a damaged segment and delete it (so it is never adopted back)."""
     drive.segments.remove(segment)
     drive.damaged.append(f"{segment['name']}: {why}")
+    with contextlib.suppress(OSError):
+        (drive.root / _SEGMENTS / str(segment["name"])).unlink()
 
 
 # -- the merge -------------------------------------------------------------------------
@@ -309,7 +384,7 @@ def sync_drive(
         "seen_ms": int(time.time() * 1000) if now_ms is None else now_ms,
         "clock": {format_feed_id(f): node.store.latest_seq(f) for f in node.replicated()},
     }
-    if report.damaged:
+    if report.damaged or drive.adopted:
         _recount_carried(node, drive)
     drive.save()
     report.used_bytes = drive.used_bytes()

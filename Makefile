@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench lan --json
 	$(BIN)/python -m meshnode.bench radio --json
 	$(BIN)/python -m meshnode.bench idle --json
+	$(BIN)/python -m meshnode.bench usb --json
 
 # A village box: `sudo make install-service` installs meshnode into a venv under $(PREFIX)
 # (Debian's PEP 668 forbids system pip), the systemd units, the system user, the udev rule

@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "radio": "meshnode.bench.radio:bench_radio",
     "reopen": "meshnode.bench.reopen:bench_reopen",
     "replication": "meshnode.bench.replication:bench_replication",
+    "usb": "meshnode.bench.usb:bench_usb",
 }

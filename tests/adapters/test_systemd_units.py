@@ -146,3 +146,29 @@ def test_install_and_uninstall_into_a_staging_root(tmp_path: Path) -> None:
     left = {p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()}
     assert left == {"etc/meshnode/meshnode.toml"}  # data and config are kept
     assert "PURGE=1" in done.stdout
+
+
+def test_the_udev_rule_starts_the_usb_unit_for_fat_and_exfat_usb_drives() -> None:
+    """udevadm 252 has no `verify` (and `udevadm test` changes the host): read the rule."""
+    rule = (ROOT / "systemd" / "90-meshnode-usb.rules").read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n\s*", "", rule)
+    lines = [line for line in joined.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1
+    pairs = dict(re.findall(r'([A-Z_]+(?:\{[A-Z_]+\})?)(?:==|\+=|=)"([^"]*)"', lines[0]))
+    assert pairs["ACTION"] == "add"
+    assert pairs["SUBSYSTEM"] == "block"
+    assert pairs["ENV{ID_BUS}"] == "usb"
+    assert pairs["ENV{ID_FS_TYPE}"] == "vfat|exfat"
+    assert pairs["TAG"] == "systemd"
+    unit = pairs["ENV{SYSTEMD_WANTS}"]
+    assert unit == "meshnode-usb@%k.service"
+    assert (ROOT / "systemd" / unit.replace("%k", "")).exists()
+
+
+def test_the_usb_unit_mounts_syncs_and_unmounts() -> None:
+    text = (ROOT / "systemd" / "meshnode-usb@.service").read_text(encoding="utf-8")
+    assert "BindsTo=dev-%i.device" in text
+    assert re.search(r"^ExecStartPre=\+/usr/bin/systemd-mount .*/dev/%I ", text, re.M)
+    assert re.search(r"^ExecStart=.* usb sync --auto ", text, re.M)
+    assert re.search(r"^ExecStopPost=\+-/usr/bin/systemd-umount ", text, re.M)
+    assert "safe to remove" in text

@@ -53,6 +53,9 @@ class NodeConfig:
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
 
+_AUTHOR_END = 33  # a full-form entry: header byte, then the 32-byte author (codec/message.py)
+
+
 class Outcome(Enum):
     """What ingest did with an entry."""
 
@@ -231,6 +234,9 @@ class Node:
         Raises:
             StoreError: the disk failed (StoreFull when it is full); nothing stored is lost.
         """
+        if len(raw) > _AUTHOR_END and FeedId(raw[1:_AUTHOR_END]) not in self.replicated():
+            # A feed we do not keep: no need to decode it (an import of a stranger's bundle).
+            return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")
         try:
             entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
         except DecodeError as exc:

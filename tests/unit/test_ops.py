@@ -45,7 +45,7 @@ def texts(node: Node, who: Identity = ME) -> list[bytes]:
 
 def test_tables_hold_the_commands() -> None:
     assert set(ops.HANDLERS) >= {"post", "post_many", "contact", "status"}
-    assert set(ops.STREAMS) == {"feed"}
+    assert set(ops.STREAMS) == {"feed", "usb_sync"}
 
 
 # -- post ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ Registers 00H..08H (``encode_config`` writes all nine, ``decode_config`` reads 0
 A 400-series factory default reads ``C0 00 09 00 00 00 62 00 17 03 00 00``. Sources: Ebyte
 E22-400T22S1C and E22-900T22D manuals (register tables, C0/C1/C2 examples), E22-xxxT30S
 manual (T30 power steps), Waveshare SX1262 LoRa HAT wiki and LoRa-HAT-Control page; summary in
-/work/shared/reference/radio.md section 3.3.
+the radio reference notes (radio.md) section 3.3.
 
 What meshnode sends: at start, in CONFIGURATION mode, ``encode_read()``; if the answer
 differs from the wanted ``E22Config``, ``encode_config(config, save=True)`` (C0, so a module

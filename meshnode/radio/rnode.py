@@ -34,7 +34,7 @@ reading the code as port and command nibbles. Multi-byte integers are big-endian
 
 Sources: markqvist/RNode_Firmware ``Framing.h`` and ``RNode_Firmware.ino`` serialCallback;
 markqvist/Reticulum ``RNS/Interfaces/RNodeInterface.py`` (RSSI_OFFSET 157, SNR x 0.25,
-setSTALock/setLTALock), via /work/shared/reference/radio.md section 3.2.
+setSTALock/setLTALock), via the radio reference notes (radio.md) section 3.2.
 
 Bring-up (the shell sleeps and times; this module only makes bytes): open the port, wait
 about 2 s (many boards reset on open), write ``detect_commands()``, expect

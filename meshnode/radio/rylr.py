@@ -37,7 +37,7 @@ NETWORKID go to flash, so the shell asks ``FLASH_QUERIES`` first and passes the 
 ``configure_commands``, which then leaves out what already matches.
 
 Sources: REYAX "LoRa AT command guide" for RYLR998/RYLR498 (2021, 2023) and for
-RYLR896/RYLR406 (2018, 2022), via /work/shared/reference/radio.md section 3.4 and the
+RYLR896/RYLR406 (2018, 2022), via the radio reference notes (radio.md) section 3.4 and the
 command summaries that drivers built on those guides quote.
 
 Binary payloads: the guides define the data field as ASCII and AT+SEND allows at most 240

@@ -66,6 +66,7 @@ _HEADER_BYTES = 5  # src + type
 _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
 _MAX_PENDING = 16  # out-of-order entries kept per feed
 _BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
+_BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
 _SHORT = 0x02  # the short-form bit of an entry's header byte (codec/message.py)
 
 
@@ -160,6 +161,11 @@ class _Trickle:
             return
         self.start, self.heard, self.fire_at = now, 0, at
         self.interval_s = min(self.max_s, max(self.interval_s, at - now))
+
+    def limit(self, now: float, max_interval_s: float, rng: random.Random) -> None:
+        """Keep the current interval at most ``max_interval_s`` (it fires again sooner)."""
+        if self.interval_s > max_interval_s:
+            self.begin(now, rng, max_interval_s)
 
     def next_interval(self, now: float, rng: random.Random) -> None:
         # From now when the firing was held up (airtime budget): a timer held for an hour
@@ -544,6 +550,10 @@ class Channel:
             rest = rest[start:] + rest[:start]
             self._rotate += room
         chosen = (behind + rest)[:room]
+        if behind and self.now >= self._want_deferred_until:
+            # Known to be behind (a HAVE or a gap said so) and no neighbour said to wait:
+            # keep asking at a short interval instead of backing off to want_max_s.
+            self._want.limit(self.now, _BEHIND_WANT_FACTOR * self.config.want_min_s, self.rng)
         if not chosen:
             self.stats.suppressed += 1
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from meshnode.channel import Channel, ChannelConfig
 from meshnode.codec.channel import (
     Beacon,
+    Want,
     channel_tag,
     clock_digest,
     decode_message,
@@ -194,3 +196,27 @@ def _node(i: int) -> Node:
         store=MemoryStore(),
         rng=random.Random(i),
     )
+
+
+def test_a_node_known_to_be_behind_keeps_asking_at_a_short_interval() -> None:
+    """Lost answers do not make a node that knows it is behind back off to want_max_s."""
+    a, b = _node(1), _node(2)
+    config = ChannelConfig(want_min_s=5.0, want_max_s=600.0, backoff_s=1.0, beacon_min_s=900.0)
+    listener = Channel(b, config=config, rng=random.Random(3))
+    b.set_contact(ContactAction.FOLLOW, a.feed_id, timestamp_ms=1)
+    listener.start(0.0)
+    src = bytes(a.feed_id[:4])
+    listener.receive(encode_have(src, [(channel_tag(a.feed_id, DEFAULT_NETWORK_KEY), 3)]), 1.0)
+    wants = []
+    now = 1.0
+    while now < 2000:  # every answer is lost: nothing ever arrives
+        deadline = listener.next_deadline()
+        assert deadline is not None
+        now = max(now, deadline)
+        listener.handle_timer(now)
+        tx = listener.poll_transmit(now, control_ok=True, data_ok=True)
+        if tx is not None and isinstance(decode_message(tx.message), Want):
+            wants.append(now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(wants)]
+    assert len(wants) > 40
+    assert max(gaps) <= 8 * config.want_min_s + 1e-9

@@ -3,7 +3,8 @@
 ``sync`` goes through the running daemon when there is one (its control socket), else opens
 the node itself. ``sync --auto`` is what the plug-in service runs: a drive without a
 ``meshnode/`` folder is left alone (and said so), unless its filesystem label is the one
-set in ``[usb] label``, which makes it a meshnode drive first.
+set in ``[usb] label``, which makes it a meshnode drive first. The last sync is recorded in
+the data dir for ``meshnode status``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,7 @@ from typing import TYPE_CHECKING
 from meshnode.cli_context import Progress, emit_json, format_bytes, open_access
 from meshnode.config import parse_size
 from meshnode.datadir import load_network_key
-from meshnode.drive import (
-    DEFAULT_CAP_BYTES,
-    DRIVE_DIR,
-    DriveError,
-    drive_status,
-    init_drive,
-    open_drive,
-)
+from meshnode.drive import DRIVE_DIR, DriveError, drive_status, init_drive, open_drive
 from meshnode.errors import ConfigError
 from meshnode.importer import write_atomically
 
@@ -37,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["LAST_SYNC_NAME", "add_usb_commands", "last_usb_sync"]
 
 LAST_SYNC_NAME = "usb-last-sync.json"
-_DEFAULT_CAP = "1GiB"
+_LISTED_FEEDS = 10  # `usb status` lists this many carried feeds; --json lists all
 
 
 def add_usb_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +40,7 @@ def add_usb_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     verbs = usb.add_subparsers(dest="usb_command", metavar="VERB", required=True)
     p = verbs.add_parser("init", help="make PATH/meshnode/ a drive of this network")
     p.add_argument("path", metavar="PATH", help="where the drive is mounted")
-    p.add_argument("--cap", default=_DEFAULT_CAP, help=f"most space to use ({_DEFAULT_CAP})")
+    p.add_argument("--cap", help="most space to use, e.g. 4GiB ([usb] cap_bytes: 1GiB)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_usb_init)
     p = verbs.add_parser("status", help="feeds carried, boxes seen, space used and left")
@@ -66,25 +60,27 @@ def add_usb_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_usb_init(ctx: Context, args: argparse.Namespace) -> int:
     """Make the drive folder (or change its cap)."""
-    try:
-        cap = parse_size(args.cap, "--cap")
-    except ConfigError as exc:
-        raise DriveError(str(exc)) from None
+    cap = ctx.config.usb.cap_bytes
+    if args.cap is not None:
+        try:
+            cap = parse_size(args.cap, "--cap")
+        except ConfigError as exc:
+            raise DriveError(str(exc)) from None
     drive = init_drive(Path(args.path), load_network_key(ctx.data_dir), cap)
     status = drive_status(drive)
     if args.json:
         emit_json(status)
     else:
         print(
-            f"{drive.root} is a meshnode drive (network {status['network']}), cap "
-            f"{format_bytes(cap)}, {format_bytes(int(str(status['free_bytes'])))} free"
+            f"{drive.root} is a meshnode drive (network {status['network']}): cap "
+            f"{format_bytes(cap)}, {format_bytes(_int(status['free_bytes']))} left"
         )
     return 0
 
 
 def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
-    """What the drive carries and who synced it."""
-    drive = open_drive(Path(args.path), load_network_key(ctx.data_dir))
+    """What the drive carries and who synced it (the drive is only read)."""
+    drive = open_drive(Path(args.path), load_network_key(ctx.data_dir), repair=False)
     status = drive_status(drive)
     if args.json:
         emit_json(status)
@@ -94,22 +90,27 @@ def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
         f"carries  {status['entries']} entries of {status['feeds']} feeds in "
         f"{status['segments']} segments"
     )
-    used, cap, free = (
-        format_bytes(int(str(status[k]))) for k in ("used_bytes", "cap_bytes", "free_bytes")
-    )
+    carried = status["carried"]
+    assert isinstance(carried, dict)
+    for feed, run in list(carried.items())[:_LISTED_FEEDS]:
+        print(f"feed     {feed} {run['first']}..{run['latest']}")
+    if len(carried) > _LISTED_FEEDS:
+        print(f"feed     ... and {len(carried) - _LISTED_FEEDS} more (--json lists them all)")
+    used, cap, free = (_size(status, k) for k in ("used_bytes", "cap_bytes", "free_bytes"))
     print(f"space    {used} used of a {cap} cap, {free} left")
     boxes = status["boxes"]
     assert isinstance(boxes, dict)
-    for box, seen in sorted(boxes.items(), key=lambda kv: -int(kv[1]["last_visit_ms"] or 0)):
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(seen["last_visit_ms"]) / 1000))
-        print(f"box      {box}  last visit {when}, wants {seen['feeds']} feeds")
+    for box, seen in sorted(boxes.items(), key=lambda kv: -_int(kv[1]["last_visit_ms"])):
+        print(
+            f"box      {box} last visit {_when(seen['last_visit_ms'])}, wants {seen['feeds']} feeds"
+        )
     for damage in drive.damaged:
-        print(f"damaged  {damage} (dropped at the next sync; others carry it again)")
+        print(f"damaged  {damage} (repaired at the next sync; other boxes carry it again)")
     return 0
 
 
 def cmd_usb_sync(ctx: Context, args: argparse.Namespace) -> int:
-    """Merge both ways; summary at the end."""
+    """Merge both ways; progress on a terminal, a summary at the end."""
     path = Path(args.path).resolve()
     if args.auto and not _ours(ctx, path):
         print(f"{path}: no {DRIVE_DIR}/ folder; not a meshnode drive, left alone")
@@ -118,15 +119,14 @@ def cmd_usb_sync(ctx: Context, args: argparse.Namespace) -> int:
     bars: dict[str, Progress] = {}
     with open_access(ctx) as access:
         for item in access.stream("usb_sync", path=str(path)):
-            if "summary" in item and isinstance(item["summary"], dict):
-                summary = item["summary"]
+            if isinstance(item.get("summary"), dict):
+                summary = item["summary"]  # type: ignore[assignment]
             elif "phase" in item:
                 phase = str(item["phase"])
-                bar = bars.get(phase) or bars.setdefault(
-                    phase,
-                    Progress(phase, int(str(item["total"])), enabled=not ctx.quiet, tty_only=True),
-                )
-                bar.update(int(str(item["done"])))
+                if phase not in bars:
+                    total = _int(item.get("total"))
+                    bars[phase] = Progress(phase, total, enabled=not ctx.quiet, tty_only=True)
+                bars[phase].update(_int(item.get("done")))
     for bar in bars.values():
         bar.finish()
     _record(ctx, path, summary)
@@ -144,7 +144,7 @@ def _ours(ctx: Context, path: Path) -> bool:
     label = ctx.config.usb.label
     if not label or _label_of(path) != label:
         return False
-    init_drive(path, load_network_key(ctx.data_dir), DEFAULT_CAP_BYTES)
+    init_drive(path, load_network_key(ctx.data_dir), ctx.config.usb.cap_bytes)
     return True
 
 
@@ -186,21 +186,39 @@ def last_usb_sync(data_dir: Path) -> dict[str, object] | None:
 
 def _print_summary(path: Path, s: dict[str, object]) -> None:
     detail = s.get("from_drive_detail")
-    held = detail.get("held", 0) if isinstance(detail, dict) else 0
+    detail = detail if isinstance(detail, dict) else {}
     print(
-        f"from drive  {s.get('from_drive')} entries added ({held} already held), "
-        f"{s.get('rejected')} rejected"
+        f"from drive  {s.get('from_drive')} entries added ({detail.get('held', 0)} already "
+        f"held), {s.get('rejected')} rejected, {format_bytes(_int(s.get('read_bytes')))} read"
     )
-    if isinstance(detail, dict):
-        for reason, n in dict(detail.get("reasons") or {}).items():
-            print(f"            rejected {n}: {reason}")
-    print(
-        f"to drive    {s.get('to_drive')} entries, "
-        f"{format_bytes(int(str(s.get('to_drive_bytes') or 0)))}"
-    )
+    for reason, n in dict(detail.get("reasons") or {}).items():
+        print(f"            rejected {n}: {reason}")
+    print(f"to drive    {s.get('to_drive')} entries, {_size(s, 'to_drive_bytes')}")
     if s.get("full"):
-        print(f"drive full  {s.get('left_behind')} entries did not fit ({s['full']})")
-    for damage in s.get("damaged") or []:  # type: ignore[attr-defined]
-        print(f"damaged     {damage}: dropped; others carry it again")
-    print(f"space       {format_bytes(int(str(s.get('free_bytes') or 0)))} left on {path}")
+        what = "its cap" if s["full"] == "cap" else "the drive's free space"
+        print(
+            f"drive full  {s.get('left_behind')} entries did not fit in {what}: what fit is "
+            f"on the drive. More room: meshnode usb init {path} --cap SIZE, or a bigger drive"
+        )
+    for damage in _strings(s.get("damaged")):
+        print(f"damaged     {damage}: dropped; boxes that hold it carry it again")
+    if s.get("adopted"):
+        print(f"recovered   {', '.join(_strings(s.get('adopted')))} (cut off by a pulled drive)")
+    print(f"space       {_size(s, 'free_bytes')} left on the drive ({_size(s, 'used_bytes')} used)")
     print("done: safe to remove once unmounted")
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _size(record: dict[str, object], key: str) -> str:
+    return format_bytes(_int(record.get(key)))
+
+
+def _when(ms: object) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(_int(ms) / 1000))

@@ -99,9 +99,10 @@ class PolicySection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsbSection:
-    """[usb]: which drives the plug-in sync makes meshnode drives."""
+    """[usb]: which drives the plug-in sync makes meshnode drives, and how much they take."""
 
     label: str = ""
+    cap_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +223,8 @@ reconnect_max_s = 300.0
 # Plugging in a USB drive syncs it when it has a meshnode/ folder (`meshnode usb init`).
 # A drive whose filesystem label is this one gets the folder on first plug-in. Empty: none.
 label = ""
+# Most space a new drive's folder takes (`meshnode usb init --cap` overrides it).
+cap_bytes = "1GiB"
 
 # Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
 # "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte
@@ -372,8 +375,12 @@ def _parse_policy(data: object) -> PolicySection:
 
 
 def _parse_usb(data: object) -> UsbSection:
-    t = _Table("usb", data, _names(UsbSection))
-    return UsbSection(label=t.string("label", ""))
+    t, d = _Table("usb", data, _names(UsbSection)), UsbSection()
+    label = t.string("label", d.label)
+    if len(label) > 16 or not label.isprintable():
+        why = "must be a filesystem label: at most 16 printable characters"
+        raise ConfigError("usb.label", f"{why}, got {label!r}")
+    return UsbSection(label=label, cap_bytes=t.size("cap_bytes", d.cap_bytes, lo=1 << 20))
 
 
 def _parse_lan(data: object) -> LanSection:

@@ -22,10 +22,11 @@ import json
 import logging
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meshnode import ops
 from meshnode.errors import MeshnodeError, StoreError
+from meshnode.jobs import Job, run_inline
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -51,7 +52,8 @@ _REQUEST_TIMEOUT_S = 30.0
 _YIELD_EVERY = 200
 
 Handlers = dict[str, "Callable[[Node, Mapping[str, object]], dict[str, object]]"]
-Streams = dict[str, "Callable[[Node, Mapping[str, object]], Iterator[dict[str, object]]]"]
+Streams = dict[str, "ops.Stream"]
+_KEEPALIVE_S = 10.0  # while a job runs, well within the client's read timeout
 
 
 class DaemonError(MeshnodeError):
@@ -97,8 +99,8 @@ class LocalAccess:
         return handler(self.node, args)
 
     def stream(self, cmd: str, **args: object) -> Iterator[dict[str, object]]:
-        """Run a streaming command on the local node."""
-        return ops.STREAMS[cmd](self.node, args)
+        """Run a streaming command on the local node (its jobs in place)."""
+        return run_inline(ops.STREAMS[cmd](self.node, args))
 
 
 class ControlClient:
@@ -206,11 +208,7 @@ class ControlServer:
             return
         try:
             if cmd in self.streams:
-                for n, item in enumerate(self.streams[cmd](self.node, args), 1):
-                    await _send(writer, {"ok": True, "item": item})
-                    if n % _YIELD_EVERY == 0 or "phase" in item:  # a long step done
-                        await asyncio.sleep(0)  # let links and timers run during a long feed
-                await _send(writer, {"ok": True, "end": True})
+                await self._stream(self.streams[cmd](self.node, args), writer)
             elif cmd in self.handlers:
                 await _send(writer, {"ok": True, "result": self.handlers[cmd](self.node, args)})
             else:
@@ -221,6 +219,38 @@ class ControlServer:
             await _send(writer, {"ok": False, "error": str(exc)})
         finally:
             self.after()
+
+    async def _stream(
+        self, items: Iterator[dict[str, object] | Job[Any]], writer: asyncio.StreamWriter
+    ) -> None:
+        """Send a stream's items; run its jobs in a worker thread (jobs.py)."""
+        for n, item in enumerate(items, 1):
+            if isinstance(item, Job):
+                await _run_job(item, writer)
+                continue
+            await _send(writer, {"ok": True, "item": item})
+            if n % _YIELD_EVERY == 0 or "phase" in item:  # a long step done
+                await asyncio.sleep(0)  # let links and timers run during a long stream
+        await _send(writer, {"ok": True, "end": True})
+
+
+async def _run_job(job: Job[Any], writer: asyncio.StreamWriter) -> None:
+    """Run ``job`` off the loop, telling the client it is busy every few seconds. If the
+    client goes, the job still ends before the stream does (it may be writing a file)."""
+    task = asyncio.ensure_future(asyncio.to_thread(job.run))
+    client_gone: OSError | TimeoutError | None = None
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_KEEPALIVE_S)
+        if done:
+            break
+        if client_gone is None:
+            try:
+                await _send(writer, {"ok": True, "item": {"busy": True}})
+            except (OSError, TimeoutError) as exc:
+                client_gone = exc
+    task.result()
+    if client_gone is not None:
+        raise client_gone
 
 
 async def _send(writer: asyncio.StreamWriter, answer: dict[str, object]) -> None:

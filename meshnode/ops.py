@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from meshnode.codec.content import Contact, ContactAction, decode_contact
 from meshnode.codec.message import ContentType
-from meshnode.drive import sync_stream
+from meshnode.drive_sync import SyncReport, sync_drive
 from meshnode.errors import DecodeError, ForkError, MeshnodeError, StoreCorrupt
 from meshnode.identity import format_feed_id, format_msg_id, parse_feed_id
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from meshnode.codec.message import Entry
+    from meshnode.jobs import Job
     from meshnode.node import Node
     from meshnode.types import FeedId
 
@@ -31,6 +33,7 @@ __all__ = [
     "STREAMS",
     "PostError",
     "RequestError",
+    "Stream",
     "entry_json",
     "entry_ref",
 ]
@@ -168,6 +171,15 @@ def feed(node: Node, args: Mapping[str, object]) -> Iterator[dict[str, object]]:
             yield {"damaged": since, "feed": format_feed_id(feed_id)}
 
 
+def usb_sync(node: Node, args: Mapping[str, object]) -> Iterator[dict[str, object] | Job[Any]]:
+    """{"path"} -> progress steps and jobs (drive_sync.py), then {"summary": ...}."""
+    path = args.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise RequestError("argument 'path' must be the drive's absolute path")
+    for item in sync_drive(node, Path(path), now_ms=int(time.time() * 1000)):
+        yield {"summary": item.to_json()} if isinstance(item, SyncReport) else item
+
+
 def _type_name(content_type: int) -> str | int:
     try:
         return ContentType(content_type).name.lower()
@@ -206,7 +218,8 @@ HANDLERS: dict[str, Callable[[Node, Mapping[str, object]], dict[str, object]]] =
     "contact": contact,
     "status": status,
 }
-STREAMS: dict[str, Callable[[Node, Mapping[str, object]], Iterator[dict[str, object]]]] = {
+Stream: TypeAlias = "Callable[[Node, Mapping[str, object]], Iterator[dict[str, object] | Job[Any]]]"
+STREAMS: dict[str, Stream] = {
     "feed": feed,
-    "usb_sync": sync_stream,
+    "usb_sync": usb_sync,
 }

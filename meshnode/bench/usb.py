@@ -18,7 +18,8 @@ from pathlib import Path
 
 from meshnode.bench.ingest import _time_verify, make_feeds
 from meshnode.codec.content import ContactAction
-from meshnode.drive import SyncReport, init_drive, open_drive, sync_drive
+from meshnode.drive import init_drive
+from meshnode.drive_sync import sync_here
 from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.node import Node
 from meshnode.store.flatfile import FileStore, StoreConfig
@@ -73,25 +74,17 @@ def _node(path: Path, who: int, authors: list) -> Node:  # type: ignore[type-arg
     return node
 
 
-def _sync(node: Node, path: Path) -> SyncReport:
-    report = None
-    for item in sync_drive(node, open_drive(path, node.network_key)):
-        report = item
-    assert isinstance(report, SyncReport)
-    return report
-
-
 def _round(a: Node, root: Path, authors: list, total: int) -> dict[str, float]:  # type: ignore[type-arg]
     drive = root / "drive"
     drive.mkdir(parents=True)
     init_drive(drive, DEFAULT_NETWORK_KEY, 1 << 30)
     start = time.perf_counter()
-    wrote = _sync(a, drive).to_drive
+    wrote = sync_here(a, drive, now_ms=_TS_MS).to_drive
     to_s = time.perf_counter() - start
     size = sum(p.stat().st_size for p in (drive / "meshnode").rglob("*") if p.is_file())
     b = _node(root / "b", 0xBB, authors)
     start = time.perf_counter()
-    got = _sync(b, drive).from_drive.added
+    got = sync_here(b, drive, now_ms=_TS_MS).from_drive.added
     from_s = time.perf_counter() - start
     b.close()
     if wrote < total or got != total:

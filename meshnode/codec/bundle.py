@@ -42,11 +42,19 @@ def encode_bundle(network_key: bytes, raws: Iterable[bytes]) -> bytes:
     return BUNDLE_MAGIC + bytes((BUNDLE_VERSION,)) + _tag(network_key) + compress_stream(body)
 
 
-def decode_bundle(data: bytes, network_key: bytes) -> Iterator[bytes]:
+def decode_bundle(
+    data: bytes, network_key: bytes, max_body_bytes: int | None = None
+) -> Iterator[bytes]:
     """Yield the full-form entries of a bundle, unverified.
 
+    Args:
+        data: the whole bundle.
+        network_key: this node's network key; a bundle of another network is refused.
+        max_body_bytes: refuse a body that decompresses to more (None: no limit).
+
     Raises:
-        DecodeError: not a bundle, another version, another network, or a damaged body.
+        DecodeError: not a bundle, another version, another network, a damaged body, or
+            one over ``max_body_bytes``.
     """
     if len(data) < _HEADER_BYTES or not data.startswith(BUNDLE_MAGIC):
         raise DecodeError("not a meshnode bundle (bad magic)")
@@ -58,7 +66,7 @@ def decode_bundle(data: bytes, network_key: bytes) -> Iterator[bytes]:
             f"bundle belongs to network {tag.hex()}, this node is on network "
             f"{_tag(network_key).hex()}"
         )
-    body = decompress_stream(data[_HEADER_BYTES:])
+    body = decompress_stream(data[_HEADER_BYTES:], max_body_bytes)
     pos = 0
     while pos < len(body):
         size, pos = decode_varint(body, pos)

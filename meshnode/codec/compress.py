@@ -50,10 +50,21 @@ def compress_stream(data: bytes) -> bytes:
     return out
 
 
-def decompress_stream(data: bytes) -> bytes:
-    """Whole-buffer lz4 frame decode; DecodeError if malformed."""
+def decompress_stream(data: bytes, max_bytes: int | None = None) -> bytes:
+    """Whole-buffer lz4 frame decode; DecodeError if malformed, cut, or (when ``max_bytes``
+    is given) longer than ``max_bytes``: a few KiB of lz4 can claim gigabytes."""
+    if max_bytes is None:
+        try:
+            out: bytes = lz4.frame.decompress(data)
+        except (RuntimeError, ValueError) as exc:
+            raise DecodeError("not a valid lz4 frame") from exc
+        return out
+    decompressor = lz4.frame.LZ4FrameDecompressor()
     try:
-        out: bytes = lz4.frame.decompress(data)
-    except (RuntimeError, ValueError) as exc:
+        out = decompressor.decompress(data, max_length=max_bytes)
+    except (RuntimeError, ValueError, MemoryError) as exc:
         raise DecodeError("not a valid lz4 frame") from exc
+    if not decompressor.eof:
+        why = "cut short" if decompressor.needs_input else f"longer than {max_bytes} bytes"
+        raise DecodeError(f"lz4 frame is {why}")
     return out

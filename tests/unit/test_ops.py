@@ -11,7 +11,9 @@ from meshnode import ops
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.control import LocalAccess
+from meshnode.drive import init_drive
 from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id, format_msg_id
+from meshnode.jobs import run_inline
 from meshnode.node import Node, Outcome
 from meshnode.store.memory import MemoryStore
 from meshnode.types import Seq
@@ -19,6 +21,7 @@ from tests.fakes import TS_MS, identity
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from meshnode.codec.message import Entry
     from meshnode.identity import Identity
@@ -36,7 +39,7 @@ def call(node: Node, cmd: str, **args: object) -> dict[str, object]:
 
 
 def stream(node: Node, cmd: str, **args: object) -> list[dict[str, object]]:
-    return list(ops.STREAMS[cmd](node, args))
+    return list(run_inline(ops.STREAMS[cmd](node, args)))
 
 
 def texts(node: Node, who: Identity = ME) -> list[bytes]:
@@ -311,7 +314,24 @@ def test_feed_stream_bad_arguments(args: Mapping[str, object], message: str) -> 
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.parametrize("args", [{}, {"path": 5}, {"path": "relative/stick"}])
+def test_usb_sync_needs_an_absolute_path(args: Mapping[str, object]) -> None:
+    with pytest.raises(ops.RequestError, match="argument 'path' must be the drive's absolute"):
+        list(ops.STREAMS["usb_sync"](make_node(), args))
+
+
 # -- LocalAccess ----------------------------------------------------------------------------
+
+
+def test_local_access_runs_a_streams_jobs_in_place(tmp_path: Path) -> None:
+    node = make_node()
+    node.post("carried", timestamp_ms=0)
+    init_drive(tmp_path, DEFAULT_NETWORK_KEY, 1 << 20)
+    items = list(LocalAccess(node).stream("usb_sync", path=str(tmp_path)))
+    assert all(isinstance(item, dict) for item in items)
+    summary = items[-1]["summary"]
+    assert isinstance(summary, dict)
+    assert summary["to_drive"] == 1
 
 
 def test_local_access_runs_ops() -> None:

@@ -153,22 +153,33 @@ def test_the_udev_rule_starts_the_usb_unit_for_fat_and_exfat_usb_drives() -> Non
     rule = (ROOT / "systemd" / "90-meshnode-usb.rules").read_text(encoding="utf-8")
     joined = re.sub(r"\\\n\s*", "", rule)
     lines = [line for line in joined.splitlines() if line and not line.startswith("#")]
-    assert len(lines) == 1
-    pairs = dict(re.findall(r'([A-Z_]+(?:\{[A-Z_]+\})?)(?:==|\+=|=)"([^"]*)"', lines[0]))
-    assert pairs["ACTION"] == "add"
-    assert pairs["SUBSYSTEM"] == "block"
-    assert pairs["ENV{ID_BUS}"] == "usb"
-    assert pairs["ENV{ID_FS_TYPE}"] == "vfat|exfat"
-    assert pairs["TAG"] == "systemd"
-    unit = pairs["ENV{SYSTEMD_WANTS}"]
-    assert unit == "meshnode-usb@%k.service"
-    assert (ROOT / "systemd" / unit.replace("%k", "")).exists()
+    by_type = {}
+    for line in lines:
+        pairs = dict(re.findall(r'([A-Z_]+(?:\{[A-Z_]+\})?)(?:==|\+=|=)"([^"]*)"', line))
+        assert pairs["ACTION"] == "add"
+        assert pairs["SUBSYSTEM"] == "block"
+        assert pairs["ENV{ID_BUS}"] == "usb"
+        assert pairs["ENV{ID_FS_USAGE}"] == "filesystem"
+        assert pairs["TAG"] == "systemd"
+        unit = pairs["ENV{SYSTEMD_WANTS}"]
+        assert unit == "meshnode-usb@%k.service"
+        assert (ROOT / "systemd" / unit.replace("%k", "")).exists()
+        by_type[pairs["ENV{ID_FS_TYPE}"]] = pairs["ENV{SYSTEMD_MOUNT_OPTIONS}"].split(",")
+    assert set(by_type) == {"vfat", "exfat"}
+    for options in by_type.values():
+        assert {"nosuid", "nodev", "noexec", "fmask=0117", "dmask=0007"} <= set(options)
+    assert "flush" in by_type["vfat"]
+    assert "flush" not in by_type["exfat"]  # the exfat driver refuses options it lacks
 
 
 def test_the_usb_unit_mounts_syncs_and_unmounts() -> None:
     text = (ROOT / "systemd" / "meshnode-usb@.service").read_text(encoding="utf-8")
     assert "BindsTo=dev-%i.device" in text
-    assert re.search(r"^ExecStartPre=\+/usr/bin/systemd-mount .*/dev/%I ", text, re.M)
-    assert re.search(r"^ExecStart=.* usb sync --auto ", text, re.M)
-    assert re.search(r"^ExecStopPost=\+-/usr/bin/systemd-umount ", text, re.M)
-    assert "safe to remove" in text
+    mount = re.search(r"^ExecStartPre=\+/usr/bin/systemd-mount (.*) /dev/%I (\S+)$", text, re.M)
+    assert mount
+    assert {"--discover", "--automount=no", "--owner=meshnode"} <= set(mount[1].split())
+    assert re.search(r"^ExecStart=.* usb sync --auto " + re.escape(mount[2]) + "$", text, re.M)
+    stop = re.search(r"^ExecStopPost=\+/bin/sh -c '(.*)'$", text, re.M)
+    assert stop
+    assert f"systemd-umount {mount[2]}" in stop[1]
+    assert stop[1].index("systemd-umount") < stop[1].index("safe to remove")

@@ -14,6 +14,7 @@ from meshnode.config import (
     NodeSection,
     PolicySection,
     StoreSection,
+    UsbSection,
     load_config,
     node_config,
     parse_config,
@@ -74,6 +75,12 @@ def test_values_are_read() -> None:
     )
 
 
+def test_usb_section_is_read() -> None:
+    config = parse_config('[usb]\nlabel = "MESHSYNC"\ncap_bytes = "4GiB"\n')
+    assert config.usb == UsbSection(label="MESHSYNC", cap_bytes=4 << 30)
+    assert Config().usb == UsbSection(label="", cap_bytes=1 << 30)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -122,6 +129,12 @@ def test_bad_value_names_the_full_dotted_key() -> None:
         ("[policy]\nmax_hops = 1\nfull_hops = 2", "policy.full_hops"),
         ("[policy]\npartial_entries = 0", "policy.partial_entries"),
         ("[policy]\nfeed_cap_bytes = -5", "policy.feed_cap_bytes"),
+        ("[usb]\nlabel = 5", "usb.label"),
+        ('[usb]\nlabel = "A VERY LONG LABEL NAME"', "usb.label"),
+        ('[usb]\nlabel = "TAB\\there"', "usb.label"),
+        ('[usb]\ncap_bytes = "1KiB"', "usb.cap_bytes"),
+        ('[usb]\ncap_bytes = "huge"', "usb.cap_bytes"),
+        ("[usb]\nlabels = []", "usb.labels"),
         ('[policy]\nglobal_cap_bytes = "lots"', "policy.global_cap_bytes"),
         ("node = 3", "node"),
     ],

@@ -67,10 +67,16 @@ def decode_bundle(
             f"{_tag(network_key).hex()}"
         )
     body = decompress_stream(data[_HEADER_BYTES:], max_body_bytes)
-    pos = 0
-    while pos < len(body):
-        size, pos = decode_varint(body, pos)
-        if size > _MAX_RECORD_BYTES or pos + size > len(body):
+    pos, end = 0, len(body)
+    while pos < end:
+        first = body[pos]
+        if first < 0x80:  # the common lengths inline: a drive holds 100,000s of entries
+            size, pos = first, pos + 1
+        elif pos + 1 < end and 0 < body[pos + 1] < 0x80:
+            size, pos = (first & 0x7F) | (body[pos + 1] << 7), pos + 2
+        else:
+            size, pos = decode_varint(body, pos)
+        if size > _MAX_RECORD_BYTES or pos + size > end:
             raise DecodeError(f"bundle record at byte {pos} is truncated or oversized")
         yield body[pos : pos + size]
         pos += size

@@ -135,5 +135,13 @@ def test_a_real_exfat_drive_carries_feeds_both_ways(pool: DaemonPool) -> None:
         assert "README.txt" in names
         status = pool.json(a, "usb", "status", str(stick))
         assert status["damaged"] == []
+        # Pulled out while the manifest was written: cut it on the real filesystem.
+        manifest = stick / "meshnode" / "manifest.json"
+        manifest.write_bytes(manifest.read_bytes()[:100])
+        pool.ok(b, "post", "after the pull")
+        repaired = pool.json(b, "usb", "sync", str(stick))
+        assert any(d.startswith("manifest.json") for d in repaired["damaged"])
+        assert repaired["to_drive"] == 1
+        assert pool.json(a, "usb", "sync", str(stick))["from_drive"] == 1
     assert len(pool.feed(b, a_id)) == 2
-    assert len(pool.feed(a, b_id)) == 2
+    assert len(pool.feed(a, b_id)) == 3

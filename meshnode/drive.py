@@ -71,11 +71,12 @@ __all__ = [
     "open_drive",
     "read_segment",
     "save_drive",
+    "segment_entries",
     "write_segment",
 ]
 
 DRIVE_DIR = "meshnode"
-SEGMENT_BYTES = 16 << 20  # small enough to read whole on a Pi Zero, and for a slow stick
+SEGMENT_BYTES = 4 << 20  # small enough to read whole on a Pi Zero, and to read ahead
 DEFAULT_CAP_BYTES = 1 << 30
 MARGIN_BYTES = 1 << 20  # left free beyond the manifest's room: the filesystem needs some
 _MANIFEST, _OLD, _SEGMENTS, _README = "manifest.json", "manifest.old", "segments", "README.txt"
@@ -375,11 +376,11 @@ def drop_segment(drive: Drive, segment: SegmentInfo, why: str, *, delete: bool) 
 # -- read, write, save -----------------------------------------------------------------
 
 
-def read_segment(drive: Drive, segment: SegmentInfo, feeds: Collection[FeedId]) -> list[bytes]:
-    """The entries of ``segment`` whose feed it lists and ``feeds`` holds.
+def read_segment(drive: Drive, segment: SegmentInfo) -> bytes:
+    """The bytes of ``segment``, checked against its listing.
 
     Raises:
-        DecodeError: the file is not what the manifest lists (cut, changed, undecodable).
+        DecodeError: the file is not what the manifest lists (missing, cut, changed).
         DriveError: the drive is gone.
     """
     path = drive.segment_path(segment.name)
@@ -391,6 +392,17 @@ def read_segment(drive: Drive, segment: SegmentInfo, feeds: Collection[FeedId]) 
         raise _gone(drive.root, exc) from exc
     if len(data) != segment.size_bytes or hashlib.sha256(data).hexdigest() != segment.sha256:
         raise DecodeError("cut or changed: its sha256 does not match the manifest")
+    return data
+
+
+def segment_entries(
+    drive: Drive, segment: SegmentInfo, data: bytes, feeds: Collection[FeedId]
+) -> list[bytes]:
+    """The entries in ``data`` (read_segment's) of the feeds both it lists and ``feeds`` holds.
+
+    Raises:
+        DecodeError: the bundle does not decode.
+    """
     keep = {f for f in segment.feeds if f in feeds}
     raws = decode_bundle(data, drive.network_key, 2 * SEGMENT_BYTES)
     return [raw for raw in raws if raw[1:_AUTHOR_END] in keep]

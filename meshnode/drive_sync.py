@@ -34,6 +34,7 @@ from meshnode.drive import (
     open_drive,
     read_segment,
     save_drive,
+    segment_entries,
     write_segment,
 )
 from meshnode.errors import DecodeError, StoreCorrupt
@@ -174,36 +175,77 @@ def _from_drive(node: Node, drive: Drive, report: SyncReport) -> Iterator[Item]:
         total = report.read_entries + sum(
             _listed(s, todo[s.name]) for s in drive.manifest.segments if s.name in todo
         )
-        for name, feeds in todo.items():
-            yield from _read_one(node, drive, report, name, feeds, total)
-            read.setdefault(name, set()).update(feeds)
+        ahead: _Read | None = None
+        names = list(todo)
+        for i, name in enumerate(names):
+            current = _current(drive, name, todo[name], ahead)
+            if current is None:  # dropped meanwhile, with the feed runs it broke
+                continue
+            yield current.job
+            if i + 1 < len(names):  # read the next segment while this one is ingested
+                ahead = _reading(drive, names[i + 1], todo[names[i + 1]])
+                if ahead is not None:
+                    ahead.load.start()
+            yield from _ingest_read(node, drive, report, current, total)
+            read.setdefault(name, set()).update(todo[name])
 
 
 def _listed(segment: SegmentInfo, feeds: set[FeedId]) -> int:
     return sum(b - a + 1 for f, (a, b) in segment.feeds.items() if f in feeds)
 
 
-def _read_one(
-    node: Node, drive: Drive, report: SyncReport, name: str, feeds: set[FeedId], total: int
-) -> Iterator[Item]:
-    """Read one segment (a job) and ingest its entries of ``feeds`` in batches."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A segment as listed when its reading began: the file (``load``, which may run
+    ahead: it is I/O and hashing, which leave the interpreter free), then its entries."""
+
+    segment: SegmentInfo
+    load: Job[bytes]
+    job: Job[list[bytes]]
+
+
+def _reading(drive: Drive, name: str, feeds: set[FeedId]) -> _Read | None:
+    """Jobs reading segment ``name``'s entries of ``feeds``, as it is listed now."""
     segment = next((s for s in drive.manifest.segments if s.name == name), None)
-    if segment is None:  # dropped meanwhile, with the feed runs it broke
-        return
-    reading = Job(lambda: read_segment(drive, segment, frozenset(feeds)))
-    yield reading
+    if segment is None:
+        return None
+    wanted = frozenset(feeds)
+    load = Job(lambda: read_segment(drive, segment))
+
+    def entries() -> list[bytes]:
+        load.run()
+        return segment_entries(drive, segment, load.result(), wanted)
+
+    return _Read(segment, load, Job(entries))
+
+
+def _current(drive: Drive, name: str, feeds: set[FeedId], ahead: _Read | None) -> _Read | None:
+    """The read started ahead, if the listing it read by still stands; else a new one."""
+    if (
+        ahead is not None
+        and ahead.segment.name == name
+        and any(s is ahead.segment for s in drive.manifest.segments)
+    ):
+        return ahead
+    return _reading(drive, name, feeds)
+
+
+def _ingest_read(
+    node: Node, drive: Drive, report: SyncReport, read: _Read, total: int
+) -> Iterator[Item]:
+    """Ingest a segment's entries in batches, or drop the segment if it is damaged."""
     try:
-        raws = reading.result()
+        raws = read.job.result()
     except DecodeError as exc:
         why = str(exc)
     else:
         why = ""
     if why:  # damaged since it was listed: drop it, and the runs it broke
-        deleting = Job(lambda: drop_segment(drive, segment, why, delete=True))
+        deleting = Job(lambda: drop_segment(drive, read.segment, why, delete=True))
         yield deleting
         deleting.result()
         return
-    report.read_bytes += segment.size_bytes
+    report.read_bytes += read.segment.size_bytes
     base = report.read_entries
     for done in ingest_all(node, raws, report.from_drive):
         yield {"phase": "from drive", "done": base + done, "total": total}

@@ -140,7 +140,9 @@ def test_a_real_exfat_drive_carries_feeds_both_ways(pool: DaemonPool) -> None:
         manifest.write_bytes(manifest.read_bytes()[:100])
         pool.ok(b, "post", "after the pull")
         repaired = pool.json(b, "usb", "sync", str(stick))
-        assert any(d.startswith("manifest.json") for d in repaired["damaged"])
+        damaged = repaired["damaged"]
+        assert isinstance(damaged, list)
+        assert any(str(d).startswith("manifest.json") for d in damaged)
         assert repaired["to_drive"] == 1
         assert pool.json(a, "usb", "sync", str(stick))["from_drive"] == 1
     assert len(pool.feed(b, a_id)) == 2

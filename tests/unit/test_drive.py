@@ -377,14 +377,24 @@ def test_any_file_cut_flipped_or_extended_is_repaired_or_skipped(
     assert open_drive(tmp_path, DEFAULT_NETWORK_KEY, repair=False).damaged == []
 
 
-def test_a_dropped_segment_leaves_later_copies_of_its_feeds_dead(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["cut", "flip"])
+def test_a_dropped_segment_leaves_later_copies_of_its_feeds_dead(
+    tmp_path: Path, damage: str
+) -> None:
+    """A cut is seen on opening; a flip only on reading, after the next segment was read
+    ahead by the listing the drop changes."""
     a, b = _loaded_drive(tmp_path)
     segments = tmp_path / "meshnode" / "segments"
     first = segments / "s000001.mnb"
-    first.write_bytes(first.read_bytes()[:-10])
+    data = bytearray(first.read_bytes())
+    if damage == "cut":
+        del data[-10:]
+    else:
+        data[len(data) // 2] ^= 0x10
+    first.write_bytes(bytes(data))
     report = sync_here(b, tmp_path, now_ms=TS)
     assert len(report.damaged) == 1
-    assert report.damaged[0].startswith("s000001.mnb: cut short")
+    assert report.damaged[0].startswith("s000001.mnb: ")
     assert holds(b, a) == 0  # 31..60 without 1..30 would start b's copy of the feed at 31
     assert report.from_drive.rejected == 0
     manifest = open_drive(tmp_path, DEFAULT_NETWORK_KEY, repair=False).manifest

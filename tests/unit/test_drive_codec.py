@@ -228,3 +228,22 @@ def test_run_inline_runs_jobs_and_passes_the_rest() -> None:
     job = Job(lambda: ran.append(1))
     assert list(run_inline([{"a": 1}, job, {"b": 2}])) == [{"a": 1}, {"b": 2}]
     assert ran == [1]
+
+
+def test_a_job_started_early_runs_in_its_own_thread_and_run_waits_for_it() -> None:
+    import threading
+
+    release = threading.Event()
+    where: list[int] = []
+
+    def work() -> int:
+        where.append(threading.get_ident())
+        assert release.wait(20)
+        return 5
+
+    job = Job(work)
+    job.start()
+    release.set()
+    job.run()  # waits for the thread
+    assert job.result() == 5
+    assert where != [threading.get_ident()]

@@ -7,7 +7,9 @@ One request per connection, JSON on single lines (UTF-8)::
     request         {"cmd": NAME, "args": {...}}
     plain answer    {"ok": true, "result": {...}}  or  {"ok": false, "error": TEXT}
     stream answer   {"ok": true, "item": {...}} per item, then {"ok": true, "end": true}
-                    (an error line may end it early)
+                    (an error line may end it early); {"ok": true, "item": {"busy": true}}
+                    every 10 s while the stream waits for slow file work (jobs.py), which
+                    runs in a worker thread so the loop keeps serving links and timers
 
 Commands are ops.HANDLERS and ops.STREAMS plus what the daemon adds (``peers``).
 ``open_access`` gives the CLI the same ``call``/``stream`` interface either way: over the

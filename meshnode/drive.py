@@ -185,13 +185,14 @@ def init_drive(path: Path, network_key: bytes, cap_bytes: int) -> Drive:
         (root / _SEGMENTS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DriveError(f"cannot make {root}: {exc.strerror or exc}") from exc
-    if any((root / name).exists() for name in (_MANIFEST, _OLD)) or _segment_files(root):
-        drive = open_drive(path, network_key, repair=True)
-        drive.manifest = replace(drive.manifest, cap_bytes=cap_bytes)
-    else:
-        manifest = Manifest(network=network_tag(network_key), cap_bytes=cap_bytes)
-        drive = Drive(root=root, network_key=network_key, manifest=manifest)
-    save_drive(drive)
+    with lock_drive(path):
+        if any((root / name).exists() for name in (_MANIFEST, _OLD)) or _segment_files(root):
+            drive = open_drive(path, network_key, repair=True)
+            drive.manifest = replace(drive.manifest, cap_bytes=cap_bytes)
+        else:
+            manifest = Manifest(network=network_tag(network_key), cap_bytes=cap_bytes)
+            drive = Drive(root=root, network_key=network_key, manifest=manifest)
+        save_drive(drive)
     return drive
 
 
@@ -284,8 +285,11 @@ def _size_problem(path: Path, segment: SegmentInfo, *, repair: bool) -> str:
     if size < segment.size_bytes:
         return f"cut short ({size} of {segment.size_bytes} bytes)"
     if size > segment.size_bytes:
-        with path.open("rb") as f:
-            head = f.read(segment.size_bytes)
+        try:
+            with path.open("rb") as f:
+                head = f.read(segment.size_bytes)
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
         if hashlib.sha256(head).hexdigest() != segment.sha256:
             return "changed (sha256 does not match)"
         if repair:
@@ -303,10 +307,13 @@ def _check_unlisted(drive: Drive, *, repair: bool) -> None:
             folder.mkdir()
         return
     listed = {s.name for s in drive.manifest.segments}
+    # Only numbers the manifest never gave out can be a sync's work it did not record; an
+    # older unlisted one was dropped on purpose.
+    floor = drive.manifest.next_segment
     for path in sorted(folder.iterdir(), key=lambda p: (segment_number(p.name) or 0, p.name)):
         if path.name in listed:
             continue
-        if segment_number(path.name) is not None and _adopt(drive, path):
+        if (segment_number(path.name) or 0) >= floor and _adopt(drive, path):
             continue
         drive.cleaned.append(path.name)
         if repair:
@@ -321,7 +328,7 @@ def _adopt(drive: Drive, path: Path) -> bool:
         data = path.read_bytes()
         raws = list(decode_bundle(data, drive.network_key, 2 * SEGMENT_BYTES))
         runs = _runs(raws)
-    except DecodeError:
+    except (DecodeError, IsADirectoryError, PermissionError):
         return False
     have = carried(drive.manifest)
     feeds = {

@@ -21,6 +21,7 @@ from meshnode.drive import (
     DriveError,
     carried,
     drive_status,
+    drop_segment,
     init_drive,
     lock_drive,
     open_drive,
@@ -428,6 +429,19 @@ def test_a_segment_written_before_a_torn_manifest_is_adopted(tmp_path: Path) -> 
     assert holds(b, a) == 60
     manifest = open_drive(tmp_path, DEFAULT_NETWORK_KEY, repair=False).manifest
     assert carried(manifest)[a.feed_id] == (1, 60)
+
+
+def test_a_dropped_segment_that_could_not_be_deleted_is_never_adopted_back(
+    tmp_path: Path,
+) -> None:
+    _loaded_drive(tmp_path)
+    drive = open_drive(tmp_path, DEFAULT_NETWORK_KEY, repair=True)
+    drop_segment(drive, drive.manifest.segments[0], "changed", delete=False)
+    save_drive(drive)
+    assert (tmp_path / "meshnode" / "segments" / "s000001.mnb").exists()  # decodes whole
+    again = open_drive(tmp_path, DEFAULT_NETWORK_KEY, repair=True)
+    assert again.adopted == []
+    assert again.cleaned == ["s000001.mnb"]
 
 
 def test_with_both_manifests_lost_the_drive_is_rebuilt_from_its_segments(

@@ -53,7 +53,7 @@ from meshnode.importer import write_atomically
 from meshnode.types import FeedId, Seq
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
 __all__ = [
@@ -403,16 +403,29 @@ def read_segment(drive: Drive, segment: SegmentInfo) -> bytes:
 
 
 def segment_entries(
-    drive: Drive, segment: SegmentInfo, data: bytes, feeds: Collection[FeedId]
+    drive: Drive, segment: SegmentInfo, data: bytes, after: Mapping[FeedId, int]
 ) -> list[bytes]:
-    """The entries in ``data`` (read_segment's) of the feeds both it lists and ``feeds`` holds.
+    """The entries in ``data`` (read_segment's) of feeds the segment lists and ``after``
+    holds, past ``after[feed]`` (the latest the node has: earlier ones it holds already).
 
     Raises:
         DecodeError: the bundle does not decode.
     """
-    keep = {f for f in segment.feeds if f in feeds}
-    raws = decode_bundle(data, drive.network_key, 2 * SEGMENT_BYTES)
-    return [raw for raw in raws if raw[1:_AUTHOR_END] in keep]
+    keep: dict[bytes, int] = {f: after[f] for f in segment.feeds if f in after}
+    out = []
+    for raw in decode_bundle(data, drive.network_key, 2 * SEGMENT_BYTES):
+        held = keep.get(raw[1:_AUTHOR_END])
+        if held is None:
+            continue
+        seq = raw[_AUTHOR_END] if len(raw) > _AUTHOR_END else 0
+        if seq >= 0x80:  # a longer varint; a malformed one is the node's to reject
+            try:
+                seq = decode_varint(raw, _AUTHOR_END)[0]
+            except DecodeError:
+                seq = held + 1
+        if seq > held:
+            out.append(raw)
+    return out
 
 
 def write_segment(

@@ -178,12 +178,12 @@ def _from_drive(node: Node, drive: Drive, report: SyncReport) -> Iterator[Item]:
         ahead: _Read | None = None
         names = list(todo)
         for i, name in enumerate(names):
-            current = _current(drive, name, todo[name], ahead)
+            current = _current(node, drive, name, todo[name], ahead)
             if current is None:  # dropped meanwhile, with the feed runs it broke
                 continue
             yield current.job
             if i + 1 < len(names):  # read the next segment while this one is ingested
-                ahead = _reading(drive, names[i + 1], todo[names[i + 1]])
+                ahead = _reading(node, drive, names[i + 1], todo[names[i + 1]])
                 if ahead is not None:
                     ahead.load.start()
             yield from _ingest_read(node, drive, report, current, total)
@@ -204,12 +204,13 @@ class _Read:
     job: Job[list[bytes]]
 
 
-def _reading(drive: Drive, name: str, feeds: set[FeedId]) -> _Read | None:
-    """Jobs reading segment ``name``'s entries of ``feeds``, as it is listed now."""
+def _reading(node: Node, drive: Drive, name: str, feeds: set[FeedId]) -> _Read | None:
+    """Jobs reading segment ``name``'s entries of ``feeds`` that the node lacks, as the
+    segment is listed now."""
     segment = next((s for s in drive.manifest.segments if s.name == name), None)
     if segment is None:
         return None
-    wanted = frozenset(feeds)
+    wanted = {feed: int(node.store.latest_seq(feed)) for feed in feeds}
     load = Job(lambda: read_segment(drive, segment))
 
     def entries() -> list[bytes]:
@@ -219,7 +220,9 @@ def _reading(drive: Drive, name: str, feeds: set[FeedId]) -> _Read | None:
     return _Read(segment, load, Job(entries))
 
 
-def _current(drive: Drive, name: str, feeds: set[FeedId], ahead: _Read | None) -> _Read | None:
+def _current(
+    node: Node, drive: Drive, name: str, feeds: set[FeedId], ahead: _Read | None
+) -> _Read | None:
     """The read started ahead, if the listing it read by still stands; else a new one."""
     if (
         ahead is not None
@@ -227,7 +230,7 @@ def _current(drive: Drive, name: str, feeds: set[FeedId], ahead: _Read | None) -
         and any(s is ahead.segment for s in drive.manifest.segments)
     ):
         return ahead
-    return _reading(drive, name, feeds)
+    return _reading(node, drive, name, feeds)
 
 
 def _ingest_read(

@@ -215,6 +215,32 @@ def test_a_follow_read_from_the_drive_brings_the_followed_feed_in_the_same_sync(
     assert holds(b, c) == 3
 
 
+def test_a_box_keeping_only_the_tail_of_a_feed_takes_what_is_new_and_rejects_nothing(
+    tmp_path: Path,
+) -> None:
+    a, b, x = box(1), box(2), box(3)
+    follow(b, x)
+    follow(x, a)  # a is two hops from b: b keeps the latest 100 of a's feed
+    for entry in x.iter_feed(x.feed_id):
+        b.ingest(entry.raw)
+    posts(a, 150, "a")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    init_drive(first, DEFAULT_NETWORK_KEY, 10 << 20)
+    sync_here(a, first, now_ms=TS)
+    sync_here(b, first, now_ms=TS)
+    head = b.store.head(a.feed_id)
+    assert head is not None
+    assert (head.first, head.latest) == (51, 150)
+    posts(a, 10, "more")
+    init_drive(second, DEFAULT_NETWORK_KEY, 10 << 20)
+    sync_here(a, second, now_ms=TS)  # one segment of a's 1..160
+    report = sync_here(b, second, now_ms=TS)
+    assert (report.from_drive.added, report.from_drive.rejected) == (10, 0)
+    assert report.read_entries == 10  # what b holds, or held and let go, is not read
+
+
 def test_a_full_filesystem_stops_cleanly_and_leaves_the_drive_consistent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

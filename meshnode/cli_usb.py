@@ -187,9 +187,10 @@ def last_usb_sync(data_dir: Path) -> dict[str, object] | None:
 def _print_summary(path: Path, s: dict[str, object]) -> None:
     detail = s.get("from_drive_detail")
     detail = detail if isinstance(detail, dict) else {}
+    held = f" ({detail['held']} already held)" if _int(detail.get("held")) else ""
     print(
-        f"from drive  {s.get('from_drive')} entries added ({detail.get('held', 0)} already "
-        f"held), {s.get('rejected')} rejected, {format_bytes(_int(s.get('read_bytes')))} read"
+        f"from drive  {s.get('from_drive')} entries added{held}, {s.get('rejected')} "
+        f"rejected, {format_bytes(_int(s.get('read_bytes')))} read"
     )
     for reason, n in dict(detail.get("reasons") or {}).items():
         print(f"            rejected {n}: {reason}")

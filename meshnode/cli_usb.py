@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING
 from meshnode.cli_context import Progress, emit_json, format_bytes, open_access
 from meshnode.config import parse_size
 from meshnode.datadir import load_network_key
-from meshnode.drive import DRIVE_DIR, DriveError, drive_status, init_drive, open_drive
+from meshnode.drive import DRIVE_DIR, DriveError, carried, init_drive, open_drive
 from meshnode.errors import ConfigError
+from meshnode.identity import format_feed_id
 from meshnode.importer import write_atomically
 
 if TYPE_CHECKING:
     import argparse
 
     from meshnode.cli_context import Context
+    from meshnode.drive import Drive
 
-__all__ = ["LAST_SYNC_NAME", "add_usb_commands", "last_usb_sync"]
+__all__ = ["LAST_SYNC_NAME", "add_usb_commands", "drive_status", "last_usb_sync"]
 
 LAST_SYNC_NAME = "usb-last-sync.json"
 _LISTED_FEEDS = 10  # `usb status` lists this many carried feeds; --json lists all
@@ -135,6 +137,34 @@ def cmd_usb_sync(ctx: Context, args: argparse.Namespace) -> int:
     else:
         _print_summary(path, summary)
     return 0
+
+
+def drive_status(drive: Drive) -> dict[str, object]:
+    """What the drive carries, who synced it and when, and its room (JSON-ready)."""
+    runs = carried(drive.manifest)
+    room, limit = drive.room()
+    return {
+        "path": str(drive.root),
+        "network": drive.manifest.network,
+        "feeds": len(runs),
+        "entries": sum(s.entries() for s in drive.manifest.segments),
+        "carried": {
+            format_feed_id(feed): {"first": first, "latest": latest}
+            for feed, (first, latest) in sorted(runs.items())
+        },
+        "boxes": {
+            format_feed_id(box): {"last_visit_ms": visit.seen_ms, "feeds": len(visit.clock)}
+            for box, visit in drive.manifest.boxes.items()
+        },
+        "segments": len(drive.manifest.segments),
+        "used_bytes": drive.used_bytes(),
+        "cap_bytes": drive.manifest.cap_bytes,
+        "free_bytes": room,
+        "limited_by": limit,
+        "damaged": drive.damaged,
+        "unlisted": drive.cleaned,
+        "adoptable": drive.adopted,
+    }
 
 
 def _ours(ctx: Context, path: Path) -> bool:

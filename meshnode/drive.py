@@ -48,7 +48,7 @@ from meshnode.codec.manifest import (
 from meshnode.codec.message import MAX_SEQ, entry_author
 from meshnode.codec.varint import decode_varint
 from meshnode.errors import DecodeError, MeshnodeError
-from meshnode.identity import KEY_BYTES, format_feed_id, network_tag
+from meshnode.identity import KEY_BYTES, network_tag
 from meshnode.importer import write_atomically
 from meshnode.types import FeedId, Seq
 
@@ -64,7 +64,6 @@ __all__ = [
     "DriveError",
     "DriveFull",
     "carried",
-    "drive_status",
     "drop_segment",
     "init_drive",
     "lock_drive",
@@ -496,31 +495,3 @@ def lock_drive(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def drive_status(drive: Drive) -> dict[str, object]:
-    """What the drive carries, who synced it and when, and its room (JSON-ready)."""
-    runs = carried(drive.manifest)
-    room, limit = drive.room()
-    return {
-        "path": str(drive.root),
-        "network": drive.manifest.network,
-        "feeds": len(runs),
-        "entries": sum(s.entries() for s in drive.manifest.segments),
-        "carried": {
-            format_feed_id(feed): {"first": first, "latest": latest}
-            for feed, (first, latest) in sorted(runs.items())
-        },
-        "boxes": {
-            format_feed_id(box): {"last_visit_ms": visit.seen_ms, "feeds": len(visit.clock)}
-            for box, visit in drive.manifest.boxes.items()
-        },
-        "segments": len(drive.manifest.segments),
-        "used_bytes": drive.used_bytes(),
-        "cap_bytes": drive.manifest.cap_bytes,
-        "free_bytes": room,
-        "limited_by": limit,
-        "damaged": drive.damaged,
-        "unlisted": drive.cleaned,
-        "adoptable": drive.adopted,
-    }

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshnode import drive as drive_module
+from meshnode.cli_usb import drive_status
 from meshnode.codec.bundle import encode_bundle
 from meshnode.codec.content import ContactAction
 from meshnode.codec.manifest import decode_manifest
 from meshnode.drive import (
     DriveError,
     carried,
-    drive_status,
     drop_segment,
     init_drive,
     lock_drive,

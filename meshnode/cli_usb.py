@@ -89,8 +89,8 @@ def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     print(f"drive    {drive.root} (network {status['network']})")
     print(
-        f"carries  {status['entries']} entries of {status['feeds']} feeds in "
-        f"{status['segments']} segments"
+        f"carries  {_count(status['entries'], 'entry', 'entries')} of "
+        f"{_count(status['feeds'], 'feed')} in {_count(status['segments'], 'segment')}"
     )
     carried = status["carried"]
     assert isinstance(carried, dict)
@@ -103,9 +103,8 @@ def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
     boxes = status["boxes"]
     assert isinstance(boxes, dict)
     for box, seen in sorted(boxes.items(), key=lambda kv: -_int(kv[1]["last_visit_ms"])):
-        print(
-            f"box      {box} last visit {_when(seen['last_visit_ms'])}, wants {seen['feeds']} feeds"
-        )
+        wants = _count(seen["feeds"], "feed")
+        print(f"box      {box} last visit {_when(seen['last_visit_ms'])}, wants {wants}")
     for damage in drive.damaged:
         print(f"damaged  {damage} (repaired at the next sync; other boxes carry it again)")
     return 0
@@ -249,6 +248,10 @@ def _int(value: object) -> int:
 
 def _size(record: dict[str, object], key: str) -> str:
     return format_bytes(_int(record.get(key)))
+
+
+def _count(n: object, one: str, many: str = "") -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
 
 
 def _when(ms: object) -> str:

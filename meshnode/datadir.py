@@ -38,6 +38,7 @@ from meshnode.identity import (
     format_feed_id,
     parse_network_key,
 )
+from meshnode.importer import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -198,7 +199,7 @@ def init_data_dir(data_dir: Path, network_key: bytes | None) -> Identity:
         f.write(json.dumps(document, indent=2) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
     return identity
 
 
@@ -215,14 +216,6 @@ def _write_network_key(data_dir: Path, key: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_identity(data_dir: Path) -> Identity:

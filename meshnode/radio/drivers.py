@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Driver", "make_driver"]
 
 _CABLE_MTU_BYTES = 1024
-_RNODE_HEADER_BYTES = 1  # RNode puts one byte of its own before each LoRa payload
-_RYLR_HEADER_BYTES = 8  # the REYAX module's own header on the air
 
 
 class Driver(Protocol):
@@ -144,7 +142,7 @@ class _RNode(_Quiet):
         return [rnode.encode_data(packet)]
 
     def air_sizes(self, packet: bytes) -> list[int]:
-        return [len(packet) + _RNODE_HEADER_BYTES]
+        return [len(packet) + rnode.AIR_HEADER_BYTES]
 
     def feed(self, data: bytes) -> list[bytes]:
         packets = []
@@ -197,7 +195,7 @@ class _Rylr:
         return [rylr.encode_send(rylr.BROADCAST_ADDRESS, packet)]
 
     def air_sizes(self, packet: bytes) -> list[int]:
-        return [len(rylr.encode_payload(packet)) + _RYLR_HEADER_BYTES]
+        return [len(rylr.encode_payload(packet)) + rylr.AIR_HEADER_BYTES]
 
     def feed(self, data: bytes) -> list[bytes]:
         packets = []

@@ -43,7 +43,6 @@ __all__ = [
 
 DRIVERS = ("kiss", "e22", "rylr")
 _SUB_PACKET_BYTES = 240  # E22 default sub-packet
-_RYLR_HEADER_BYTES = 8  # the REYAX module's own header on the air
 _MAX_IN_BYTES = 4096  # a modem's input buffer without a complete frame or line
 _RSSI_DBM, _SNR_DB = -50, 10
 _RYLR_ERR_BUSY = b"+ERR=17\r\n"
@@ -86,7 +85,7 @@ class KissModem:
                     out.append(rnode.encode_command(rnode.RNodeCommand.ERROR, b"\x02"))
                     out.append(REFUSED)
                 else:
-                    out.append(Send(data=arg, air_bytes=len(arg) + 1))
+                    out.append(Send(data=arg, air_bytes=len(arg) + rnode.AIR_HEADER_BYTES))
             else:
                 out.extend(self._command(command, arg))
         return out
@@ -196,7 +195,7 @@ class RylrModem:
                 return b"+ERR=5\r\n"
             if len(text) > rylr.MAX_DATA_CHARS:
                 return b"+ERR=13\r\n"
-            air = len(text) + _RYLR_HEADER_BYTES
+            air = len(text) + rylr.AIR_HEADER_BYTES
             return Send(
                 data=text.encode(), air_bytes=air, reply=b"+OK\r\n", busy_reply=_RYLR_ERR_BUSY
             )

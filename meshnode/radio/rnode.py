@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "AIR_HEADER_BYTES",
     "BAUD",
     "DETECT_REQUEST",
     "DETECT_RESPONSE",
@@ -97,6 +98,7 @@ __all__ = [
 
 BAUD = 115200
 MTU_BYTES = 254
+AIR_HEADER_BYTES = 1  # the firmware puts one byte of its own before each LoRa payload
 HW_MTU_BYTES = 508
 RSSI_OFFSET_DB = 157
 DETECT_REQUEST = 0x73

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "AIR_HEADER_BYTES",
     "BANDWIDTH_CODES_HZ",
     "BAUD",
     "BROADCAST_ADDRESS",
@@ -95,6 +96,7 @@ __all__ = [
 BAUD = 115200
 MAX_DATA_CHARS = 240
 MTU_BYTES = MAX_DATA_CHARS * 3 // 4  # 180
+AIR_HEADER_BYTES = 8  # the module's own header before the text on the air
 BROADCAST_ADDRESS = 0
 PROBE = b"AT\r\n"
 _MAX_LINE_BYTES = 512  # "+RCV=65535,240,<240 chars>,-120,-20" is about 265

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from meshnode.cli import main
+from meshnode.cli.main import main
 
 sys.exit(main())

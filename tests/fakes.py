@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshnode.codec.message import ContentType, Entry, create_entry
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.types import MsgId, Seq
 
 __all__ = ["TS_MS", "identity", "make_chain"]

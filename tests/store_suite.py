@@ -10,10 +10,10 @@ import pytest
 
 from meshnode.codec.content import Contact, ContactAction, encode_contact
 from meshnode.codec.message import ContentType, Entry, create_entry
+from meshnode.core.feed import FeedHead
+from meshnode.core.store import ForkRecord, Store
 from meshnode.errors import LocalProtocolError
-from meshnode.feed import FeedHead
-from meshnode.identity import DEFAULT_NETWORK_KEY
-from meshnode.store.base import ForkRecord, Store
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 from tests.fakes import TS_MS, identity, make_chain
 

@@ -18,8 +18,8 @@ import nacl.bindings
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, Entry, create_entry
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
-from meshnode.node import Node
+from meshnode.core.node import Node
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.store.flatfile import FileStore, StoreConfig
 from meshnode.types import FeedId, MsgId, Seq
 

@@ -29,10 +29,10 @@ import nacl.bindings
 
 from meshnode.bench.ingest import make_feeds
 from meshnode.codec.content import ContactAction
-from meshnode.control import ControlClient, control_socket_path
-from meshnode.datadir import init_data_dir, store_path
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id
-from meshnode.node import Node
+from meshnode.core.node import Node
+from meshnode.daemon.control import ControlClient, control_socket_path
+from meshnode.host.datadir import init_data_dir, store_path
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from meshnode.store.flatfile import FileStore, StoreConfig
 
 __all__ = ["bench_lan"]

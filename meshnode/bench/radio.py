@@ -1,8 +1,8 @@
 """Radio benchmark: three nodes on one LoRa channel, SF9, 125 kHz, CR 4/5, EU868 at 1%.
 
-Runs the real radio interface (meshnode/radio/interface.py: airtime budget, fragments,
+Runs the real radio interface (meshnode/links/radio.py: airtime budget, fragments,
 the ``kiss`` driver for an RNode) of three nodes, each on a pty of the LoRa channel
-emulator (meshnode/radio/emulator.py: Semtech airtime with RNode's preamble, half duplex,
+emulator (meshnode/testing/emulator.py: Semtech airtime with RNode's preamble, half duplex,
 collisions, carrier sense), all on one event loop whose clock skips idle waits
 (bench/warp.py), so a run that takes hours of air time takes seconds. A posts 50 entries
 of 50-byte text; B and C follow A and everyone hears everyone.
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from meshnode.bench.warp import run_warped
 from meshnode.codec.content import ContactAction
-from meshnode.config import RadioSection
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
-from meshnode.node import Node
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
+from meshnode.host.config import RadioSection
+from meshnode.links.radio import RadioInterface
 from meshnode.radio.airtime import LoRaParams, duty_cycle_max
-from meshnode.radio.emulator import EmulatedNode, LoRaEmulator
-from meshnode.radio.interface import RadioInterface
-from meshnode.store.memory import MemoryStore
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.testing.emulator import EmulatedNode, LoRaEmulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from meshnode.codec.message import ContentType, Entry, decode_entry
 from meshnode.codec.varint import encode_varint
-from meshnode.identity import KEY_BYTES, SIGNATURE_BYTES
+from meshnode.secure.identity import KEY_BYTES, SIGNATURE_BYTES
 from meshnode.store._index import decode_checkpoint
 from meshnode.store.flatfile import FileStore, StoreConfig
 from meshnode.types import FeedId, MsgId, Seq

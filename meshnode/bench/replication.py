@@ -20,9 +20,9 @@ import time
 
 from meshnode.codec.content import Contact, ContactAction, encode_contact
 from meshnode.codec.message import ContentType, create_entry
-from meshnode.identity import Identity
-from meshnode.scenario import Scenario, run_scenario
-from meshnode.sim import LinkSpec, Mesh
+from meshnode.secure.identity import Identity
+from meshnode.sim.mesh import LinkSpec, Mesh
+from meshnode.sim.scenario import Scenario, run_scenario
 from meshnode.types import FeedId, MsgId, Seq
 
 __all__ = ["bench_replication", "run_pair", "run_tree"]
@@ -36,7 +36,7 @@ def run_tree(seed: int = 1, kill_fraction: float = 0.0) -> dict[str, float]:
 
 def _author_entries(n: int, seed: int) -> list[list[bytes]]:
     """One entry per author for ``n`` authors, and a second entry for the first 10."""
-    from meshnode.identity import DEFAULT_NETWORK_KEY
+    from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 
     out = []
     for i in range(n):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from meshnode.bench.ingest import _time_verify, make_feeds
 from meshnode.codec.content import ContactAction
-from meshnode.drive import init_drive
-from meshnode.drive_sync import sync_here
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
-from meshnode.node import Node
+from meshnode.core.node import Node
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.store.flatfile import FileStore, StoreConfig
+from meshnode.usb.drive import init_drive
+from meshnode.usb.merge import sync_here
 
 __all__ = ["bench_usb"]
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from meshnode.codec.compress import compress_stream, decompress_stream
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.errors import DecodeError
-from meshnode.identity import network_tag
+from meshnode.secure.identity import network_tag
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from meshnode.errors import DecodeError
-from meshnode.identity import KEY_BYTES
+from meshnode.secure.identity import KEY_BYTES
 from meshnode.types import FeedId
 
 __all__ = ["Contact", "ContactAction", "decode_contact", "decode_post", "encode_contact"]

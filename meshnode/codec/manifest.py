@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.identity import format_feed_id, parse_feed_id
+from meshnode.secure.identity import format_feed_id, parse_feed_id
 from meshnode.types import FeedId, Seq
 
 if TYPE_CHECKING:

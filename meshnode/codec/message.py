@@ -41,7 +41,7 @@ from enum import IntEnum
 from meshnode.codec.compress import compress_block, decompress_block
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.errors import DecodeError
-from meshnode.identity import KEY_BYTES, SIGNATURE_BYTES, Identity
+from meshnode.secure.identity import KEY_BYTES, SIGNATURE_BYTES, Identity
 from meshnode.types import FeedId, MsgId, Seq
 
 __all__ = [

@@ -1,9 +1,9 @@
 """Driver adapters: link packets to the bytes a device wants, and back (pure).
 
-Every driver moves *link packets* (transports/fragment.py: a message or a fragment of
+Every driver moves *link packets* (radio/fragment.py: a message or a fragment of
 one, with its CRC-16) of at most ``packet_mtu`` bytes:
 
-* ``serial``: a plain cable; each packet is a KISS data frame (transports/kiss.py).
+* ``serial``: a plain cable; each packet is a KISS data frame (radio/kiss.py).
 * ``kiss``: an RNode (or KISS TNC); RNode command frames set the radio up (radio/rnode.py)
   and each packet is one DATA frame, one LoRa frame on the air.
 * ``rylr``: a REYAX RYLR896/RYLR998: AT commands set it up (radio/rylr.py) and each packet
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from meshnode.errors import LinkError
 from meshnode.radio import e22, rnode, rylr
-from meshnode.transports.kiss import KissDecoder, encode_kiss
+from meshnode.radio.kiss import KissDecoder, encode_kiss
 
 if TYPE_CHECKING:
-    from meshnode.config import RadioSection
+    from meshnode.host.config import RadioSection
 
 __all__ = ["Driver", "make_driver"]
 

@@ -55,8 +55,8 @@ sub-packets and break its CRC), module encryption off (meshnode signs its own fr
 
 Transparent mode has no framing, length or CRC that the host can see: the sender cuts the
 UART stream into sub-packets and the receiver may hand them on split or joined. meshnode
-writes each link packet (``meshnode.transports.fragment``, which carries a CRC-16) as one
-KISS data frame (``meshnode.transports.kiss``), in writes of at most ``sub_packet_bytes``
+writes each link packet (``meshnode.radio.fragment``, which carries a CRC-16) as one
+KISS data frame (``meshnode.radio.kiss``), in writes of at most ``sub_packet_bytes``
 (``split_writes``), so the stream delimits itself however the modules cut it.
 
 MTU: ``transparent_mtu_bytes(240)`` = 200 bytes of link packet, CRC included. KISS adds 3

@@ -5,7 +5,7 @@ byte is the RNode command code itself (not KISS's port << 4 | command)::
 
     FEND (0xC0) || escape(command (1 B) || argument) || FEND (0xC0)
 
-Escaping is plain KISS (0xC0 -> DB DC, 0xDB -> DB DD); ``meshnode.transports.kiss`` does it,
+Escaping is plain KISS (0xC0 -> DB DC, 0xDB -> DB DD); ``meshnode.radio.kiss`` does it,
 reading the code as port and command nibbles. Multi-byte integers are big-endian.
 
     cmd           code  host -> RNode                       RNode -> host
@@ -47,7 +47,7 @@ MTU: 254 bytes. The LoRa PHY payload is at most 255 B and RNode spends 1 B of ev
 on its header (sequence nibble, split flag). Packets of 255..508 B go out as two LoRa
 packets that both must arrive; meshnode keeps one frame per LoRa packet, so a loss costs
 one frame and airtime stays predictable. RNode keeps the LoRa PHY CRC on and drops damaged
-packets; meshnode's link packets (``meshnode.transports.fragment``) carry a CRC-16 besides.
+packets; meshnode's link packets (``meshnode.radio.fragment``) carry a CRC-16 besides.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.transports.kiss import KissDecoder, encode_kiss
+from meshnode.radio.kiss import KissDecoder, encode_kiss
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

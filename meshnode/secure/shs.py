@@ -44,7 +44,7 @@ from meshnode.secure.boxstream import BoxStreamDecoder, BoxStreamEncoder
 from meshnode.types import PeerId
 
 if TYPE_CHECKING:
-    from meshnode.identity import Identity
+    from meshnode.secure.identity import Identity
 
 __all__ = [
     "ACCEPT_BYTES",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from meshnode.codec.message import ContentType, decode_entry
 from meshnode.errors import DecodeError
-from meshnode.identity import format_feed_id
+from meshnode.secure.identity import format_feed_id
 from meshnode.store._records import (
     HEADER_BYTES,
     MAX_PAYLOAD_BYTES,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.errors import DecodeError
-from meshnode.identity import KEY_BYTES
+from meshnode.secure.identity import KEY_BYTES
 from meshnode.types import FeedId, PeerId, Seq
 
 if TYPE_CHECKING:

@@ -79,6 +79,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from meshnode.core.feed import FeedHead
+from meshnode.core.store import ForkRecord, StoreStats
 from meshnode.errors import (
     ConfigError,
     DecodeError,
@@ -86,8 +88,7 @@ from meshnode.errors import (
     StoreCorrupt,
     StoreError,
 )
-from meshnode.feed import FeedHead
-from meshnode.identity import format_feed_id
+from meshnode.secure.identity import format_feed_id
 from meshnode.store._files import (
     FileIo,
     fsync_dir,
@@ -121,7 +122,6 @@ from meshnode.store._records import (
     segment_of,
 )
 from meshnode.store._recovery import recover, segment_path, tail_crc
-from meshnode.store.base import ForkRecord, StoreStats
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:

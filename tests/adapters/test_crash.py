@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.cli import main
+from meshnode.cli.main import main
 from meshnode.codec.bundle import encode_bundle
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from meshnode.store.flatfile import FileStore, StoreConfig
 from meshnode.types import FeedId, Seq
 from tests.fakes import identity, make_chain

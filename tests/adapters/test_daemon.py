@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.control import ControlClient
-from meshnode.identity import format_feed_id
+from meshnode.daemon.control import ControlClient
+from meshnode.secure.identity import format_feed_id
 from tests.daemons import STOP_TIMEOUT_S, DaemonPool, daemon_pool, wait_for
 from tests.fakes import identity
 

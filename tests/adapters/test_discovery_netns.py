@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from meshnode.identity import DEFAULT_NETWORK_KEY
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from tests.fakes import identity
 from tests.netns import ip, netns_exec, network_namespace
 
@@ -31,7 +31,7 @@ STOP_TIMEOUT_S = 5.0
 # Runs the given nodes in one process; one JSON line per sighting or discovery log record.
 _CHILD = """
 import asyncio, json, logging, signal, sys
-from meshnode.discovery import MdnsDiscovery
+from meshnode.links.discovery import MdnsDiscovery
 from tests.fakes import identity
 
 def emit(**fields):
@@ -42,8 +42,8 @@ class Forward(logging.Handler):
         emit(event="log", msg=record.getMessage())
 
 logging.basicConfig(level=logging.WARNING)
-logging.getLogger("meshnode.discovery").addHandler(Forward())
-logging.getLogger("meshnode.discovery").setLevel(logging.DEBUG)
+logging.getLogger("meshnode.links.discovery").addHandler(Forward())
+logging.getLogger("meshnode.links.discovery").setLevel(logging.DEBUG)
 
 def reporter(name):
     return lambda seen: emit(

@@ -14,7 +14,7 @@ import pytest
 from meshnode.bench.radio import run_radio
 from meshnode.radio import rnode
 from meshnode.radio.airtime import LoRaParams
-from meshnode.radio.emulator import EmulatedNode, LoRaEmulator
+from meshnode.testing.emulator import EmulatedNode, LoRaEmulator
 from tests.daemons import daemon_pool, wait_for
 
 if TYPE_CHECKING:

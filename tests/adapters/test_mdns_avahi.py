@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.discovery import service_properties
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id
+from meshnode.links.discovery import service_properties
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from tests.daemons import Daemon, daemon_pool, wait_for
 from tests.fakes import identity
 from tests.netns import ip, netns_exec, network_namespace

@@ -75,7 +75,7 @@ def _adapter(tmp_path: Path, role: str) -> tuple[Path, Path]:
     script.write_text(
         "#!/bin/sh\n"
         f"echo run >> '{runs}'\n"
-        f"exec '{sys.executable}' -m meshnode.secure.shs1test {role} \"$@\"\n"
+        f"exec '{sys.executable}' -m meshnode.testing.shs1test {role} \"$@\"\n"
     )
     script.chmod(0o755)
     return script, runs
@@ -116,7 +116,7 @@ def test_shs1_suite_catches_a_wrong_network_key(
     broken.write_text(
         "#!/bin/sh\n"
         "shift\n"
-        f"exec '{sys.executable}' -m meshnode.secure.shs1test {role} {'00' * 32} \"$@\"\n"
+        f"exec '{sys.executable}' -m meshnode.testing.shs1test {role} {'00' * 32} \"$@\"\n"
     )
     broken.chmod(0o755)
     done = _run_suite(suite_bin / f"shs1test{role}", broken)

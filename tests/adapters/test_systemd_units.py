@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from meshnode.config import load_config
+from meshnode.host.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted((ROOT / "systemd").glob("*.service"))

@@ -13,25 +13,25 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from meshnode import service as service_module
 from meshnode.codec.content import ContactAction
 from meshnode.codec.frame import FrameType
-from meshnode.codec.varint import encode_varint
-from meshnode.discovery import PeerSeen
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
-from meshnode.node import Node
-from meshnode.sdnotify import Notifier
-from meshnode.secure.shs import ACCEPT_BYTES, HELLO_BYTES, ClientHandshake
-from meshnode.service import Service, ServiceSettings
-from meshnode.store.memory import MemoryStore
-from meshnode.transports.address import PeerAddress
-from meshnode.transports.framing import (
+from meshnode.codec.framing import (
     LinkControl,
     StreamDeframer,
     encode_link_control,
     encode_stream_frame,
 )
-from meshnode.transports.tcp import TcpSettings
+from meshnode.codec.varint import encode_varint
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
+from meshnode.daemon import service as service_module
+from meshnode.daemon.service import Service, ServiceSettings
+from meshnode.host.address import PeerAddress
+from meshnode.host.sdnotify import Notifier
+from meshnode.links.discovery import PeerSeen
+from meshnode.links.tcp import TcpSettings
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.secure.shs import ACCEPT_BYTES, HELLO_BYTES, ClientHandshake
 from meshnode.types import FeedId, PeerId
 from tests.fakes import TS_MS, identity
 

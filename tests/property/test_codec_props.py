@@ -18,7 +18,7 @@ from meshnode.codec.message import (
 )
 from meshnode.codec.varint import decode_varint, encode_varint, varint_size
 from meshnode.errors import DecodeError
-from meshnode.identity import DEFAULT_NETWORK_KEY
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from meshnode.types import FeedId, MsgId, Seq
 from tests.fakes import identity
 

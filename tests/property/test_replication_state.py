@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from meshnode.codec.content import ContactAction
-from meshnode.sim import LinkSpec, Mesh
+from meshnode.sim.mesh import LinkSpec, Mesh
 
 N = 4
 EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshnode.channel import Channel, ChannelConfig
 from meshnode.codec.channel import (
     Beacon,
     Want,
@@ -20,11 +19,12 @@ from meshnode.codec.channel import (
     encode_have,
 )
 from meshnode.codec.content import ContactAction
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
-from meshnode.node import Node
+from meshnode.core.channel import Channel, ChannelConfig
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, LoRaParams, duty_cycle_max, time_on_air_s
-from meshnode.sim_radio import Air
-from meshnode.store.memory import MemoryStore
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
+from meshnode.sim.radio import Air
 
 if TYPE_CHECKING:
     from collections.abc import Callable

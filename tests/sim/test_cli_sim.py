@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from meshnode.cli import main
+from meshnode.cli.main import main
 
 if TYPE_CHECKING:
     import pytest

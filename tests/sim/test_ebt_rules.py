@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from meshnode.clocks import Note, encode_note
 from meshnode.codec.frame import FrameType
 from meshnode.codec.varint import encode_varint
-from meshnode.node import NodeConfig
-from meshnode.replication import ReplicationConfig
-from meshnode.sim import Mesh
+from meshnode.core.clocks import Note, encode_note
+from meshnode.core.node import NodeConfig
+from meshnode.core.replication import ReplicationConfig
+from meshnode.sim.mesh import Mesh
 from meshnode.types import FeedId, PeerId
 
 

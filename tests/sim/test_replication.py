@@ -6,11 +6,11 @@ import random
 from functools import partial
 
 from meshnode.codec.content import ContactAction
-from meshnode.node import NodeConfig
-from meshnode.policy import PolicyConfig
-from meshnode.replication import PeerMisbehaved, ReplicationConfig
-from meshnode.sim import LinkSpec, Mesh, line, random_graph, star
-from meshnode.store.memory import MemoryStore
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import NodeConfig
+from meshnode.core.policy import PolicyConfig
+from meshnode.core.replication import PeerMisbehaved, ReplicationConfig
+from meshnode.sim.mesh import LinkSpec, Mesh, line, random_graph, star
 from meshnode.types import PeerId, Seq
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.frame import FrameType
-from meshnode.identity import DEFAULT_NETWORK_KEY
-from meshnode.node import Node
-from meshnode.replication import LinkInfo
-from meshnode.store.memory import MemoryStore
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
+from meshnode.core.replication import LinkInfo
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from meshnode.types import PeerId
 from tests.fakes import TS_MS, identity
 

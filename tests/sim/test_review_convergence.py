@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from meshnode.codec.content import ContactAction
-from meshnode.replication import PeerMisbehaved
-from meshnode.sim import LinkSpec, Mesh
+from meshnode.core.replication import PeerMisbehaved
+from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import PeerId, Seq
 
 

@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 
 from meshnode.codec.frame import FrameType, Hello, encode_hello
 from meshnode.codec.varint import encode_varint
-from meshnode.replication import LinkInfo, PeerMisbehaved
-from meshnode.sim import LinkSpec, Mesh
+from meshnode.core.replication import LinkInfo, PeerMisbehaved
+from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import PeerId
 
 if TYPE_CHECKING:
-    from meshnode.node import Node
+    from meshnode.core.node import Node
 
 MAX_VARINT = (1 << 64) - 1
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshnode.codec.content import ContactAction
-from meshnode.sim import LinkSpec, Mesh
+from meshnode.sim.mesh import LinkSpec, Mesh
 
 
 def everyone_follows(mesh: Mesh) -> None:

@@ -7,14 +7,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from meshnode.errors import DecodeError
-from meshnode.identity import format_feed_id
-from meshnode.transports.address import (
+from meshnode.host.address import (
     DEFAULT_PORT,
     PeerAddress,
     format_host_port,
     parse_host_port,
     parse_peer,
 )
+from meshnode.secure.identity import format_feed_id
 from meshnode.types import FeedId
 from tests.fakes import identity
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshnode.service import reconnect_delay_s
+from meshnode.daemon.service import reconnect_delay_s
 
 # base for failures 0, 1, 2, ... with min 1 s and max 300 s
 BASES_1_300 = [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0]

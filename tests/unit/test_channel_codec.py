@@ -25,7 +25,7 @@ from meshnode.codec.channel import (
 )
 from meshnode.codec.message import encode_short_entry
 from meshnode.errors import DecodeError
-from meshnode.identity import DEFAULT_NETWORK_KEY
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from meshnode.types import FeedId
 from tests.fakes import identity, make_chain
 

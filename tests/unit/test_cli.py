@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from meshnode.cli import main
+from meshnode.cli.main import main
 from meshnode.codec.bundle import encode_bundle
 from meshnode.codec.content import Contact, ContactAction, encode_contact
 from meshnode.codec.message import ContentType, create_entry
-from meshnode.datadir import secret_path
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id, network_tag
+from meshnode.host.datadir import secret_path
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id, network_tag
 from meshnode.store.flatfile import FileStore
 from meshnode.types import Seq
 from tests.fakes import TS_MS, identity, make_chain
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from meshnode.identity import Identity
+    from meshnode.secure.identity import Identity
 
 ALICE, CAROL = identity(2), identity(4)
 ALICE_ID, CAROL_ID = format_feed_id(ALICE.feed_id), format_feed_id(CAROL.feed_id)
@@ -265,13 +265,13 @@ def test_logs_go_to_stderr_with_journal_prefix_only_for_the_journal(
     cli("init")
     plain = cli("feed", ALICE_ID)
     assert plain.out == ""
-    assert plain.err.startswith("WARNING meshnode.cli_feed: nothing is held of feed")
+    assert plain.err.startswith("WARNING meshnode.cli.feed: nothing is held of feed")
     with (home / "journal").open("w") as journal:
         st = os.fstat(journal.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
         monkeypatch.setattr(sys, "stderr", journal)
         assert main(["--data", str(home / "data"), "feed", ALICE_ID]) == 0
-    assert (home / "journal").read_text().startswith("<4>meshnode.cli_feed: nothing is held")
+    assert (home / "journal").read_text().startswith("<4>meshnode.cli.feed: nothing is held")
 
 
 def test_version_and_quiet(cli: Cli) -> None:

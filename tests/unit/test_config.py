@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.config import (
+from meshnode.errors import ConfigError
+from meshnode.host.config import (
     EXAMPLE_CONFIG,
     Config,
     LanSection,
@@ -21,8 +22,7 @@ from meshnode.config import (
     parse_size,
     store_config,
 )
-from meshnode.errors import ConfigError
-from meshnode.identity import format_feed_id
+from meshnode.secure.identity import format_feed_id
 from tests.fakes import identity
 
 if TYPE_CHECKING:

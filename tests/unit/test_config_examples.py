@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshnode.config import EXAMPLE_CONFIG, load_config
+from meshnode.host.config import EXAMPLE_CONFIG, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "firmware-notes").glob("*.md"))]

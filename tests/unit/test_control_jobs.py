@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from meshnode import control
-from meshnode.jobs import Job
+from meshnode.daemon import control
+from meshnode.host.jobs import Job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meshnode.config import Config, NodeSection, parse_config
-from meshnode.datadir import (
+from meshnode.errors import ConfigError
+from meshnode.host.config import Config, NodeSection, parse_config
+from meshnode.host.datadir import (
     SYSTEM_CONFIG_PATH,
     ConfigLocation,
     DataDirError,
@@ -26,8 +27,7 @@ from meshnode.datadir import (
     resolve_data_dir,
     secret_path,
 )
-from meshnode.errors import ConfigError
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 
 HOME = {"HOME": "/home/ana"}
 PRIVATE_KEY = bytes(range(32))
@@ -61,7 +61,7 @@ def test_an_operator_without_a_config_of_their_own_gets_the_box_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     box = tmp_path / "etc-meshnode.toml"
-    monkeypatch.setattr("meshnode.datadir.SYSTEM_CONFIG_PATH", box)
+    monkeypatch.setattr("meshnode.host.datadir.SYSTEM_CONFIG_PATH", box)
     env = {**HOME, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     own = tmp_path / "xdg" / "meshnode" / "meshnode.toml"
     assert resolve_config_path(None, env).path == own  # neither exists: the user's path

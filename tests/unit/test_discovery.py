@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zeroconf import ServiceInfo
 
-from meshnode.discovery import (
+from meshnode.links.discovery import (
     DISCOVERY_VERSION,
     SERVICE_TYPE,
     _pick_host,
     parse_properties,
     service_properties,
 )
-from meshnode.identity import DEFAULT_NETWORK_KEY, network_tag
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, network_tag
 from meshnode.types import FeedId
 from tests.fakes import identity
 

@@ -6,7 +6,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from meshnode.doctor import check_clock
+from meshnode.cli.checks import check_clock
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,12 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshnode import drive as drive_module
-from meshnode.cli_usb import drive_status
+from meshnode.cli.usb import drive_status
 from meshnode.codec.bundle import encode_bundle
 from meshnode.codec.content import ContactAction
 from meshnode.codec.manifest import decode_manifest
-from meshnode.drive import (
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
+from meshnode.host.jobs import Job
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
+from meshnode.usb import drive as drive_module
+from meshnode.usb.drive import (
     DriveError,
     carried,
     drop_segment,
@@ -27,11 +31,7 @@ from meshnode.drive import (
     open_drive,
     save_drive,
 )
-from meshnode.drive_sync import SyncReport, plan_writes, sync_drive, sync_here
-from meshnode.identity import DEFAULT_NETWORK_KEY
-from meshnode.jobs import Job
-from meshnode.node import Node
-from meshnode.store.memory import MemoryStore
+from meshnode.usb.merge import SyncReport, plan_writes, sync_drive, sync_here
 from tests.fakes import identity, make_chain
 
 if TYPE_CHECKING:

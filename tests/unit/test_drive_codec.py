@@ -27,8 +27,8 @@ from meshnode.codec.manifest import (
     segment_number,
 )
 from meshnode.errors import DecodeError
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
-from meshnode.jobs import Job, run_inline
+from meshnode.host.jobs import Job, run_inline
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
 from meshnode.types import FeedId, Seq
 
 VECTORS: dict[str, Any] = json.loads(

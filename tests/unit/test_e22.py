@@ -31,7 +31,7 @@ from meshnode.radio.e22 import (
     transparent_mtu_bytes,
     tx_power_steps_dbm,
 )
-from meshnode.transports.kiss import KissDecoder, encode_kiss
+from meshnode.radio.kiss import KissDecoder, encode_kiss
 
 # -- known answers ----------------------------------------------------------------------------
 

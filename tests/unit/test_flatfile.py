@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from meshnode.core.store import ForkRecord
 from meshnode.errors import ConfigError, StoreCorrupt, StoreError, StoreFull, StoreLocked
-from meshnode.identity import format_feed_id
-from meshnode.store.base import ForkRecord
+from meshnode.secure.identity import format_feed_id
 from meshnode.store.flatfile import FileIo, FileStore, StoreConfig
 from meshnode.types import FeedId, PeerId, Seq
 from tests.fakes import identity, make_chain
@@ -622,7 +622,7 @@ def test_epoch_is_kept_and_a_new_store_gets_another(tmp_path: Path) -> None:
 _APPEND_CHILD = """
 import sys
 from meshnode.codec.message import ContentType, create_entry
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.store.flatfile import FileStore, StoreConfig
 
 store = FileStore(sys.argv[1], StoreConfig(fsync="never", checkpoint_bytes=4000))

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshnode.errors import DecodeError
-from meshnode.transports.fragment import (
+from meshnode.radio.fragment import (
     FRAGMENT_OVERHEAD_BYTES,
     MAX_FRAGMENTS,
     MIN_MTU_BYTES,
@@ -29,12 +29,12 @@ from meshnode.transports.fragment import (
     max_payload,
     reassembly_key,
 )
-from meshnode.transports.kiss import KissDecoder, encode_kiss
+from meshnode.radio.kiss import KissDecoder, encode_kiss
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "fragment.json").read_text())
 MESSAGE_CASES: list[dict[str, Any]] = VECTORS["messages"]
 REJECT_CASES: list[dict[str, Any]] = VECTORS["rejects"]
-MODULE = Path(__file__).resolve().parents[2] / "meshnode" / "transports" / "fragment.py"
+MODULE = Path(__file__).resolve().parents[2] / "meshnode" / "radio" / "fragment.py"
 Drop = ReassemblyDropReason
 
 

@@ -11,15 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshnode.clocks import (
-    Note,
-    PeerMemory,
-    decode_note,
-    decode_peer_memory,
-    encode_note,
-    encode_peer_memory,
-    feed_tag,
-)
 from meshnode.codec.frame import (
     FrameType,
     Hello,
@@ -31,6 +22,15 @@ from meshnode.codec.frame import (
     encode_define,
     encode_entry_frame,
     encode_hello,
+)
+from meshnode.core.clocks import (
+    Note,
+    PeerMemory,
+    decode_note,
+    decode_peer_memory,
+    encode_note,
+    encode_peer_memory,
+    feed_tag,
 )
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId

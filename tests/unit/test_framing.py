@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshnode.codec.frame import FrameType
-from meshnode.errors import DecodeError
-from meshnode.transports.framing import (
+from meshnode.codec.framing import (
     LINK_CONTROL,
     LinkControl,
     StreamDeframer,
@@ -18,6 +17,7 @@ from meshnode.transports.framing import (
     encode_link_control,
     encode_stream_frame,
 )
+from meshnode.errors import DecodeError
 
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:

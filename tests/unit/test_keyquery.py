@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshnode.errors import DecodeError
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.secure.keyquery import (
     ANSWER_BYTES,
     QUERY_BYTES,

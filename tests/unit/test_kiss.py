@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshnode.transports.kiss import (
+from meshnode.radio.kiss import (
     FEND,
     FESC,
     TFEND,
@@ -27,7 +27,7 @@ from meshnode.transports.kiss import (
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "kiss.json").read_text())
 FRAME_CASES: list[dict[str, Any]] = VECTORS["frames"]
 STREAM_CASES: list[dict[str, Any]] = VECTORS["streams"]
-MODULE = Path(__file__).resolve().parents[2] / "meshnode" / "transports" / "kiss.py"
+MODULE = Path(__file__).resolve().parents[2] / "meshnode" / "radio" / "kiss.py"
 
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -6,11 +6,11 @@ import pytest
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, Entry, create_entry, decode_entry
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node, NodeConfig, Outcome
+from meshnode.core.policy import PolicyConfig
 from meshnode.errors import ForkError
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id
-from meshnode.node import Node, NodeConfig, Outcome
-from meshnode.policy import PolicyConfig
-from meshnode.store.memory import MemoryStore
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id
 from meshnode.types import FeedId, MsgId, Seq
 from tests.fakes import TS_MS, identity, make_chain
 

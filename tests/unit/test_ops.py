@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode import ops
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, create_entry
-from meshnode.control import LocalAccess
-from meshnode.drive import init_drive
-from meshnode.identity import DEFAULT_NETWORK_KEY, format_feed_id, format_msg_id
-from meshnode.jobs import run_inline
-from meshnode.node import Node, Outcome
-from meshnode.store.memory import MemoryStore
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node, Outcome
+from meshnode.daemon import ops
+from meshnode.daemon.control import LocalAccess
+from meshnode.host.jobs import run_inline
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id, format_msg_id
 from meshnode.types import Seq
+from meshnode.usb.drive import init_drive
 from tests.fakes import TS_MS, identity
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from meshnode.codec.message import Entry
-    from meshnode.identity import Identity
+    from meshnode.secure.identity import Identity
 
 ME, ALICE, STRANGER = identity(1), identity(2), identity(9)
 ME_TEXT, ALICE_TEXT = format_feed_id(ME.feed_id), format_feed_id(ALICE.feed_id)

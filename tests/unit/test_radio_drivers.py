@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from meshnode.config import RadioSection
+from meshnode.core.memory_store import MemoryStore
+from meshnode.core.node import Node
 from meshnode.errors import LinkError
-from meshnode.identity import DEFAULT_NETWORK_KEY
-from meshnode.node import Node
+from meshnode.host.config import RadioSection
+from meshnode.links.radio import RadioInterface
 from meshnode.radio import rnode, rylr
 from meshnode.radio.drivers import make_driver
-from meshnode.radio.interface import RadioInterface
-from meshnode.store.memory import MemoryStore
-from meshnode.transports.kiss import encode_kiss
+from meshnode.radio.kiss import encode_kiss
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 from tests.fakes import identity
 
 

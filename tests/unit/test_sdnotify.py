@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.sdnotify import Notifier
+from meshnode.host.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -141,13 +141,15 @@ def test_missing_socket_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     try:
         path = str(Path(directory) / "absent")
         notifier = Notifier({"NOTIFY_SOCKET": path})
-        with caplog.at_level(logging.WARNING, logger="meshnode.sdnotify"):
+        with caplog.at_level(logging.WARNING, logger="meshnode.host.sdnotify"):
             notifier.notify("READY=1")
             notifier.notify("STATUS=still nobody")
             notifier.notify("STOPPING=1")
     finally:
         shutil.rmtree(directory)
-    assert [(r.name, r.levelno) for r in caplog.records] == [("meshnode.sdnotify", logging.WARNING)]
+    assert [(r.name, r.levelno) for r in caplog.records] == [
+        ("meshnode.host.sdnotify", logging.WARNING)
+    ]
     assert caplog.records[0].getMessage().startswith(f"cannot notify systemd at {path}: ")
 
 

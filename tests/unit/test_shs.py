@@ -17,8 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshnode.errors import DecodeError, LocalProtocolError
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity
-from meshnode.secure import shs1test
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.secure.shs import (
     ACCEPT_BYTES,
     AUTH_BYTES,
@@ -29,6 +28,7 @@ from meshnode.secure.shs import (
     HandshakeStep,
     ServerHandshake,
 )
+from meshnode.testing import shs1test
 from meshnode.types import PeerId
 from tests.fakes import identity
 

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from meshnode.core.memory_store import MemoryStore
 from meshnode.store.flatfile import FileStore, StoreConfig
-from meshnode.store.memory import MemoryStore
 from tests.store_suite import CHECKS, MakeStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from meshnode.store.base import Store
+    from meshnode.core.store import Store
 
 BACKENDS = ["memory", "file", "file-tiny-segments"]
 

@@ -16,8 +16,8 @@ from meshnode.codec.message import (
     encode_short_entry,
 )
 from meshnode.codec.varint import decode_varint, encode_varint
-from meshnode.feed import check_content
-from meshnode.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id, network_tag
+from meshnode.core.feed import check_content
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id, network_tag
 from meshnode.types import FeedId, MsgId, Seq
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "entries.json").read_text())

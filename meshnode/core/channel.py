@@ -1,0 +1,582 @@
+"""Shared-channel replication (sans-IO): radios, where one transmission reaches everyone.
+
+Point-to-point links run EBT sessions (replication.py); a radio channel has no sessions.
+Every message is a broadcast (codec/channel.py) that any listener may use, so an entry
+sent once serves every neighbour that wants it. The rules:
+
+* Pull, with no ACKs. A node broadcasts WANT for feeds it wants from the seq after what
+  it holds. Any neighbour holding those entries answers with up to ``entries_per_want``
+  of them, round-robin across the feeds named, so one lost frame costs one entry per
+  feed, not a whole run. A later WANT asks again for whatever did not arrive.
+* Suppression (Trickle, RFC 6206). Answers wait a random backoff; an entry overheard from
+  another node is not sent again, and a WANT overheard asking the same is not repeated.
+  WANT and BEACON timers double from their minimum up to their maximum while nothing
+  changes, and drop back to the minimum when something does.
+* Push when waited for. A WANT for a seq we do not hold yet is remembered, so the entry
+  goes out as soon as we get it (our own post, or from another link) without another
+  WANT round trip; entries that nobody waits for are announced with a small HAVE.
+* Beacons carry our short id, the network tag and a digest of our clock: they are how
+  neighbours find each other, and a changed digest makes listeners ask for news. WANTs
+  from nodes whose beacon named another network are ignored.
+* Out-of-order entries (after a loss) wait in a small buffer until the gap is filled.
+
+The shell owns the air: it calls ``poll_transmit`` when the channel is free and its
+airtime budget allows control or data traffic, and arms a timer for ``next_deadline``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from meshnode.codec.channel import (
+    MAX_HELD_S,
+    Beacon,
+    EntryMessage,
+    Have,
+    Want,
+    channel_tag,
+    clock_digest,
+    decode_message,
+    encode_beacon,
+    encode_entry_message,
+    encode_have,
+    encode_want,
+)
+from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
+from meshnode.errors import DecodeError, StoreCorrupt
+from meshnode.secure.identity import network_tag
+from meshnode.types import FeedId, MsgId, PeerId, Seq
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
+    from meshnode.codec.message import Entry
+    from meshnode.core.node import Node
+    from meshnode.core.policy import Want as PolicyWant
+
+__all__ = ["Channel", "ChannelConfig", "ChannelStats", "Transmission"]
+
+log = logging.getLogger(__name__)
+
+_HEADER_BYTES = 5  # src + type
+_PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
+_MAX_PENDING = 16  # out-of-order entries kept per feed
+_BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
+_BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
+_SHORT = 0x02  # the short-form bit of an entry's header byte (codec/message.py)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelConfig:
+    """Timers and limits of one shared channel; times scale with the channel's speed."""
+
+    mtu_bytes: int = 200
+    beacon_min_s: float = 10.0
+    beacon_max_s: float = 1800.0
+    want_min_s: float = 5.0
+    want_max_s: float = 600.0
+    backoff_s: float = 2.0
+    entries_per_want: int = 32
+    waiting_s: float = 3600.0
+
+    @classmethod
+    def for_link(cls, *, frame_s: float, mtu_bytes: int) -> ChannelConfig:
+        """Timers scaled to a link whose full frame takes ``frame_s`` on the air (0: a cable)."""
+        if frame_s <= 0:
+            return cls(
+                mtu_bytes=mtu_bytes,
+                backoff_s=0.05,
+                beacon_min_s=2.0,
+                beacon_max_s=600.0,
+                want_min_s=0.5,
+                want_max_s=30.0,
+                entries_per_want=256,
+            )
+        return cls(
+            mtu_bytes=mtu_bytes,
+            backoff_s=3 * frame_s,
+            beacon_min_s=120 * frame_s,
+            beacon_max_s=3600.0,
+            want_min_s=16 * frame_s,
+            want_max_s=1200.0,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transmission:
+    """One message to put on the air; ``control`` counts against the control share."""
+
+    message: bytes
+    control: bool
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    """What went over this channel, for status and benchmarks."""
+
+    control_bytes: int = 0
+    data_bytes: int = 0
+    entries_sent: int = 0
+    entries_added: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    malformed: int = 0
+
+
+@dataclass(slots=True)
+class _Neighbour:
+    net_ok: bool
+    digest: bytes
+    heard_at: float
+
+
+@dataclass(slots=True)
+class _Trickle:
+    """RFC 6206 timer: one firing per interval, the interval doubling while all is calm."""
+
+    min_s: float
+    max_s: float
+    interval_s: float = 0.0
+    start: float = 0.0
+    fire_at: float | None = None
+    heard: int = 0
+
+    def begin(self, now: float, rng: random.Random, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.start = now
+        self.heard = 0
+        self.fire_at = now + rng.uniform(interval_s / 2, interval_s)
+
+    def reset(self, now: float, rng: random.Random) -> None:
+        if self.interval_s != self.min_s or self.fire_at is None:
+            self.begin(now, rng, self.min_s)
+
+    def defer(self, now: float, at: float) -> None:
+        """Fire no sooner than ``at`` (a neighbour said an answer cannot come before)."""
+        if self.fire_at is not None and self.fire_at >= at:
+            return
+        self.start, self.heard, self.fire_at = now, 0, at
+        self.interval_s = min(self.max_s, max(self.interval_s, at - now))
+
+    def limit(self, now: float, max_interval_s: float, rng: random.Random) -> None:
+        """Keep the current interval at most ``max_interval_s`` (it fires again sooner)."""
+        if self.interval_s > max_interval_s:
+            self.begin(now, rng, max_interval_s)
+
+    def next_interval(self, now: float, rng: random.Random) -> None:
+        # From now when the firing was held up (airtime budget): a timer held for an hour
+        # must not catch up with a burst of the firings it missed.
+        start = max(self.start + self.interval_s, now)
+        self.begin(start, rng, min(self.max_s, 2 * self.interval_s))
+
+
+@dataclass(slots=True)
+class _Serve:
+    next_seq: int
+    credit: int
+    full_first: bool
+
+
+@dataclass(slots=True)
+class _State:
+    tags: dict[bytes, list[FeedId]] = field(default_factory=dict)
+    wants: dict[FeedId, PolicyWant] | None = None
+
+
+class Channel:
+    """Replication over one shared broadcast channel for one node."""
+
+    def __init__(self, node: Node, *, config: ChannelConfig, rng: random.Random) -> None:
+        self.node = node
+        self.config = config
+        self.rng = rng
+        self.src = bytes(node.feed_id[:4])
+        self.net = bytes.fromhex(network_tag(node.network_key))
+        self.source = PeerId(b"channel:" + self.src)  # marks entries that came from here
+        self.stats = ChannelStats()
+        self.neighbours: dict[bytes, _Neighbour] = {}
+        self.now = 0.0
+        self._state = _State()
+        self._beacon = _Trickle(config.beacon_min_s, config.beacon_max_s)
+        self._want = _Trickle(config.want_min_s, config.want_max_s)
+        self._want_hold_until = 0.0
+        self._hold_told = False
+        self._want_deferred_until = 0.0
+        self._serve: dict[FeedId, _Serve] = {}
+        self._serve_at: float | None = None
+        self._waiting: dict[FeedId, tuple[int, float]] = {}
+        self._heard: dict[FeedId, int] = {}  # the most a neighbour said it holds
+        self._covered: dict[FeedId, tuple[int, float]] = {}  # wants overheard: seq, until
+        self._have: set[FeedId] = set()
+        self._have_at: float | None = None
+        self._pending: dict[FeedId, dict[int, EntryMessage]] = {}
+        self._rotate = 0
+        node.add_append_listener(self._appended)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The channel is up: introduce ourselves and ask for news soon."""
+        self.now = now
+        self._beacon.begin(now, self.rng, self.config.beacon_min_s)
+        self._beacon.fire_at = now + self.rng.uniform(0, self.config.backoff_s)
+        self._want.reset(now, self.rng)
+
+    def receive(self, message: bytes, now: float) -> None:
+        """One whole message heard on the channel; malformed ones are counted and dropped."""
+        self.now = now
+        try:
+            decoded = decode_message(message)
+        except DecodeError as exc:
+            self.stats.malformed += 1
+            log.debug("dropping a malformed channel message: %s", exc)
+            return
+        if decoded.src == self.src:
+            return  # our own, echoed by a repeater or a loop
+        if isinstance(decoded, Beacon):
+            self._on_beacon(decoded)
+        elif isinstance(decoded, EntryMessage):
+            self._on_entry(decoded)
+        elif isinstance(decoded, Want):
+            self._on_want(decoded)
+        else:
+            self._on_have(decoded)
+
+    def handle_timer(self, now: float) -> None:
+        """Advance time (the timers' work happens in poll_transmit)."""
+        self.now = now
+        for feed in [f for f, (_, until) in self._covered.items() if until <= now]:
+            del self._covered[feed]
+        for feed in [f for f, (_, until) in self._waiting.items() if until <= now]:
+            del self._waiting[feed]
+
+    def next_deadline(self, kind: str | None = None) -> float | None:
+        """When poll_transmit may next have something to send (of ``kind``, if given)."""
+        times: list[float | None] = []
+        if kind != "data":
+            times += [self._beacon.fire_at, self._have_at]
+            if self._want.fire_at is not None:
+                times.append(max(self._want.fire_at, self._want_hold_until))
+        if kind != "control" and self._serve:
+            times.append(self._serve_at)
+        found = [t for t in times if t is not None]
+        return min(found) if found else None
+
+    def next_wake(self, now: float, budget_wait_s: Callable[[str], float]) -> float | None:
+        """When to poll next, given how long the budget holds each kind from ``now``."""
+        times = []
+        for kind in ("control", "data"):
+            deadline = self.next_deadline(kind)
+            if deadline is not None:
+                times.append(max(deadline, now + budget_wait_s(kind)))
+        return min(times, default=None)
+
+    def poll_transmit(
+        self, now: float, *, control_ok: bool, data_ok: bool, data_at: float | None = None
+    ) -> Transmission | None:
+        """The next message to send now, if any (the shell checked the air and the budget).
+
+        ``data_at``: when data is held, the time the budget allows it again, if known.
+        """
+        self.now = now
+        held_s = self._held_s(now, data_ok, data_at)
+        if held_s and not self._hold_told:
+            self._beacon.reset(now, self.rng)  # tell those waiting not to ask again yet
+        self._hold_told = bool(held_s)
+        if data_ok and self._serve and self._serve_at is not None and self._serve_at <= now:
+            message = self._next_entry()
+            if message is not None:
+                return self._sent(message, control=False)
+        if not control_ok:
+            return None
+        if self._beacon.fire_at is not None and self._beacon.fire_at <= now:
+            calm = self._beacon.heard >= _BEACON_REDUNDANCY and not held_s
+            self._beacon.next_interval(now, self.rng)
+            if calm:
+                self.stats.suppressed += 1
+            else:
+                digest = clock_digest(self._held())
+                beacon = encode_beacon(self.src, self.net, digest, held_s)
+                return self._sent(beacon, control=True)
+        if self._have_at is not None and self._have_at <= now:
+            return self._send_have()
+        due = self._want.fire_at
+        if due is not None and due <= now and self._want_hold_until <= now:
+            return self._send_want()
+        return None
+
+    def _held_s(self, now: float, data_ok: bool, data_at: float | None) -> int:
+        """Whole seconds the budget holds entries someone waits for (0: none held)."""
+        if data_ok or data_at is None or not self._serve or data_at <= now:
+            return 0
+        return min(MAX_HELD_S, math.ceil(data_at - now))
+
+    # -- what we hold and want ---------------------------------------------------------
+
+    def _wants(self) -> dict[FeedId, PolicyWant]:
+        wants = self.node.replicated()
+        if self._state.wants is not wants:  # the policy changed: rebuild the tag table
+            tags: dict[bytes, list[FeedId]] = {}
+            for feed in wants:
+                tags.setdefault(channel_tag(feed, self.node.network_key), []).append(feed)
+            self._state = _State(tags=tags, wants=wants)
+        return wants
+
+    def _feeds(self, tag: bytes) -> list[FeedId]:
+        self._wants()
+        return self._state.tags.get(tag, [])
+
+    def _held(self) -> dict[FeedId, int]:
+        store = self.node.store
+        return {f: store.latest_seq(f) for f in self._wants()}
+
+    def _tag(self, feed: FeedId) -> bytes:
+        return channel_tag(feed, self.node.network_key)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _on_beacon(self, beacon: Beacon) -> None:
+        known = self.neighbours.get(beacon.src)
+        net_ok = beacon.net == self.net
+        self.neighbours[beacon.src] = _Neighbour(
+            net_ok=net_ok, digest=beacon.digest, heard_at=self.now
+        )
+        if not net_ok:
+            return
+        if known is None:
+            log.info("radio neighbour %s heard", beacon.src.hex())
+            self._beacon.reset(self.now, self.rng)  # introduce ourselves to it
+            self._want.reset(self.now, self.rng)
+        elif known.digest != beacon.digest:
+            # It holds something new; while a neighbour's entries are held, a HAVE (news
+            # from another link) still asks at once, a changed digest waits for them.
+            if self.now >= self._want_deferred_until:
+                self._want.reset(self.now, self.rng)
+        else:
+            self._beacon.heard += 1  # Trickle: the neighbourhood is calm, one voice is enough
+        if beacon.held_s:  # what we asked of it cannot come sooner: ask again after that
+            at = self.now + beacon.held_s + self.rng.uniform(0, self.config.backoff_s)
+            self._want.defer(self.now, at)
+            self._want_deferred_until = max(self._want_deferred_until, at)
+
+    def _on_have(self, have: Have) -> None:
+        for tag, latest in have.haves:
+            for feed in self._feeds(tag):
+                self._heard[feed] = max(self._heard.get(feed, 0), latest)
+                if latest > self.node.store.latest_seq(feed):
+                    self._want.reset(self.now, self.rng)
+
+    def _on_want(self, want: Want) -> None:
+        neighbour = self.neighbours.get(want.src)
+        if neighbour is not None and not neighbour.net_ok:
+            return
+        if neighbour is None:
+            self._beacon.reset(self.now, self.rng)  # a stranger: tell it who we are
+        store = self.node.store
+        for tag, next_seq, empty in want.wants:
+            for feed in self._feeds(tag):
+                # Its answer serves us too: do not ask the same within our own interval.
+                quiet_s = max(self.config.want_min_s, self._want.interval_s)
+                self._covered[feed] = (next_seq, self.now + quiet_s)
+                head = store.head(feed)
+                if head is None or next_seq > head.latest:
+                    self._waiting[feed] = (next_seq, self.now + self.config.waiting_s)
+                    continue
+                start = max(next_seq, head.first)
+                if next_seq < head.first and not empty:
+                    continue  # it holds entries before our range: it must ask elsewhere
+                self._schedule(feed, start, full_first=empty and start > 1)
+
+    def _schedule(self, feed: FeedId, seq: int, *, full_first: bool) -> None:
+        credit = self.config.entries_per_want
+        current = self._serve.get(feed)
+        if current is None or seq < current.next_seq:
+            self._serve[feed] = _Serve(next_seq=seq, credit=credit, full_first=full_first)
+        else:
+            current.credit = max(current.credit, credit)
+        if self._serve_at is None:
+            self._serve_at = self.now + self.rng.uniform(0, self.config.backoff_s)
+
+    def _on_entry(self, message: EntryMessage) -> None:
+        feeds = self._feeds(message.tag)
+        for feed in feeds:
+            served = self._serve.get(feed)
+            if served is not None and served.next_seq == message.seq:
+                served.next_seq += 1  # someone else sent it: do not send it again
+                self.stats.suppressed += 1
+        for feed in feeds:
+            if self._try_entry(feed, message):
+                if message.src not in self.neighbours:
+                    # Its entry verified under our network key: a neighbour of our network.
+                    self.neighbours[message.src] = _Neighbour(
+                        net_ok=True, digest=b"", heard_at=self.now
+                    )
+                return
+        for feed in feeds:  # not the next one of any feed: keep it until the gap fills
+            if message.seq > self.node.store.latest_seq(feed) + 1:
+                pending = self._pending.setdefault(feed, {})
+                if len(pending) < _MAX_PENDING:
+                    pending[message.seq] = message
+                self._want.reset(self.now, self.rng)
+
+    def _try_entry(self, feed: FeedId, message: EntryMessage) -> bool:
+        """Store ``message`` as the next entry of ``feed`` if it is one; True if it was."""
+        store = self.node.store
+        latest = store.latest_seq(feed)
+        if message.seq <= latest and latest:
+            self.stats.duplicates += 1
+            return True
+        entry = self._rebuild(feed, message, latest)
+        if entry is None:
+            return False
+        result = self.node.ingest_entry(entry, source=self.source)
+        if result.outcome.value != "added":
+            return False
+        self.stats.entries_added += 1
+        # More may be coming: ask again only once the stream has stopped for a while.
+        self._want_hold_until = self.now + 2 * self.config.backoff_s
+        nxt = self._pending.get(feed, {}).pop(message.seq + 1, None)
+        if nxt is not None:
+            self._try_entry(feed, nxt)
+        return True
+
+    def _rebuild(self, feed: FeedId, message: EntryMessage, latest: int) -> Entry | None:
+        limit = self.node.max_content_bytes
+        try:
+            if not message.entry[0] & _SHORT:
+                entry = decode_entry(message.entry, max_content_bytes=limit)
+                return entry if entry.author == feed and entry.seq == message.seq else None
+            if message.seq != latest + 1:
+                return None  # the short form needs the entry before it
+            previous = self.node.store.entry_id(feed, Seq(latest)) if latest else None
+            return decode_short_entry(
+                message.entry,
+                author=feed,
+                seq=Seq(message.seq),
+                previous=MsgId(previous) if previous else None,
+                max_content_bytes=limit,
+            )
+        except (DecodeError, StoreCorrupt):
+            return None
+
+    def _appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
+        if source == self.source or feed not in self._wants():
+            return
+        waiting = self._waiting.get(feed)
+        if waiting is not None and waiting[0] == seq:
+            del self._waiting[feed]
+            self._schedule(feed, seq, full_first=False)  # someone waits for exactly this
+            return
+        self._have.add(feed)
+        if self._have_at is None:
+            self._have_at = self.now + self.rng.uniform(0, self.config.backoff_s)
+        self._beacon.reset(self.now, self.rng)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _sent(self, message: bytes, *, control: bool) -> Transmission:
+        if control:
+            self.stats.control_bytes += len(message)
+        else:
+            self.stats.data_bytes += len(message)
+            self.stats.entries_sent += 1
+        return Transmission(message=message, control=control)
+
+    def _next_entry(self) -> bytes | None:
+        """The next entry to serve, taking feeds in turn."""
+        store = self.node.store
+        while self._serve:
+            feed = next(iter(self._serve))
+            served = self._serve.pop(feed)
+            head = store.head(feed)
+            if head is None or served.next_seq > head.latest or served.credit <= 0:
+                continue
+            seq = max(served.next_seq, head.first)
+            try:
+                raw = store.get(feed, Seq(seq))
+            except StoreCorrupt as exc:
+                log.warning("cannot serve a damaged entry: %s", exc)
+                continue
+            full = served.full_first or (seq == head.first and seq > 1 and served.full_first)
+            body = raw if full else encode_short_entry(decode_entry(raw, max_content_bytes=1 << 20))
+            if seq + 1 <= head.latest and served.credit > 1:
+                rest = _Serve(next_seq=seq + 1, credit=served.credit - 1, full_first=False)
+                self._serve[feed] = rest
+            if not self._serve:
+                self._serve_at = None
+            return encode_entry_message(self.src, self._tag(feed), seq, body)
+        self._serve_at = None
+        return None
+
+    def _send_have(self) -> Transmission | None:
+        store = self.node.store
+        budget = (self.config.mtu_bytes - _HEADER_BYTES) // _PAIR_BYTES
+        feeds = sorted(self._have)[:budget]
+        self._have.difference_update(feeds)
+        self._have_at = None if not self._have else self.now
+        haves = [(self._tag(f), store.latest_seq(f)) for f in feeds if store.latest_seq(f)]
+        if not haves:
+            return None
+        return self._sent(encode_have(self.src, haves), control=True)
+
+    def _send_want(self) -> Transmission | None:
+        """A WANT for the feeds we are behind on (or all, in turn), less those overheard."""
+        self._want.next_interval(self.now, self.rng)
+        wants = self._wants()
+        store = self.node.store
+        behind: list[tuple[bytes, int, bool]] = []
+        rest: list[tuple[bytes, int, bool]] = []
+        for feed, want in wants.items():
+            if feed == self.node.feed_id:
+                continue
+            latest = store.latest_seq(feed)
+            heard = self._heard.get(feed, 0)
+            next_seq = latest + 1
+            if not latest and want.max_entries is not None and heard:
+                next_seq = max(1, heard - want.max_entries + 1)
+            covered = self._covered.get(feed)
+            if covered is not None and covered[0] == next_seq:
+                continue  # a neighbour asked for the same: its answer serves us too
+            (behind if heard > latest or feed in self._pending else rest).append(
+                (self._tag(feed), next_seq, latest == 0)
+            )
+        room = (self.config.mtu_bytes - _HEADER_BYTES) // _PAIR_BYTES
+        if len(rest) > room:  # ask for the rest in turns
+            start = self._rotate % len(rest)
+            rest = rest[start:] + rest[:start]
+            self._rotate += room
+        chosen = (behind + rest)[:room]
+        if behind and self.now >= self._want_deferred_until:
+            # Known to be behind (a HAVE or a gap said so) and no neighbour said to wait:
+            # keep asking at a short interval instead of backing off to want_max_s.
+            self._want.limit(self.now, _BEHIND_WANT_FACTOR * self.config.want_min_s, self.rng)
+        if not chosen:
+            self.stats.suppressed += 1
+            return None
+        return self._sent(encode_want(self.src, chosen), control=True)
+
+    def neighbour_ids(self) -> list[str]:
+        """Short ids (hex) of the neighbours of our network heard so far."""
+        return sorted(n.hex() for n, v in self.neighbours.items() if v.net_ok)
+
+    def status(self) -> dict[str, object]:
+        """JSON-ready counters and neighbours."""
+        return {
+            "neighbours": self.neighbour_ids(),
+            "serving": len(self._serve),
+            "waiting": len(self._waiting),
+            "control_bytes": self.stats.control_bytes,
+            "data_bytes": self.stats.data_bytes,
+            "entries_sent": self.stats.entries_sent,
+            "entries_added": self.stats.entries_added,
+            "duplicates": self.stats.duplicates,
+            "suppressed": self.stats.suppressed,
+            "malformed": self.stats.malformed,
+            "next_beacon_s": None
+            if self._beacon.fire_at is None
+            else max(0.0, round(self._beacon.fire_at - self.now, 1)),
+        }

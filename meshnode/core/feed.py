@@ -1,0 +1,74 @@
+"""Append-only rules for one feed: signature, seq continuity, previous hash, forks.
+
+A node holds one contiguous range a..b of each feed. The first entry it takes of a feed
+may have any seq (capped nodes start mid-feed); every later one must be b+1 and name
+entry b's id as previous. Two valid, different entries for one (author, seq) prove a
+fork, and so does a valid entry b+1 whose previous is not entry b.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from meshnode.codec.content import decode_contact, decode_post
+from meshnode.codec.message import ContentType, Entry
+from meshnode.secure.identity import verify_signature
+
+if TYPE_CHECKING:
+    from meshnode.types import MsgId, Seq
+
+__all__ = ["FeedHead", "Verdict", "check_content", "judge_entry"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHead:
+    """What a node holds of a feed: seq range first..latest and entry latest's id."""
+
+    first: Seq
+    latest: Seq
+    latest_id: MsgId
+
+
+class Verdict(Enum):
+    """What to do with an entry whose signature is already known to be valid."""
+
+    APPEND = "append"  # the next entry (or the first one held)
+    HELD = "held"  # already stored, same bytes
+    FORK = "fork"  # proves a fork: keep as proof, stop the feed
+    GAP = "gap"  # later than latest+1: cannot be chained yet
+    BEFORE = "before"  # earlier than the range held: cannot be chained
+
+
+def judge_entry(entry: Entry, head: FeedHead | None, stored_id: MsgId | None) -> Verdict:
+    """Place a signature-checked entry against the feed's head.
+
+    ``stored_id`` is the id of the stored entry with the same seq, when one is held.
+    """
+    if head is None:
+        return Verdict.APPEND
+    seq = entry.seq
+    if seq == head.latest + 1:
+        return Verdict.APPEND if entry.previous == head.latest_id else Verdict.FORK
+    if seq > head.latest:
+        return Verdict.GAP
+    if seq < head.first:
+        return Verdict.BEFORE
+    return Verdict.HELD if stored_id == entry.id else Verdict.FORK
+
+
+def check_content(entry: Entry, network_key: bytes, max_content_bytes: int) -> None:
+    """Verify the signature and that the content decodes for its type.
+
+    Raises:
+        VerifyError: bad signature.
+        DecodeError: content does not decompress or does not fit its type.
+    """
+    verify_signature(entry.author, network_key, entry.body, entry.signature)
+    if entry.compressed or entry.content_type in (ContentType.POST, ContentType.CONTACT):
+        plain = entry.plain_content(max_content_bytes)
+        if entry.content_type == ContentType.POST:
+            decode_post(plain)
+        elif entry.content_type == ContentType.CONTACT:
+            decode_contact(plain)

@@ -1,0 +1,1 @@
+"""Shells on the host: config, the data dir, import and file writes, worker jobs, sd_notify."""

@@ -1,0 +1,276 @@
+"""Where a node keeps its files, and the identity and network key files themselves.
+
+Layout of a data directory (created 0700)::
+
+    DIR/secret    JSON {"curve": "ed25519", "public": "@<base64>.ed25519", "seed": "<base64>"},
+                  mode 0600; refused, like ssh does, when group or others may read or write it
+    DIR/network   64 hex digits of the network key; absent means identity.DEFAULT_NETWORK_KEY
+    DIR/store/    the FileStore
+
+Path precedence (env is passed in, so tests need not touch os.environ):
+
+* data dir: --data, $MESHNODE_DATA, [node] data_dir, $STATE_DIRECTORY (systemd),
+  $XDG_DATA_HOME/meshnode, ~/.local/share/meshnode
+* config: --config, $MESHNODE_CONFIG (both must exist), then under systemd
+  $CONFIGURATION_DIRECTORY/meshnode.toml or /etc/meshnode/meshnode.toml, else
+  $XDG_CONFIG_HOME/meshnode/meshnode.toml or ~/.config/meshnode/meshnode.toml when it
+  exists, else /etc/meshnode/meshnode.toml when that exists (may be missing)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshnode.errors import DecodeError, MeshnodeError
+from meshnode.host.config import Config, load_config
+from meshnode.host.importer import fsync_dir
+from meshnode.secure.identity import (
+    DEFAULT_NETWORK_KEY,
+    KEY_BYTES,
+    Identity,
+    format_feed_id,
+    parse_network_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "APP_NAME",
+    "CONFIG_NAME",
+    "SYSTEM_CONFIG_PATH",
+    "ConfigLocation",
+    "DataDirError",
+    "IdentityExists",
+    "IdentityMissing",
+    "SecretExposed",
+    "init_data_dir",
+    "load_identity",
+    "load_network_key",
+    "network_path",
+    "read_config",
+    "resolve_config_path",
+    "resolve_data_dir",
+    "running_under_systemd",
+    "secret_path",
+    "store_path",
+]
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "meshnode"
+CONFIG_NAME = "meshnode.toml"
+SYSTEM_CONFIG_PATH = Path("/etc/meshnode") / CONFIG_NAME
+_CURVE = "ed25519"
+
+
+class DataDirError(MeshnodeError):
+    """The data directory or a file in it is missing, malformed or unsafe."""
+
+
+class IdentityExists(DataDirError):
+    """``init`` found a secret key already; nothing was changed."""
+
+
+class IdentityMissing(DataDirError):
+    """No secret key yet: ``meshnode init`` has not been run for this data dir."""
+
+
+class SecretExposed(DataDirError):
+    """The secret key file may be read or written by group or others."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigLocation:
+    """The config file to read; a required one must exist, a default one may be missing."""
+
+    path: Path
+    required: bool
+
+
+def running_under_systemd(env: Mapping[str, str]) -> bool:
+    """True when started by systemd (it sets $INVOCATION_ID, and $STATE_DIRECTORY for us)."""
+    return bool(env.get("INVOCATION_ID") or env.get("STATE_DIRECTORY"))
+
+
+def _first_dir(value: str | None) -> Path | None:
+    # systemd joins several directories with ':'; the first is ours.
+    first = (value or "").split(":")[0]
+    return Path(first) if first else None
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME")
+    return Path(home) if home else Path.home()
+
+
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    # The XDG spec says a relative value is invalid and must be ignored.
+    value = env.get(var, "")
+    return Path(value) if value and Path(value).is_absolute() else _home(env) / fallback
+
+
+def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> ConfigLocation:
+    """Which config file to read, by the precedence in the module docstring."""
+    if explicit:
+        return ConfigLocation(path=Path(explicit).expanduser(), required=True)
+    if env.get("MESHNODE_CONFIG"):
+        return ConfigLocation(path=Path(env["MESHNODE_CONFIG"]).expanduser(), required=True)
+    if running_under_systemd(env) or env.get("CONFIGURATION_DIRECTORY"):
+        conf_dir = _first_dir(env.get("CONFIGURATION_DIRECTORY"))
+        path = conf_dir / CONFIG_NAME if conf_dir else SYSTEM_CONFIG_PATH
+        return ConfigLocation(path=path, required=False)
+    path = _xdg(env, "XDG_CONFIG_HOME", ".config") / APP_NAME / CONFIG_NAME
+    if not path.exists() and SYSTEM_CONFIG_PATH.exists():
+        path = SYSTEM_CONFIG_PATH  # a box's operator: the service's config and node
+    return ConfigLocation(path=path, required=False)
+
+
+def read_config(location: ConfigLocation) -> Config:
+    """Load the config; a missing default file gives the defaults. ConfigError otherwise."""
+    if not location.required and not location.path.exists():
+        log.debug("no config file at %s; using defaults", location.path)
+        return Config()
+    return load_config(location.path)
+
+
+def resolve_data_dir(explicit: str | None, env: Mapping[str, str], config: Config) -> Path:
+    """The data directory, by the precedence in the module docstring."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if env.get("MESHNODE_DATA"):
+        return Path(env["MESHNODE_DATA"]).expanduser()
+    if config.node.data_dir:
+        path = Path(config.node.data_dir).expanduser()
+        if not path.is_absolute() and config.source != "defaults":
+            path = Path(config.source).parent / path
+        return path
+    state_dir = _first_dir(env.get("STATE_DIRECTORY"))
+    if state_dir is not None:
+        return state_dir
+    return _xdg(env, "XDG_DATA_HOME", ".local/share") / APP_NAME
+
+
+def secret_path(data_dir: Path) -> Path:
+    """The secret key file of a data dir."""
+    return data_dir / "secret"
+
+
+def network_path(data_dir: Path) -> Path:
+    """The network key file of a data dir."""
+    return data_dir / "network"
+
+
+def store_path(data_dir: Path) -> Path:
+    """The FileStore directory of a data dir."""
+    return data_dir / "store"
+
+
+def init_data_dir(data_dir: Path, network_key: bytes | None) -> Identity:
+    """Create the data dir, a new identity and (for a private network) the network file.
+
+    Raises IdentityExists, changing nothing, when the data dir already holds a secret key.
+    """
+    secret = secret_path(data_dir)
+    if secret.exists():
+        raise IdentityExists(f"an identity already exists in {secret}; refusing to replace it")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if network_key is not None:
+        _write_network_key(data_dir, network_key)
+    identity = Identity.generate()
+    document = {
+        "curve": _CURVE,
+        "public": format_feed_id(identity.feed_id),
+        "seed": base64.b64encode(identity.seed).decode("ascii"),
+    }
+    try:
+        fd = os.open(secret, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        raise IdentityExists(f"an identity already exists in {secret}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(document, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(data_dir)
+    return identity
+
+
+def _write_network_key(data_dir: Path, key: bytes) -> None:
+    path = network_path(data_dir)
+    if path.exists():
+        if load_network_key(data_dir) == key:
+            return
+        # The store may hold entries of that network; swapping keys would strand them.
+        raise DataDirError(f"{path} already holds another network key; remove it first")
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="ascii") as f:
+        f.write(key.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def load_identity(data_dir: Path) -> Identity:
+    """Read the secret key; IdentityMissing, SecretExposed or DataDirError when unusable."""
+    path = secret_path(data_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise IdentityMissing(
+            f"no identity in {data_dir} ({path} does not exist); run `meshnode init` first"
+        ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # fdopen would refuse a directory with a bare "3: ..."
+        os.close(fd)
+        raise DataDirError(f"secret key {path} is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        _check_secret_mode(path, mode)
+        raw = f.read()
+    try:
+        document = json.loads(raw)
+        if document.get("curve") != _CURVE:
+            raise DataDirError(f"unsupported curve {document.get('curve')!r}")
+        seed = base64.b64decode(document["seed"], validate=True)
+        if len(seed) != KEY_BYTES:
+            raise DataDirError(f"seed must be {KEY_BYTES} bytes, got {len(seed)}")
+        identity = Identity(seed)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, DataDirError) as exc:
+        raise DataDirError(f"secret key {path} is malformed: {exc}") from exc
+    if document.get("public") != format_feed_id(identity.feed_id):
+        raise DataDirError(f"secret key {path} is damaged: its public key does not match")
+    return identity
+
+
+def _check_secret_mode(path: Path, mode: int) -> None:
+    """Refuse a secret that group or others may read or write, as ssh does."""
+    if mode & 0o077 == 0:
+        return
+    who = "others" if mode & 0o007 else "group"
+    what = "readable" if mode & 0o044 else "writable"
+    raise SecretExposed(
+        f"secret key {path} is {what} by {who} (mode {mode & 0o777:04o}); "
+        f"fix with: chmod 600 {path}"
+    )
+
+
+def load_network_key(data_dir: Path) -> bytes:
+    """The data dir's network key; DEFAULT_NETWORK_KEY when no network file exists."""
+    path = network_path(data_dir)
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return DEFAULT_NETWORK_KEY
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataDirError(f"cannot read network key {path}: {exc}") from exc
+    try:
+        return parse_network_key(text)
+    except DecodeError as exc:
+        raise DataDirError(f"network key {path} is malformed: {exc}") from exc

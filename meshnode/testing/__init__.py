@@ -1,0 +1,1 @@
+"""Test doubles shipped with the package: the LoRa channel emulator, fake modems, shs1."""

@@ -1,0 +1,348 @@
+"""Merge a node and a USB drive both ways (``meshnode usb sync``).
+
+``sync_drive`` is a generator that the CLI runs, or the daemon as the ``usb_sync`` control
+command. It touches the node only on the thread that runs it, between the items it
+yields; all file work on the drive is yielded as a ``jobs.Job``, which the daemon runs in a
+worker thread, so its event loop keeps serving links and timers during a long sync (the
+node is not thread-safe; the jobs never see it). The steps:
+
+1. lock the drive (one sync at a time), open and repair it;
+2. drive to node: each segment listing a feed the node wants and lacks entries of is read
+   and those entries ingested in batches: verified, stored, or rejected with the reason and
+   counted. Again, for the feeds that became wanted, when a follow from the drive widened
+   the node's wants;
+3. node to drive: what the drive lacks, within its cap and free space, most wanted first:
+   feeds other boxes' clocks on the drive want and lack, then our own and followed feeds,
+   then the rest the policy keeps, nearest first. Each feed's run continues the drive's.
+   A full drive stops the writing cleanly: what fit is listed, the rest counted;
+4. this box's visit and clock go in the manifest, written last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from meshnode.codec.manifest import BoxVisit, SegmentInfo
+from meshnode.errors import DecodeError, StoreCorrupt
+from meshnode.host.importer import BATCH, ImportTally, ingest_all
+from meshnode.host.jobs import Job
+from meshnode.types import FeedId, Seq
+from meshnode.usb.drive import (
+    SEGMENT_BYTES,
+    DriveError,
+    DriveFull,
+    carried,
+    drop_segment,
+    lock_drive,
+    open_drive,
+    read_segment,
+    save_drive,
+    segment_entries,
+    write_segment,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+    from pathlib import Path
+
+    from meshnode.core.node import Node
+    from meshnode.usb.drive import Drive
+
+__all__ = ["Item", "SyncReport", "plan_writes", "sync_drive", "sync_here"]
+
+Item = dict[str, object] | Job[Any]  # a progress step {"phase", "done", "total"}, or a job
+_MAX_PASSES = 4  # reading again for feeds a follow on the drive made wanted
+Run = tuple[Seq, Seq]
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What one sync did, both ways."""
+
+    from_drive: ImportTally = field(default_factory=ImportTally)
+    read_entries: int = 0
+    read_bytes: int = 0
+    to_drive: int = 0
+    to_drive_bytes: int = 0
+    left_behind: int = 0  # entries the drive lacked that did not fit
+    full: str = ""  # "cap" or "disk" when writing stopped for want of room
+    full_reason: str = ""
+    damaged: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    used_bytes: int = 0
+    cap_bytes: int = 0
+    free_bytes: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {
+            "from_drive": self.from_drive.added,
+            "to_drive": self.to_drive,
+            "rejected": self.from_drive.rejected,
+            "from_drive_detail": self.from_drive.to_json(),
+            "read_entries": self.read_entries,
+            "read_bytes": self.read_bytes,
+            "to_drive_bytes": self.to_drive_bytes,
+            "left_behind": self.left_behind,
+            "full": self.full or None,
+            "full_reason": self.full_reason or None,
+            "damaged": self.damaged,
+            "cleaned": self.cleaned,
+            "adopted": self.adopted,
+            "used_bytes": self.used_bytes,
+            "cap_bytes": self.cap_bytes,
+            "free_bytes": self.free_bytes,
+        }
+
+
+def sync_drive(
+    node: Node, path: Path, *, now_ms: int, segment_bytes: int = SEGMENT_BYTES
+) -> Iterator[Item | SyncReport]:
+    """Merge both ways with the drive at ``path``: progress steps and jobs, then the report.
+    New segments hold at most ``segment_bytes`` of entries.
+
+    Raises:
+        DriveError: not a drive of this network, another sync holds it, or it went away
+            (nothing is lost: the next sync finds what was written).
+    """
+    with lock_drive(path):
+        opening = Job(lambda: open_drive(path, node.network_key, repair=True))
+        yield opening
+        drive = opening.result()
+        report = SyncReport(damaged=drive.damaged, cleaned=drive.cleaned, adopted=drive.adopted)
+        yield from _from_drive(node, drive, report)
+        yield from _to_drive(node, drive, report, segment_bytes)
+        clock = {feed: node.store.latest_seq(feed) for feed in node.replicated()}
+        boxes = {**drive.manifest.boxes, node.feed_id: BoxVisit(seen_ms=now_ms, clock=clock)}
+        drive.manifest = replace(drive.manifest, boxes=boxes)
+        saving = Job(lambda: _save(drive, report))
+        yield saving
+        saving.result()
+        yield report
+
+
+def sync_here(
+    node: Node, path: Path, *, now_ms: int, segment_bytes: int = SEGMENT_BYTES
+) -> SyncReport:
+    """A whole sync on this thread, jobs in place, without progress (tools and tests)."""
+    for item in sync_drive(node, path, now_ms=now_ms, segment_bytes=segment_bytes):
+        if isinstance(item, Job):
+            item.run()
+        elif isinstance(item, SyncReport):
+            return item
+    raise AssertionError("a sync always ends with its report")
+
+
+def _save(drive: Drive, report: SyncReport) -> None:
+    """The manifest, then the room left (a job)."""
+    try:
+        save_drive(drive)
+    except DriveFull as exc:
+        raise DriveError(
+            f"{exc}: the drive's manifest could not be updated. The drive is as it was "
+            "(what was written is found at the next sync); make room on it and sync again"
+        ) from exc
+    report.used_bytes = drive.used_bytes()
+    report.cap_bytes = drive.manifest.cap_bytes
+    report.free_bytes = drive.room()[0]
+
+
+# -- drive to node ---------------------------------------------------------------------
+
+
+def _news(node: Node, segment: SegmentInfo) -> set[FeedId]:
+    """Feeds ``segment`` lists that the node wants and holds less of."""
+    wants = node.replicated()
+    news = set()
+    for feed, (_, latest) in segment.feeds.items():
+        if feed in wants and latest > node.store.latest_seq(feed):
+            news.add(feed)
+    return news
+
+
+def _from_drive(node: Node, drive: Drive, report: SyncReport) -> Iterator[Item]:
+    read: dict[str, set[FeedId]] = {}  # segment name -> feeds already ingested from it
+    for _ in range(_MAX_PASSES):
+        todo = {}
+        for segment in drive.manifest.segments:
+            feeds = _news(node, segment) - read.get(segment.name, set())
+            if feeds:
+                todo[segment.name] = feeds
+        if not todo:
+            return
+        total = report.read_entries + sum(
+            _listed(s, todo[s.name]) for s in drive.manifest.segments if s.name in todo
+        )
+        ahead: _Read | None = None
+        names = list(todo)
+        for i, name in enumerate(names):
+            current = _current(node, drive, name, todo[name], ahead)
+            if current is None:  # dropped meanwhile, with the feed runs it broke
+                continue
+            yield current.job
+            if i + 1 < len(names):  # read the next segment while this one is ingested
+                ahead = _reading(node, drive, names[i + 1], todo[names[i + 1]])
+                if ahead is not None:
+                    ahead.load.start()
+            yield from _ingest_read(node, drive, report, current, total)
+            read.setdefault(name, set()).update(todo[name])
+
+
+def _listed(segment: SegmentInfo, feeds: set[FeedId]) -> int:
+    return sum(b - a + 1 for f, (a, b) in segment.feeds.items() if f in feeds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A segment as listed when its reading began: the file (``load``, which may run
+    ahead: it is I/O and hashing, which leave the interpreter free), then its entries."""
+
+    segment: SegmentInfo
+    load: Job[bytes]
+    job: Job[list[bytes]]
+
+
+def _reading(node: Node, drive: Drive, name: str, feeds: set[FeedId]) -> _Read | None:
+    """Jobs reading segment ``name``'s entries of ``feeds`` that the node lacks, as the
+    segment is listed now."""
+    segment = next((s for s in drive.manifest.segments if s.name == name), None)
+    if segment is None:
+        return None
+    wanted = {feed: int(node.store.latest_seq(feed)) for feed in feeds}
+    load = Job(lambda: read_segment(drive, segment))
+
+    def entries() -> list[bytes]:
+        load.run()
+        return segment_entries(drive, segment, load.result(), wanted)
+
+    return _Read(segment, load, Job(entries))
+
+
+def _current(
+    node: Node, drive: Drive, name: str, feeds: set[FeedId], ahead: _Read | None
+) -> _Read | None:
+    """The read started ahead, if the listing it read by still stands; else a new one."""
+    if (
+        ahead is not None
+        and ahead.segment.name == name
+        and any(s is ahead.segment for s in drive.manifest.segments)
+    ):
+        return ahead
+    return _reading(node, drive, name, feeds)
+
+
+def _ingest_read(
+    node: Node, drive: Drive, report: SyncReport, read: _Read, total: int
+) -> Iterator[Item]:
+    """Ingest a segment's entries in batches, or drop the segment if it is damaged."""
+    try:
+        raws = read.job.result()
+    except DecodeError as exc:
+        why = str(exc)
+    else:
+        why = ""
+    if why:  # damaged since it was listed: drop it, and the runs it broke
+        deleting = Job(lambda: drop_segment(drive, read.segment, why, delete=True))
+        yield deleting
+        deleting.result()
+        return
+    report.read_bytes += read.segment.size_bytes
+    base = report.read_entries
+    for done in ingest_all(node, raws, report.from_drive):
+        yield {"phase": "from drive", "done": base + done, "total": total}
+    report.read_entries += len(raws)
+
+
+# -- node to drive ---------------------------------------------------------------------
+
+
+def plan_writes(node: Node, drive: Drive) -> list[tuple[FeedId, int, int]]:
+    """(feed, first, latest) the drive lacks, most wanted first: what other boxes on the
+    drive want and lack, then our own and followed feeds, then the rest, nearest first."""
+    have = carried(drive.manifest)
+    others = [v.clock for box, v in drive.manifest.boxes.items() if box != node.feed_id]
+    plan = []
+    for feed in node.replicated():
+        head = node.store.head(feed)
+        run = have.get(feed)
+        if head is None or (run is not None and not head.first <= run[1] + 1 <= head.latest):
+            continue  # nothing held, nothing new, or nothing that continues the drive's run
+        plan.append((feed, head.first if run is None else run[1] + 1, int(head.latest)))
+
+    def rank(item: tuple[FeedId, int, int]) -> tuple[int, int, int, bytes]:
+        feed, _, latest = item
+        wanting = sum(1 for clock in others if feed in clock and clock[feed] < latest)
+        hops = node.hops(feed)
+        near = hops if hops is not None else 1 << 30
+        return (0 if wanting else 1 if near <= 1 else 2, -wanting, near, bytes(feed))
+
+    return sorted(plan, key=rank)
+
+
+def _bound(raw_bytes: int) -> int:
+    """Most bytes a segment of ``raw_bytes`` of entries (with length prefixes) can take:
+    lz4 stores what it cannot shrink, with a few bytes per 64 KiB block."""
+    return raw_bytes + raw_bytes // 8192 + 128
+
+
+@dataclass(slots=True)
+class _Batch:
+    raws: list[bytes] = field(default_factory=list)
+    runs: dict[FeedId, Run] = field(default_factory=dict)
+    raw_bytes: int = 0
+
+    def add(self, feed: FeedId, seq: int, raw: bytes) -> None:
+        self.raws.append(raw)
+        run = self.runs.get(feed)
+        self.runs[feed] = (run[0] if run else Seq(seq), Seq(seq))
+        self.raw_bytes += len(raw) + 3
+
+
+def _to_drive(node: Node, drive: Drive, report: SyncReport, segment_bytes: int) -> Iterator[Item]:
+    plan = plan_writes(node, drive)
+    total = sum(latest - first + 1 for _, first, latest in plan)
+    room, kind = drive.room()
+    batch = _Batch()
+    for feed, first, latest in plan:
+        for seq in range(first, latest + 1):
+            try:
+                raw = node.store.get(feed, Seq(seq))
+            except (KeyError, StoreCorrupt):
+                break  # evicted meanwhile, or damaged here: the run on the drive ends before
+            if _bound(batch.raw_bytes + len(raw) + 3) > min(room, segment_bytes):
+                if not (yield from _flush(drive, report, batch)):
+                    break
+                batch = _Batch()
+                room, kind = drive.room()
+                if _bound(len(raw) + 3) > room:
+                    report.full, report.full_reason = kind, f"no room left ({kind})"
+                    break
+            batch.add(feed, seq, raw)
+            if len(batch.raws) % BATCH == 0:
+                done = report.to_drive + len(batch.raws)
+                yield {"phase": "to drive", "done": done, "total": total}
+        if report.full:
+            break
+    if not report.full:
+        yield from _flush(drive, report, batch)
+    report.left_behind = total - report.to_drive
+    yield {"phase": "to drive", "done": report.to_drive, "total": total}
+
+
+def _flush(drive: Drive, report: SyncReport, batch: _Batch) -> Generator[Item, None, bool]:
+    """Write ``batch`` as one segment (a job); False, with report.full set, when the drive
+    had no room for it (the drive is then as it was)."""
+    if not batch.raws:
+        return True
+    writing = Job(lambda: write_segment(drive, batch.raws, batch.runs))
+    yield writing
+    try:
+        info = writing.result()
+    except DriveFull as exc:
+        report.full, report.full_reason = exc.kind, str(exc)
+        return False
+    report.to_drive += len(batch.raws)
+    report.to_drive_bytes += info.size_bytes
+    return True

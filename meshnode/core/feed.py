@@ -19,7 +19,7 @@ from meshnode.secure.identity import verify_signature
 if TYPE_CHECKING:
     from meshnode.types import MsgId, Seq
 
-__all__ = ["FeedHead", "Verdict", "check_content", "judge_entry"]
+__all__ = ["FeedHead", "IngestResult", "Outcome", "Verdict", "check_content", "judge_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,25 @@ class Verdict(Enum):
     FORK = "fork"  # proves a fork: keep as proof, stop the feed
     GAP = "gap"  # later than latest+1: cannot be chained yet
     BEFORE = "before"  # earlier than the range held: cannot be chained
+
+
+class Outcome(Enum):
+    """What ingest did with an entry."""
+
+    ADDED = "added"
+    HELD = "held"
+    UNWANTED = "unwanted"
+    REJECTED = "rejected"
+    FORKED = "forked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """Outcome of one ingest, with the reason when it was not added."""
+
+    outcome: Outcome
+    reason: str = ""
+    entry: Entry | None = None
 
 
 def judge_entry(entry: Entry, head: FeedHead | None, stored_id: MsgId | None) -> Verdict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from meshnode.codec.content import Contact, ContactAction, decode_contact, encode_contact
@@ -28,7 +27,7 @@ from meshnode.codec.message import (
     create_entry,
     decode_entry,
 )
-from meshnode.core.feed import Verdict, check_content, judge_entry
+from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, judge_entry
 from meshnode.core.policy import Policy, PolicyConfig, Want
 from meshnode.core.replication import Event, LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
@@ -39,7 +38,7 @@ from meshnode.types import FeedId, PeerId, Seq
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ["CheckReport", "IngestResult", "Node", "NodeConfig", "Outcome", "Problem"]
+__all__ = ["CheckReport", "Node", "NodeConfig", "Problem"]
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +53,6 @@ class NodeConfig:
 
 
 _AUTHOR_END = 33  # a full-form entry: header byte, then the 32-byte author (codec/message.py)
-
-
-class Outcome(Enum):
-    """What ingest did with an entry."""
-
-    ADDED = "added"
-    HELD = "held"
-    UNWANTED = "unwanted"
-    REJECTED = "rejected"
-    FORKED = "forked"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IngestResult:
-    """Outcome of one ingest, with the reason when it was not added."""
-
-    outcome: Outcome
-    reason: str = ""
-    entry: Entry | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

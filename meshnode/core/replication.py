@@ -59,6 +59,7 @@ from meshnode.core.clocks import (
     encode_peer_memory,
     feed_tag,
 )
+from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from meshnode.codec.message import Entry
-    from meshnode.core.node import IngestResult
     from meshnode.core.policy import Want
     from meshnode.core.store import Store
 
@@ -970,7 +970,6 @@ class Replicator:
         self._take_entry(s, entry, ref=ref)
 
     def _take_entry(self, s: _Session, decoded: Entry, *, ref: int | None) -> None:
-        from meshnode.core.node import Outcome
 
         s.memory.received += 1
         result = self.host.ingest_entry(decoded, source=s.peer)

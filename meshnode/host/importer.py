@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshnode.codec.message import ContentType
-from meshnode.core.node import Outcome
+from meshnode.core.feed import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from meshnode.core.node import IngestResult, Node
+    from meshnode.core.feed import IngestResult
+    from meshnode.core.node import Node
 
 __all__ = ["BATCH", "ImportTally", "fsync_dir", "ingest_all", "write_atomically"]
 

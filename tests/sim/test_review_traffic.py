@@ -7,7 +7,8 @@ import pytest
 from meshnode.bench.replication import _author_entries, _follow_all
 from meshnode.codec.frame import FrameType
 from meshnode.codec.varint import encode_varint
-from meshnode.core.node import NodeConfig, Outcome
+from meshnode.core.feed import Outcome
+from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
 from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import FeedId, PeerId

@@ -6,8 +6,9 @@ import pytest
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, Entry, create_entry, decode_entry
+from meshnode.core.feed import Outcome
 from meshnode.core.memory_store import MemoryStore
-from meshnode.core.node import Node, NodeConfig, Outcome
+from meshnode.core.node import Node, NodeConfig
 from meshnode.core.policy import PolicyConfig
 from meshnode.errors import ForkError
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id

@@ -9,8 +9,9 @@ import pytest
 
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import ContentType, create_entry
+from meshnode.core.feed import Outcome
 from meshnode.core.memory_store import MemoryStore
-from meshnode.core.node import Node, Outcome
+from meshnode.core.node import Node
 from meshnode.daemon import ops
 from meshnode.daemon.control import LocalAccess
 from meshnode.host.jobs import run_inline

@@ -1,3 +1,0 @@
-"""Links that carry replication frames: framing (pure) and the transports around it."""
-
-__all__: list[str] = []

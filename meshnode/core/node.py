@@ -29,7 +29,7 @@ from meshnode.codec.message import (
 )
 from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, judge_entry
 from meshnode.core.policy import Policy, PolicyConfig, Want
-from meshnode.core.replication import Event, LinkInfo, ReplicationConfig, Replicator
+from meshnode.core.replication import LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
 from meshnode.errors import DecodeError, ForkError, StoreCorrupt
 from meshnode.secure.identity import Identity, format_feed_id, network_tag
@@ -37,6 +37,8 @@ from meshnode.types import FeedId, PeerId, Seq
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from meshnode.core.events import Event
 
 __all__ = ["CheckReport", "Node", "NodeConfig", "Problem"]
 

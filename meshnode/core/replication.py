@@ -59,6 +59,7 @@ from meshnode.core.clocks import (
     encode_peer_memory,
     feed_tag,
 )
+from meshnode.core.events import EntryReceived, Event, PeerMisbehaved
 from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId, MsgId, PeerId, Seq
@@ -106,26 +107,6 @@ class ReplicationConfig:
     resync_s: float = 15.0
     window_bytes: int = 256 * 1024
     max_strikes: int = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeerMisbehaved:
-    """A peer broke the rules and was disconnected."""
-
-    peer: PeerId
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EntryReceived:
-    """A peer gave us an entry we stored."""
-
-    peer: PeerId
-    feed: FeedId
-    seq: int
-
-
-Event = PeerMisbehaved | EntryReceived
 
 
 @dataclass(slots=True)

@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from meshnode.core.replication import EntryReceived, LinkInfo, PeerMisbehaved
+from meshnode.core.events import EntryReceived, PeerMisbehaved
+from meshnode.core.replication import LinkInfo
 from meshnode.daemon import ops
 from meshnode.daemon.control import ControlServer
 from meshnode.errors import LinkError, StoreError

@@ -6,10 +6,11 @@ import random
 from functools import partial
 
 from meshnode.codec.content import ContactAction
+from meshnode.core.events import PeerMisbehaved
 from meshnode.core.memory_store import MemoryStore
 from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
-from meshnode.core.replication import PeerMisbehaved, ReplicationConfig
+from meshnode.core.replication import ReplicationConfig
 from meshnode.sim.mesh import LinkSpec, Mesh, line, random_graph, star
 from meshnode.types import PeerId, Seq
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshnode.codec.content import ContactAction
-from meshnode.core.replication import PeerMisbehaved
+from meshnode.core.events import PeerMisbehaved
 from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import PeerId, Seq
 

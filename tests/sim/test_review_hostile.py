@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from meshnode.codec.frame import FrameType, Hello, encode_hello
 from meshnode.codec.varint import encode_varint
-from meshnode.core.replication import LinkInfo, PeerMisbehaved
+from meshnode.core.events import PeerMisbehaved
+from meshnode.core.replication import LinkInfo
 from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import PeerId
 

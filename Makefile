@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check meshnode tests
 	$(BIN)/ruff format --check meshnode tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench ingest --json

@@ -8,6 +8,7 @@ The two are timed alternately for three rounds and the medians compared.
 
 from __future__ import annotations
 
+import random
 import resource
 import statistics
 import tempfile
@@ -56,7 +57,12 @@ def _time_ingest(raws: list[bytes], authors: list[FeedId]) -> float:
     """Seconds to ingest ``raws`` into a fresh FileStore (batched fsync), flush included."""
     me = Identity(b"\xee" * 32)
     with tempfile.TemporaryDirectory(prefix="meshnode-bench-") as tmp:
-        node = Node(me, network_key=DEFAULT_NETWORK_KEY, store=FileStore(Path(tmp), StoreConfig()))
+        node = Node(
+            me,
+            network_key=DEFAULT_NETWORK_KEY,
+            store=FileStore(Path(tmp), StoreConfig()),
+            rng=random.Random(1),
+        )
         for author in authors:
             node.set_contact(ContactAction.FOLLOW, author, timestamp_ms=_TS_MS)
         start = time.perf_counter()

@@ -16,6 +16,7 @@ B says it is listening and stops when B's control socket reports every entry hel
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -114,7 +115,7 @@ def _prepare(root: Path, feeds: int, per_feed: int) -> tuple[Path, Path, str, li
         data = root / name
         me = init_data_dir(data, None)
         store = FileStore(store_path(data), StoreConfig(fsync="never"))
-        node = Node(me, network_key=DEFAULT_NETWORK_KEY, store=store)
+        node = Node(me, network_key=DEFAULT_NETWORK_KEY, store=store, rng=random.Random(1))
         for author in authors:
             node.set_contact(ContactAction.FOLLOW, author, timestamp_ms=_TS_MS)
         if fill:

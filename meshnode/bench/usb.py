@@ -11,6 +11,7 @@ is bare PyNaCl verification of the same entries in the same run;
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
@@ -68,6 +69,7 @@ def _node(path: Path, who: int, authors: list) -> Node:  # type: ignore[type-arg
         Identity(bytes([who]) * 32),
         network_key=DEFAULT_NETWORK_KEY,
         store=FileStore(path, StoreConfig()),
+        rng=random.Random(who),
     )
     for author in authors:
         node.set_contact(ContactAction.FOLLOW, author, timestamp_ms=_TS_MS)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import sys
 import time
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from meshnode.host.datadir import (
     resolve_data_dir,
     store_path,
 )
+from meshnode.host.eventlog import log_events
 from meshnode.secure.identity import parse_feed_id
 from meshnode.store.flatfile import FileStore
 
@@ -91,13 +93,20 @@ def open_node(ctx: Context, identity: Identity | None = None) -> Iterator[Node]:
     network_key = load_network_key(ctx.data_dir)
     store = open_store(ctx)
     try:
-        node = Node(identity, network_key=network_key, store=store, config=node_config(ctx.config))
+        node = Node(
+            identity,
+            network_key=network_key,
+            store=store,
+            config=node_config(ctx.config),
+            rng=random.Random(),
+        )
     except BaseException:
         store.close()
         raise
     try:
         yield node
     finally:
+        log_events(node.events())
         node.close()
 
 

@@ -26,7 +26,6 @@ airtime budget allows control or data traffic, and arms a timer for ``next_deadl
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -46,12 +45,12 @@ from meshnode.codec.channel import (
     encode_want,
 )
 from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
+from meshnode.core.events import EntryNotServed, Event, EventQueue, MessageDropped, NeighbourHeard
 from meshnode.errors import DecodeError, StoreCorrupt
 from meshnode.secure.identity import network_tag
-from meshnode.types import FeedId, MsgId, PeerId, Seq
+from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Callable
 
     from meshnode.codec.message import Entry
@@ -60,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Channel", "ChannelConfig", "ChannelStats", "Transmission"]
 
-log = logging.getLogger(__name__)
 
 _HEADER_BYTES = 5  # src + type
 _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
@@ -145,13 +143,13 @@ class _Trickle:
     fire_at: float | None = None
     heard: int = 0
 
-    def begin(self, now: float, rng: random.Random, interval_s: float) -> None:
+    def begin(self, now: float, rng: Rng, interval_s: float) -> None:
         self.interval_s = interval_s
         self.start = now
         self.heard = 0
         self.fire_at = now + rng.uniform(interval_s / 2, interval_s)
 
-    def reset(self, now: float, rng: random.Random) -> None:
+    def reset(self, now: float, rng: Rng) -> None:
         if self.interval_s != self.min_s or self.fire_at is None:
             self.begin(now, rng, self.min_s)
 
@@ -162,12 +160,12 @@ class _Trickle:
         self.start, self.heard, self.fire_at = now, 0, at
         self.interval_s = min(self.max_s, max(self.interval_s, at - now))
 
-    def limit(self, now: float, max_interval_s: float, rng: random.Random) -> None:
+    def limit(self, now: float, max_interval_s: float, rng: Rng) -> None:
         """Keep the current interval at most ``max_interval_s`` (it fires again sooner)."""
         if self.interval_s > max_interval_s:
             self.begin(now, rng, max_interval_s)
 
-    def next_interval(self, now: float, rng: random.Random) -> None:
+    def next_interval(self, now: float, rng: Rng) -> None:
         # From now when the firing was held up (airtime budget): a timer held for an hour
         # must not catch up with a burst of the firings it missed.
         start = max(self.start + self.interval_s, now)
@@ -190,7 +188,7 @@ class _State:
 class Channel:
     """Replication over one shared broadcast channel for one node."""
 
-    def __init__(self, node: Node, *, config: ChannelConfig, rng: random.Random) -> None:
+    def __init__(self, node: Node, *, config: ChannelConfig, rng: Rng) -> None:
         self.node = node
         self.config = config
         self.rng = rng
@@ -198,6 +196,7 @@ class Channel:
         self.net = bytes.fromhex(network_tag(node.network_key))
         self.source = PeerId(b"channel:" + self.src)  # marks entries that came from here
         self.stats = ChannelStats()
+        self._events = EventQueue()
         self.neighbours: dict[bytes, _Neighbour] = {}
         self.now = 0.0
         self._state = _State()
@@ -233,7 +232,7 @@ class Channel:
             decoded = decode_message(message)
         except DecodeError as exc:
             self.stats.malformed += 1
-            log.debug("dropping a malformed channel message: %s", exc)
+            self._events.push(MessageDropped(reason=str(exc)))
             return
         if decoded.src == self.src:
             return  # our own, echoed by a repeater or a loop
@@ -253,6 +252,10 @@ class Channel:
             del self._covered[feed]
         for feed in [f for f, (_, until) in self._waiting.items() if until <= now]:
             del self._waiting[feed]
+
+    def events(self) -> list[Event]:
+        """Drain the channel's events for the shell to log."""
+        return self._events.drain()
 
     def next_deadline(self, kind: str | None = None) -> float | None:
         """When poll_transmit may next have something to send (of ``kind``, if given)."""
@@ -348,7 +351,7 @@ class Channel:
         if not net_ok:
             return
         if known is None:
-            log.info("radio neighbour %s heard", beacon.src.hex())
+            self._events.push(NeighbourHeard(short_id=beacon.src))
             self._beacon.reset(self.now, self.rng)  # introduce ourselves to it
             self._want.reset(self.now, self.rng)
         elif known.digest != beacon.digest:
@@ -499,7 +502,7 @@ class Channel:
             try:
                 raw = store.get(feed, Seq(seq))
             except StoreCorrupt as exc:
-                log.warning("cannot serve a damaged entry: %s", exc)
+                self._events.push(EntryNotServed(reason=str(exc)))
                 continue
             full = served.full_first or (seq == head.first and seq > 1 and served.full_first)
             body = raw if full else encode_short_entry(decode_entry(raw, max_content_bytes=1 << 20))

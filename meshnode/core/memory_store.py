@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
+
+import nacl.utils
 
 from meshnode.codec.message import ContentType, Entry
 from meshnode.core.feed import FeedHead
@@ -32,7 +33,7 @@ class MemoryStore:
     """Keeps everything in dicts; nothing survives the process."""
 
     def __init__(self, epoch: bytes | None = None) -> None:
-        self._epoch = epoch if epoch is not None else os.urandom(8)
+        self._epoch = epoch if epoch is not None else nacl.utils.random(8)
         self._feeds: dict[FeedId, _Feed] = {}
         self._forks: list[ForkRecord] = []
         self._entries = 0
@@ -41,7 +42,7 @@ class MemoryStore:
 
     @property
     def epoch(self) -> bytes:
-        """Random id of this store."""
+        """Random id of this store (libsodium's generator, as a fresh disk would get)."""
         return self._epoch
 
     def head(self, feed: FeedId) -> FeedHead | None:

@@ -14,8 +14,6 @@ No clocks, sockets or threads inside; the store is the one seam to disk.
 
 from __future__ import annotations
 
-import logging
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,22 +25,27 @@ from meshnode.codec.message import (
     create_entry,
     decode_entry,
 )
+from meshnode.core.events import (
+    ContactSkipped,
+    Event,
+    EventQueue,
+    FeedForked,
+    FollowsChanged,
+    StoreOverCap,
+)
 from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, judge_entry
 from meshnode.core.policy import Policy, PolicyConfig, Want
 from meshnode.core.replication import LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
 from meshnode.errors import DecodeError, ForkError, StoreCorrupt
 from meshnode.secure.identity import Identity, format_feed_id, network_tag
-from meshnode.types import FeedId, PeerId, Seq
+from meshnode.types import FeedId, PeerId, Rng, Seq
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from meshnode.core.events import Event
 
 __all__ = ["CheckReport", "Node", "NodeConfig", "Problem"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +98,7 @@ class Node:
         network_key: bytes,
         store: Store,
         config: NodeConfig | None = None,
-        rng: random.Random | None = None,
+        rng: Rng,
     ) -> None:
         self.identity = identity
         self.feed_id = identity.feed_id
@@ -105,12 +108,13 @@ class Node:
         self.policy = Policy(self.feed_id, self.config.policy)
         self._forked = {f.feed: f.seq for f in store.forks()}
         self._wants: dict[FeedId, Want] | None = None
+        self._events = EventQueue()
         self._load_contacts()
         self._append_listeners: list[Callable[[FeedId, int, PeerId | None], None]] = []
         self.replicator = Replicator(
             self,
             config=self.config.replication,
-            rng=rng if rng is not None else random.Random(),
+            rng=rng,
             epoch=store.epoch,
         )
 
@@ -145,8 +149,8 @@ class Node:
         self.replicator.handle_timer(now)
 
     def events(self) -> list[Event]:
-        """Drain replication events."""
-        return self.replicator.events()
+        """Drain the node's events, then the replicator's."""
+        return self._events.drain() + self.replicator.events()
 
     def replicated(self) -> dict[FeedId, Want]:
         """Every feed the policy wants, with how much of it."""
@@ -273,7 +277,7 @@ class Node:
     def _record_fork(self, entry: Entry) -> IngestResult:
         self.store.record_fork(ForkRecord(feed=entry.author, seq=entry.seq, raw=entry.raw))
         self._forked[entry.author] = entry.seq
-        log.warning("feed %s forked at seq %d", format_feed_id(entry.author), entry.seq)
+        self._events.push(FeedForked(feed=entry.author, seq=entry.seq))
         reason = f"fork: conflicts with the stored chain at seq {entry.seq}"
         return IngestResult(outcome=Outcome.FORKED, reason=reason, entry=entry)
 
@@ -298,9 +302,7 @@ class Node:
             try:
                 entry = decode_entry(self.store.get(feed, seq))
             except (DecodeError, StoreCorrupt) as exc:
-                log.error(
-                    "skipping damaged contact entry %s:%d: %s", format_feed_id(feed), seq, exc
-                )
+                self._events.push(ContactSkipped(feed=feed, seq=seq, reason=str(exc)))
                 continue
             self._apply_contact(entry)
 
@@ -310,7 +312,7 @@ class Node:
         except DecodeError:
             return False
         if self.policy.apply_contact(entry.author, entry.seq, contact):
-            log.debug("follow graph changed by %s:%d", format_feed_id(entry.author), entry.seq)
+            self._events.push(FollowsChanged(feed=entry.author, seq=entry.seq))
             return True
         return False
 
@@ -355,7 +357,7 @@ class Node:
             excess -= self._evict_bytes(feed, excess)
             if excess <= 0:
                 return
-        log.warning("store is over its global cap by %d bytes with nothing left to evict", excess)
+        self._events.push(StoreOverCap(excess_bytes=excess))
 
     # -- reading --------------------------------------------------------------------------
 

@@ -62,10 +62,9 @@ from meshnode.core.clocks import (
 from meshnode.core.events import EntryReceived, Event, PeerMisbehaved
 from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
-from meshnode.types import FeedId, MsgId, PeerId, Seq
+from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Callable
 
     from meshnode.codec.message import Entry
@@ -185,9 +184,7 @@ class _Session:
 class Replicator:
     """EBT replication state for all sessions of one node."""
 
-    def __init__(
-        self, host: Host, *, config: ReplicationConfig, rng: random.Random, epoch: bytes
-    ) -> None:
+    def __init__(self, host: Host, *, config: ReplicationConfig, rng: Rng, epoch: bytes) -> None:
         self.host = host
         self.config = config
         self.rng = rng

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from meshnode.core.channel import Channel, ChannelConfig
 from meshnode.errors import LinkError
 from meshnode.host.config import lora_params
+from meshnode.host.eventlog import log_events
 from meshnode.links.serialport import open_port
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, time_on_air_s
 from meshnode.radio.drivers import make_driver
@@ -213,6 +214,7 @@ class RadioInterface:
                 message = self._reassembler.feed(key, packet, clock())
                 if message is not None:
                     self.channel.receive(message, clock())
+                    log_events(self.channel.events())
                     self.on_receive()
                     self._wake.set()
             if self.driver.answers_commands:
@@ -224,6 +226,7 @@ class RadioInterface:
         while not reader.done():
             now = clock()
             self.channel.handle_timer(now)
+            log_events(self.channel.events())
             control_ok, data_ok = self._allowed(now)
             data_at = None
             if not data_ok and self.budget is not None:

@@ -16,18 +16,34 @@ one, with its CRC-16) of at most ``packet_mtu`` bytes:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from meshnode.errors import LinkError
 from meshnode.radio import e22, rnode, rylr
 from meshnode.radio.kiss import KissDecoder, encode_kiss
 
-if TYPE_CHECKING:
-    from meshnode.host.config import RadioSection
-
-__all__ = ["Driver", "make_driver"]
+__all__ = ["Driver", "RadioSettings", "make_driver"]
 
 _CABLE_MTU_BYTES = 1024
+
+
+class RadioSettings(Protocol):
+    """What a driver needs of one [[radio]] table (the config's RadioSection has it)."""
+
+    @property
+    def driver(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def frequency_hz(self) -> int: ...
+    @property
+    def bandwidth_hz(self) -> int: ...
+    @property
+    def spreading_factor(self) -> int: ...
+    @property
+    def coding_rate(self) -> int: ...
+    @property
+    def tx_power_dbm(self) -> int: ...
 
 
 class Driver(Protocol):
@@ -227,7 +243,7 @@ class _Rylr:
         return {"rssi_dbm": self._rssi, "snr_db": self._snr, "commands_rejected": self._rejected}
 
 
-def make_driver(radio: RadioSection) -> Driver:
+def make_driver(radio: RadioSettings) -> Driver:
     """The driver for one [[radio]] table."""
     if radio.driver == "serial":
         return _KissStream(_CABLE_MTU_BYTES, None)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from enum import Enum
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.utils
 
 from meshnode.errors import DecodeError
 from meshnode.secure.shs import crypto_auth
@@ -58,7 +58,7 @@ def _query_key(network_key: bytes) -> bytes:
 
 def encode_key_query(network_key: bytes, nonce: bytes | None = None) -> bytes:
     """The 64-byte query; ``nonce`` (32 bytes) is random unless given (vectors)."""
-    nonce = os.urandom(32) if nonce is None else nonce
+    nonce = nacl.utils.random(32) if nonce is None else nonce
     if len(nonce) != 32:
         raise ValueError("key query nonce must be 32 bytes")
     return crypto_auth(_query_key(network_key), nonce) + nonce

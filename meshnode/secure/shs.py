@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.utils
 
 from meshnode.errors import DecodeError, LocalProtocolError
 from meshnode.secure.boxstream import BoxStreamDecoder, BoxStreamEncoder
@@ -113,7 +113,7 @@ class HandshakeResult:
 
 def generate_ephemeral_secret() -> bytes:
     """32 fresh random bytes for one handshake (the shell calls this, not the machines)."""
-    return os.urandom(_KEY_BYTES)
+    return nacl.utils.random(_KEY_BYTES)
 
 
 # -- primitives -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
@@ -47,7 +48,7 @@ LOCAL = "127.0.0.1"
 
 
 def make_node(who: Identity, *follows: Identity, key: bytes = DEFAULT_NETWORK_KEY) -> Node:
-    node = Node(who, network_key=key, store=MemoryStore())
+    node = Node(who, network_key=key, store=MemoryStore(), rng=random.Random(1))
     for other in follows:
         node.set_contact(ContactAction.FOLLOW, other.feed_id, timestamp_ms=TS_MS)
     return node

@@ -104,9 +104,16 @@ def _poster(air: Air, author: int, text: str) -> Callable[[], None]:
 
 def test_another_network_is_not_served() -> None:
     other = hashlib_key()
-    me = Node(Identity(bytes([9]) * 32), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    me = Node(
+        Identity(bytes([9]) * 32),
+        network_key=DEFAULT_NETWORK_KEY,
+        store=MemoryStore(),
+        rng=random.Random(1),
+    )
     me.post("mine", timestamp_ms=1)
-    stranger = Node(Identity(bytes([8]) * 32), network_key=other, store=MemoryStore())
+    stranger = Node(
+        Identity(bytes([8]) * 32), network_key=other, store=MemoryStore(), rng=random.Random(1)
+    )
     a = Channel(me, config=ChannelConfig(), rng=random.Random(1))
     b = Channel(stranger, config=ChannelConfig(), rng=random.Random(2))
     a.start(0.0)
@@ -127,7 +134,12 @@ def hashlib_key() -> bytes:
 @settings(max_examples=200)
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_garbage_on_the_channel_is_counted_never_raised(messages: list[bytes]) -> None:
-    node = Node(Identity(bytes([3]) * 32), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    node = Node(
+        Identity(bytes([3]) * 32),
+        network_key=DEFAULT_NETWORK_KEY,
+        store=MemoryStore(),
+        rng=random.Random(1),
+    )
     channel = Channel(node, config=ChannelConfig(), rng=random.Random(4))
     channel.start(0.0)
     for i, message in enumerate(messages):

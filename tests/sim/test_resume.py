@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from meshnode.codec.content import ContactAction
 from meshnode.codec.frame import FrameType
 from meshnode.core.memory_store import MemoryStore
@@ -51,8 +53,8 @@ def _session(a: Node, b: Node, now: float, *, cut_after: int | None = None) -> i
 
 
 def test_pushes_lost_in_flight_are_pushed_again_on_reconnect() -> None:
-    a = Node(A, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
-    b = Node(B, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    a = Node(A, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore(), rng=random.Random(1))
+    b = Node(B, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore(), rng=random.Random(2))
     for i in range(500):
         a.post(f"entry {i}", timestamp_ms=TS_MS + i)
     b.set_contact(ContactAction.FOLLOW, A.feed_id, timestamp_ms=TS_MS)

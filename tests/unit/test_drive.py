@@ -43,7 +43,7 @@ OTHER_NETWORK = bytes(range(32))
 
 
 def box(n: int, network_key: bytes = DEFAULT_NETWORK_KEY) -> Node:
-    return Node(identity(n), network_key=network_key, store=MemoryStore())
+    return Node(identity(n), network_key=network_key, store=MemoryStore(), rng=random.Random(n))
 
 
 def follow(node: Node, other: Node) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from meshnode.codec.content import ContactAction
@@ -33,7 +35,13 @@ def alice_follows_bob() -> Entry:
 
 def make_node(who: Identity = ME, **policy: int) -> Node:
     config = NodeConfig(policy=PolicyConfig(**policy))
-    return Node(who, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore(), config=config)
+    return Node(
+        who,
+        network_key=DEFAULT_NETWORK_KEY,
+        store=MemoryStore(),
+        config=config,
+        rng=random.Random(1),
+    )
 
 
 def follow(node: Node, *targets: Identity) -> None:
@@ -90,7 +98,7 @@ def test_block_stops_replication() -> None:
 def test_contacts_reload_when_node_reopens() -> None:
     node = make_node()
     follow(node, ALICE)
-    again = Node(ME, network_key=DEFAULT_NETWORK_KEY, store=node.store)
+    again = Node(ME, network_key=DEFAULT_NETWORK_KEY, store=node.store, rng=random.Random(2))
     assert again.hops(ALICE.feed_id) == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,7 +33,7 @@ ME_TEXT, ALICE_TEXT = format_feed_id(ME.feed_id), format_feed_id(ALICE.feed_id)
 
 
 def make_node() -> Node:
-    return Node(ME, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    return Node(ME, network_key=DEFAULT_NETWORK_KEY, store=MemoryStore(), rng=random.Random(1))
 
 
 def call(node: Node, cmd: str, **args: object) -> dict[str, object]:

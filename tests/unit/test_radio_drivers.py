@@ -145,7 +145,9 @@ def test_us915_packets_are_cut_to_stay_under_the_dwell_limit(
 ) -> None:
     """A full 254-byte RNode frame at SF7/125 kHz takes 416 ms: over US915's 400 ms."""
     radio = _radio(driver, region="US915", frequency_hz=904_125_000, spreading_factor=sf)
-    node = Node(identity(1), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore())
+    node = Node(
+        identity(1), network_key=DEFAULT_NETWORK_KEY, store=MemoryStore(), rng=random.Random(1)
+    )
     interface = RadioInterface(node, radio, rng=random.Random(1))
     assert interface._mtu == mtu
     assert interface._airtime_s(bytes(mtu)) <= 0.4

@@ -55,6 +55,8 @@ __all__ = [
     "decode_short_entry",
     "encode_short_entry",
     "entry_author",
+    "entry_seq",
+    "is_short_form",
     "max_entry_bytes",
 ]
 
@@ -68,6 +70,7 @@ _SHORT = 0x02
 _RESERVED = 0x0C
 # Below this, lz4 never wins and only costs time.
 _COMPRESS_MIN_BYTES = 64
+_AUTHOR_END = 1 + KEY_BYTES  # the full form's header byte, then its author
 
 
 class ContentType(IntEnum):
@@ -153,9 +156,25 @@ def create_entry(
 
 def entry_author(raw: bytes) -> FeedId:
     """Author of a full-form entry without decoding the rest; DecodeError if too short."""
-    if len(raw) < 1 + KEY_BYTES:
+    if len(raw) < _AUTHOR_END:
         raise DecodeError("entry too short for an author")
-    return FeedId(raw[1 : 1 + KEY_BYTES])
+    return FeedId(raw[1:_AUTHOR_END])
+
+
+def entry_seq(raw: bytes) -> int:
+    """Seq of a full-form entry without decoding the rest; DecodeError if malformed."""
+    if len(raw) > _AUTHOR_END and raw[_AUTHOR_END] < 0x80:  # the common one-byte varint
+        return raw[_AUTHOR_END]
+    if len(raw) <= _AUTHOR_END:
+        raise DecodeError("entry too short for a seq")
+    return decode_varint(raw, _AUTHOR_END)[0]
+
+
+def is_short_form(raw: bytes) -> bool:
+    """Whether ``raw`` is an entry's short form (its header's bit 1); DecodeError if empty."""
+    if not raw:
+        raise DecodeError("empty entry")
+    return bool(raw[0] & _SHORT)
 
 
 def decode_entry(raw: bytes, *, max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES) -> Entry:

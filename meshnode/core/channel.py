@@ -44,7 +44,12 @@ from meshnode.codec.channel import (
     encode_have,
     encode_want,
 )
-from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
+from meshnode.codec.message import (
+    decode_entry,
+    decode_short_entry,
+    encode_short_entry,
+    is_short_form,
+)
 from meshnode.core.events import EntryNotServed, Event, EventQueue, MessageDropped, NeighbourHeard
 from meshnode.errors import DecodeError, StoreCorrupt
 from meshnode.secure.identity import network_tag
@@ -65,7 +70,6 @@ _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
 _MAX_PENDING = 16  # out-of-order entries kept per feed
 _BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
 _BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
-_SHORT = 0x02  # the short-form bit of an entry's header byte (codec/message.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -450,7 +454,7 @@ class Channel:
     def _rebuild(self, feed: FeedId, message: EntryMessage, latest: int) -> Entry | None:
         limit = self.node.max_content_bytes
         try:
-            if not message.entry[0] & _SHORT:
+            if not is_short_form(message.entry):
                 entry = decode_entry(message.entry, max_content_bytes=limit)
                 return entry if entry.author == feed and entry.seq == message.seq else None
             if message.seq != latest + 1:

@@ -24,6 +24,7 @@ from meshnode.codec.message import (
     Entry,
     create_entry,
     decode_entry,
+    entry_author,
 )
 from meshnode.core.events import (
     ContactSkipped,
@@ -55,9 +56,6 @@ class NodeConfig:
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
-
-
-_AUTHOR_END = 33  # a full-form entry: header byte, then the 32-byte author (codec/message.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,10 +218,11 @@ class Node:
         Raises:
             StoreError: the disk failed (StoreFull when it is full); nothing stored is lost.
         """
-        if len(raw) > _AUTHOR_END and FeedId(raw[1:_AUTHOR_END]) not in self.replicated():
-            # A feed we do not keep: no need to decode it (an import of a stranger's bundle).
-            return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")
         try:
+            if entry_author(raw) not in self.replicated():
+                # A feed we do not keep: no need to decode it (an import of a stranger's bundle).
+                reason = "feed not in replication scope"
+                return IngestResult(outcome=Outcome.UNWANTED, reason=reason)
             entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
         except DecodeError as exc:
             return IngestResult(outcome=Outcome.REJECTED, reason=f"malformed: {exc}")

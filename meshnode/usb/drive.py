@@ -45,11 +45,10 @@ from meshnode.codec.manifest import (
     segment_name,
     segment_number,
 )
-from meshnode.codec.message import MAX_SEQ, entry_author
-from meshnode.codec.varint import decode_varint
+from meshnode.codec.message import MAX_SEQ, entry_author, entry_seq
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.host.importer import write_atomically
-from meshnode.secure.identity import KEY_BYTES, network_tag
+from meshnode.secure.identity import network_tag
 from meshnode.types import FeedId, Seq
 
 if TYPE_CHECKING:
@@ -80,7 +79,6 @@ DEFAULT_CAP_BYTES = 1 << 30
 MARGIN_BYTES = 1 << 20  # left free beyond the manifest's room: the filesystem needs some
 _MANIFEST, _OLD, _SEGMENTS, _README = "manifest.json", "manifest.old", "segments", "README.txt"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_AUTHOR_END = 1 + KEY_BYTES  # a full-form entry: header byte, then the author
 _README_TEXT = """\
 This folder belongs to meshnode, an offline mesh that shares posts between village boxes.
 
@@ -353,7 +351,7 @@ def _runs(raws: list[bytes]) -> dict[FeedId, tuple[Seq, Seq]]:
     runs: dict[FeedId, tuple[Seq, Seq]] = {}
     for raw in raws:
         author = entry_author(raw)
-        seq, _ = decode_varint(raw, _AUTHOR_END)
+        seq = entry_seq(raw)
         if not 1 <= seq <= MAX_SEQ:
             raise DecodeError(f"seq {seq} is out of range")
         run = runs.get(author)
@@ -413,15 +411,16 @@ def segment_entries(
     keep: dict[bytes, int] = {f: after[f] for f in segment.feeds if f in after}
     out = []
     for raw in decode_bundle(data, drive.network_key, 2 * SEGMENT_BYTES):
-        held = keep.get(raw[1:_AUTHOR_END])
+        try:
+            held = keep.get(entry_author(raw))
+        except DecodeError:
+            continue  # too short to be anyone's: nothing to take
         if held is None:
             continue
-        seq = raw[_AUTHOR_END] if len(raw) > _AUTHOR_END else 0
-        if seq >= 0x80:  # a longer varint; a malformed one is the node's to reject
-            try:
-                seq = decode_varint(raw, _AUTHOR_END)[0]
-            except DecodeError:
-                seq = held + 1
+        try:
+            seq = entry_seq(raw)
+        except DecodeError:
+            seq = held + 1  # malformed: the node's ingest rejects it with its reason
         if seq > held:
             out.append(raw)
     return out

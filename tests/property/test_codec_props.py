@@ -15,6 +15,9 @@ from meshnode.codec.message import (
     decode_entry,
     decode_short_entry,
     encode_short_entry,
+    entry_author,
+    entry_seq,
+    is_short_form,
 )
 from meshnode.codec.varint import decode_varint, encode_varint, varint_size
 from meshnode.errors import DecodeError
@@ -63,8 +66,11 @@ def test_entry_round_trip_both_forms(
     )
     assert decode_entry(entry.raw) == entry
     assert entry.plain_content() == content
+    assert (entry_author(entry.raw), entry_seq(entry.raw)) == (entry.author, entry.seq)
     short = encode_short_entry(entry)
     assert len(short) < len(entry.raw)
+    assert is_short_form(short)
+    assert not is_short_form(entry.raw)
     rebuilt = decode_short_entry(
         short, author=FeedId(ALICE.feed_id), seq=Seq(seq), previous=previous
     )
@@ -75,6 +81,9 @@ def test_entry_round_trip_both_forms(
 def test_entry_garbage_gives_decode_error_only(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         decode_entry(data)
+    for accessor in (entry_author, entry_seq, is_short_form):
+        with contextlib.suppress(DecodeError):
+            accessor(data)
 
 
 @given(st.binary(max_size=200), st.integers(1, 5))

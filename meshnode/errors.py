@@ -11,7 +11,6 @@ __all__ = [
     "LinkTimeout",
     "LocalProtocolError",
     "MeshnodeError",
-    "RemoteProtocolError",
     "StoreCorrupt",
     "StoreError",
     "StoreFull",
@@ -34,10 +33,6 @@ class VerifyError(DecodeError):
 
 class ForkError(VerifyError):
     """Two different entries claim the same (feed, seq)."""
-
-
-class RemoteProtocolError(MeshnodeError):
-    """A peer broke the replication rules."""
 
 
 class LocalProtocolError(MeshnodeError):

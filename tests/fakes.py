@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from meshnode.codec.message import ContentType, Entry, create_entry
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.types import MsgId, Seq
 
-__all__ = ["TS_MS", "identity", "make_chain"]
+__all__ = ["TS_MS", "everyone_follows", "identity", "make_chain"]
 
 TS_MS = 1_700_000_000_000
 
@@ -41,3 +43,17 @@ def make_chain(
         out.append(entry)
         previous = entry.id
     return out
+
+
+class Follows(Protocol):
+    """A simulated mesh or radio channel whose node i can follow node j."""
+
+    def follow(self, i: int, j: int) -> None: ...
+
+
+def everyone_follows(mesh: Follows, n: int) -> None:
+    """Each of the ``n`` nodes follows every other one."""
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                mesh.follow(i, j)

@@ -29,11 +29,10 @@ from meshnode.host.datadir import resolve_config_path
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_USAGE", "build_parser", "main"]
 
 log = logging.getLogger("meshnode.cli.main")
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # os.EX_CONFIG; the systemd unit's RestartPreventExitStatus=78 honours it

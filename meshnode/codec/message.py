@@ -57,7 +57,6 @@ __all__ = [
     "entry_author",
     "entry_seq",
     "is_short_form",
-    "max_entry_bytes",
 ]
 
 FORMAT_VERSION = 1
@@ -110,11 +109,6 @@ class Entry:
         if not self.compressed:
             return self.content
         return decompress_block(self.content, max_content_bytes)
-
-
-def max_entry_bytes(max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES) -> int:
-    """Largest full-form entry with that content limit."""
-    return 1 + KEY_BYTES + 10 + KEY_BYTES + 10 + 10 + max_content_bytes + SIGNATURE_BYTES
 
 
 def create_entry(

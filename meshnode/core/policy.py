@@ -128,7 +128,3 @@ class Policy:
         if hops <= self.config.full_hops:
             return Want(hops, None)
         return Want(hops, self.config.partial_entries)
-
-    def is_blocked(self, feed: FeedId) -> bool:
-        """True when we block ``feed``."""
-        return feed in self.graph.blocks.get(self.me, ())

@@ -146,7 +146,6 @@ class RadioState(IntEnum):
 
     OFF = 0x00
     ON = 0x01
-    ASK = 0xFF
 
 
 # Reports that carry one big-endian unsigned integer, and its width in bytes.

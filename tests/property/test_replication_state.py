@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from meshnode.codec.content import ContactAction
 from meshnode.sim.mesh import LinkSpec, Mesh
+from tests.fakes import everyone_follows
 
 N = 4
 EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]
@@ -19,10 +20,7 @@ class Replication(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.mesh = Mesh(N, seed=99)
-        for i in range(N):
-            for j in range(N):
-                if i != j:
-                    self.mesh.follow(i, j)
+        everyone_follows(self.mesh, N)
         # Frames are dropped by a rule, so the core must not take delivery for granted.
         self.mesh.add_links(EDGES, LinkSpec(reliable=False))
         self.posts = 0

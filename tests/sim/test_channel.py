@@ -25,6 +25,7 @@ from meshnode.core.node import Node
 from meshnode.radio.airtime import REGIONS, AirtimeBudget, LoRaParams, duty_cycle_max, time_on_air_s
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, network_tag
 from meshnode.sim.radio import Air
+from tests.fakes import everyone_follows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,10 +82,7 @@ def test_lost_frames_are_asked_for_again() -> None:
 
 def test_everyone_posting_at_once_converges_despite_collisions() -> None:
     air = Air(5, airtime_s=airtime, seed=17)
-    for i in range(5):
-        for j in range(5):
-            if i != j:
-                air.follow(i, j)
+    everyone_follows(air, 5)
     for i in range(5):
         for k in range(5):
             air.at(1.0 + k, _poster(air, i, f"n{i} #{k}"))

@@ -9,15 +9,13 @@ from meshnode.core.node import NodeConfig
 from meshnode.core.replication import ReplicationConfig
 from meshnode.sim.mesh import Mesh
 from meshnode.types import FeedId, PeerId
+from tests.fakes import everyone_follows
 
 
 def diamond(**replication: float) -> Mesh:
     config = NodeConfig(replication=ReplicationConfig(**replication))  # type: ignore[arg-type]
     mesh = Mesh(4, seed=21, config=config)
-    for i in range(4):
-        for j in range(4):
-            if i != j:
-                mesh.follow(i, j)
+    everyone_follows(mesh, 4)
     mesh.add_links([(3, 1), (3, 2), (1, 0), (2, 0)])
     mesh.run_until_quiet(limit_s=60)
     assert mesh.clocks_agree()

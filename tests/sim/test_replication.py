@@ -13,19 +13,12 @@ from meshnode.core.policy import PolicyConfig
 from meshnode.core.replication import ReplicationConfig
 from meshnode.sim.mesh import LinkSpec, Mesh, line, random_graph, star
 from meshnode.types import PeerId, Seq
-
-
-def everyone_follows(mesh: Mesh) -> None:
-    n = len(mesh.nodes)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                mesh.follow(i, j)
+from tests.fakes import everyone_follows
 
 
 def test_two_nodes_converge_on_first_contact() -> None:
     mesh = Mesh(2, seed=1)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     for k in range(5):
         mesh.publish(0, f"zero {k}")
         mesh.publish(1, f"one {k}")
@@ -37,7 +30,7 @@ def test_two_nodes_converge_on_first_contact() -> None:
 
 def test_line_of_five_relays_live_posts() -> None:
     mesh = Mesh(5, seed=2)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links(line(5))
     mesh.run_until_quiet(limit_s=30)
     mesh.publish(0, "news from the west end")
@@ -48,7 +41,7 @@ def test_line_of_five_relays_live_posts() -> None:
 
 def test_tree_sends_each_entry_about_once() -> None:
     mesh = Mesh(12, seed=3)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links(random_graph(12, 4, random.Random(3)))
     mesh.run_until_quiet(limit_s=60)
     before = mesh.traffic().entries
@@ -62,7 +55,7 @@ def test_tree_sends_each_entry_about_once() -> None:
 
 def test_reconnect_mentions_only_changed_feeds() -> None:
     mesh = Mesh(4, seed=4)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1)])
     mesh.add_links([(2, 0), (3, 0)])
     mesh.run_until_quiet(limit_s=60)
@@ -80,7 +73,7 @@ def test_reconnect_mentions_only_changed_feeds() -> None:
 
 def test_wiped_peer_gets_everything_again() -> None:
     mesh = Mesh(2, seed=5)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     for k in range(3):
         mesh.publish(0, f"keep {k}")
     mesh.add_links([(0, 1)])
@@ -96,7 +89,7 @@ def test_wiped_peer_gets_everything_again() -> None:
 
 def test_partition_and_heal_converge() -> None:
     mesh = Mesh(6, seed=6)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links(line(6))
     mesh.run_until_quiet(limit_s=60)
     mesh.partition({0, 1, 2})
@@ -113,7 +106,7 @@ def test_partition_and_heal_converge() -> None:
 
 def test_kill_and_restart_converge() -> None:
     mesh = Mesh(5, seed=7)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links(star(5))
     mesh.run_until_quiet(limit_s=60)
     mesh.kill(0)  # the hub
@@ -127,7 +120,7 @@ def test_kill_and_restart_converge() -> None:
 
 def test_lossy_links_converge() -> None:
     mesh = Mesh(6, seed=8)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links(random_graph(6, 3, random.Random(8)), LinkSpec(loss=0.3))
     for k in range(3):
         mesh.at(1 + k, partial(mesh.publish, k, f"lossy {k}"))
@@ -215,7 +208,7 @@ def test_flow_control_is_fair_across_feeds() -> None:
 
 def test_garbage_frame_drops_only_that_peer() -> None:
     mesh = Mesh(3, seed=13)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1), (0, 2)])
     mesh.run_until_quiet(limit_s=60)
     node = mesh.node(0)
@@ -230,7 +223,7 @@ def test_garbage_frame_drops_only_that_peer() -> None:
 
 def test_invalid_entry_is_not_stored_and_drops_the_peer() -> None:
     mesh = Mesh(2, seed=14)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1)])
     mesh.run_until_quiet(limit_s=60)
     forged = bytearray(mesh.node(1).post("real", timestamp_ms=0).raw)
@@ -244,7 +237,7 @@ def test_invalid_entry_is_not_stored_and_drops_the_peer() -> None:
 
 def test_block_stops_replication_of_that_feed() -> None:
     mesh = Mesh(2, seed=15)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1)])
     mesh.run_until_quiet(limit_s=60)
     mesh.node(0).set_contact(ContactAction.BLOCK, mesh.feed(1), timestamp_ms=0)

@@ -1,23 +1,16 @@
-"""Review: a claim "I have more of this feed" must not be forgotten while another is pending."""
+"""A claim "I have more of this feed" must not be forgotten while another is pending."""
 
 from __future__ import annotations
 
 from meshnode.codec.content import ContactAction
 from meshnode.sim.mesh import LinkSpec, Mesh
-
-
-def everyone_follows(mesh: Mesh) -> None:
-    n = len(mesh.nodes)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                mesh.follow(i, j)
+from tests.fakes import everyone_follows
 
 
 def test_a_second_longer_claim_is_not_forgotten() -> None:
     a, u, p1, p2, k = 0, 1, 2, 3, 4
     mesh = Mesh(5, seed=0)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     feed = mesh.feed(a)
     mesh.add_links([(a, u), (u, k), (a, p1), (a, p2)])
     mesh.run_until_quiet(limit_s=30)
@@ -37,7 +30,7 @@ def test_a_second_longer_claim_is_not_forgotten() -> None:
 def test_stateful_case_kill_publish_block_converges() -> None:
     # Minimal failure of tests/property/test_replication_state.py on reliable links.
     mesh = Mesh(4, seed=99)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)], LinkSpec(reliable=True))
     mesh.kill(0)
     mesh.run_until_quiet(limit_s=mesh.now + 1.0)

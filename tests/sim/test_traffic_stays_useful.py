@@ -1,4 +1,4 @@
-"""Review: traffic must stay bounded and useful (no endless pushes or restatements, no waste)."""
+"""Traffic must stay bounded and useful (no endless pushes or restatements, no waste)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,7 @@ from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
 from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import FeedId, PeerId
-
-
-def everyone_follows(mesh: Mesh) -> None:
-    n = len(mesh.nodes)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                mesh.follow(i, j)
+from tests.fakes import everyone_follows
 
 
 def test_leader_does_not_push_feeds_the_follower_does_not_replicate() -> None:
@@ -101,7 +94,7 @@ def test_full_node_gets_the_whole_feed_after_meeting_a_capped_peer() -> None:
 def test_slow_but_working_upstream_is_not_replaced_mid_transfer() -> None:
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=41)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     feed = mesh.feed(a)
     mesh.add_links([(a, u), (a, o)])
     mesh.run_until_quiet(limit_s=30)
@@ -132,7 +125,7 @@ def test_slow_but_working_upstream_is_not_replaced_mid_transfer() -> None:
 def test_peer_with_entries_the_upstream_lacks_serves_within_two_round_trips() -> None:
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=0)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     feed = mesh.feed(a)
     mesh.add_links([(a, u), (u, k), (a, o)])
     mesh.run_until_quiet(limit_s=30)

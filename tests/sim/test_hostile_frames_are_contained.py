@@ -1,4 +1,4 @@
-"""Review: hostile frames fed to a connected node must be contained (PeerMisbehaved at most)."""
+"""Hostile frames fed to a connected node must be contained (PeerMisbehaved at most)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review: nodes that want a feed and can reach it must converge (stale memory, policy flips)."""
+"""Nodes that want a feed and can reach it must converge (stale memory, policy flips)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ from meshnode.codec.content import ContactAction
 from meshnode.core.events import PeerMisbehaved
 from meshnode.sim.mesh import LinkSpec, Mesh
 from meshnode.types import PeerId, Seq
-
-
-def everyone_follows(mesh: Mesh) -> None:
-    n = len(mesh.nodes)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                mesh.follow(i, j)
+from tests.fakes import everyone_follows
 
 
 def test_crash_with_stale_peer_memory_does_not_starve_a_feed() -> None:
     # A is the author; K reaches A through U (and, for a while, through O).
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=31)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     feed = mesh.feed(a)
     mesh.add_links([(a, u), (u, k)])
     mesh.run_until_quiet(limit_s=30)
@@ -52,7 +45,7 @@ def test_crash_with_stale_peer_memory_does_not_starve_a_feed() -> None:
 
 def test_follow_after_block_resumes_replication() -> None:
     mesh = Mesh(2, seed=0)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     mesh.add_links([(0, 1)])
     mesh.run_until_quiet(limit_s=30)
     mesh.node(0).set_contact(ContactAction.BLOCK, mesh.feed(1), timestamp_ms=0)
@@ -96,7 +89,7 @@ def test_frames_from_previous_session_do_not_get_an_honest_peer_dropped() -> Non
     # A datagram link flaps while the first session's HELLO/DEFINE/RUN are in the air;
     # node 1's table changes between its two sessions (it blocks node 0).
     mesh = Mesh(3, seed=3)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     for k in range(3):
         mesh.publish(0, f"p{k}")
     mesh.add_links([(0, 1)], LinkSpec(reliable=False))
@@ -116,7 +109,7 @@ def test_frames_from_previous_session_do_not_get_an_honest_peer_dropped() -> Non
 def test_link_flap_during_a_stall_does_not_strand_the_feed() -> None:
     a, o, u, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=0)
-    everyone_follows(mesh)
+    everyone_follows(mesh, len(mesh.nodes))
     feed = mesh.feed(a)
     mesh.add_links([(a, o), (a, u), (u, k)])
     mesh.run_until_quiet(limit_s=30)

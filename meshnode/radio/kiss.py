@@ -55,9 +55,15 @@ _SPECIAL = re.compile(rb"[\xc0\xdb]")  # FEND or FESC
 
 
 class KissCommand(IntEnum):
-    """Low nibble of the type byte that meshnode sends (RETURN is the whole byte 0xFF)."""
+    """Low nibble of the type byte (RETURN is the whole byte 0xFF)."""
 
     DATA = 0
+    TX_DELAY = 1
+    PERSISTENCE = 2
+    SLOT_TIME = 3
+    TX_TAIL = 4
+    FULL_DUPLEX = 5
+    SET_HARDWARE = 6
     RETURN = 0xFF
 
 

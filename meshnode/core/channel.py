@@ -51,6 +51,7 @@ from meshnode.codec.message import (
     is_short_form,
 )
 from meshnode.core.events import EntryNotServed, Event, EventQueue, MessageDropped, NeighbourHeard
+from meshnode.core.trickle import Trickle
 from meshnode.errors import DecodeError, StoreCorrupt
 from meshnode.secure.identity import network_tag
 from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
@@ -137,46 +138,6 @@ class _Neighbour:
 
 
 @dataclass(slots=True)
-class _Trickle:
-    """RFC 6206 timer: one firing per interval, the interval doubling while all is calm."""
-
-    min_s: float
-    max_s: float
-    interval_s: float = 0.0
-    start: float = 0.0
-    fire_at: float | None = None
-    heard: int = 0
-
-    def begin(self, now: float, rng: Rng, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.start = now
-        self.heard = 0
-        self.fire_at = now + rng.uniform(interval_s / 2, interval_s)
-
-    def reset(self, now: float, rng: Rng) -> None:
-        if self.interval_s != self.min_s or self.fire_at is None:
-            self.begin(now, rng, self.min_s)
-
-    def defer(self, now: float, at: float) -> None:
-        """Fire no sooner than ``at`` (a neighbour said an answer cannot come before)."""
-        if self.fire_at is not None and self.fire_at >= at:
-            return
-        self.start, self.heard, self.fire_at = now, 0, at
-        self.interval_s = min(self.max_s, max(self.interval_s, at - now))
-
-    def limit(self, now: float, max_interval_s: float, rng: Rng) -> None:
-        """Keep the current interval at most ``max_interval_s`` (it fires again sooner)."""
-        if self.interval_s > max_interval_s:
-            self.begin(now, rng, max_interval_s)
-
-    def next_interval(self, now: float, rng: Rng) -> None:
-        # From now when the firing was held up (airtime budget): a timer held for an hour
-        # must not catch up with a burst of the firings it missed.
-        start = max(self.start + self.interval_s, now)
-        self.begin(start, rng, min(self.max_s, 2 * self.interval_s))
-
-
-@dataclass(slots=True)
 class _Serve:
     next_seq: int
     credit: int
@@ -204,8 +165,8 @@ class Channel:
         self.neighbours: dict[bytes, _Neighbour] = {}
         self.now = 0.0
         self._state = _State()
-        self._beacon = _Trickle(config.beacon_min_s, config.beacon_max_s)
-        self._want = _Trickle(config.want_min_s, config.want_max_s)
+        self._beacon = Trickle(config.beacon_min_s, config.beacon_max_s)
+        self._want = Trickle(config.want_min_s, config.want_max_s)
         self._want_hold_until = 0.0
         self._hold_told = False
         self._want_deferred_until = 0.0

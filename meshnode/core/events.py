@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from meshnode.types import FeedId, PeerId
 
-__all__ = ["EntryReceived", "Event", "PeerMisbehaved"]
+__all__ = ["EntryReceived", "Event", "PeerMemoryForgotten", "PeerMisbehaved"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,4 +31,12 @@ class EntryReceived:
     seq: int
 
 
-Event = PeerMisbehaved | EntryReceived
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMemoryForgotten:
+    """Our stored memory of a peer did not decode: the session starts as a first meeting."""
+
+    peer: PeerId
+    reason: str
+
+
+Event = PeerMisbehaved | EntryReceived | PeerMemoryForgotten

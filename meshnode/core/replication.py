@@ -24,7 +24,6 @@ One ``Replicator`` per node keeps a ``_Session`` per connected peer. The rules, 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -59,13 +58,12 @@ from meshnode.core.clocks import (
     encode_peer_memory,
     feed_tag,
 )
-from meshnode.core.events import EntryReceived, Event, PeerMisbehaved
+from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
 from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
-from meshnode.types import FeedId, MsgId, PeerId, Seq
+from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Callable
 
     from meshnode.codec.message import Entry
@@ -82,7 +80,6 @@ __all__ = [
     "TrafficStats",
 ]
 
-log = logging.getLogger(__name__)
 _NO_EPOCH = bytes(EPOCH_BYTES)
 _EARLY_RESYNCS = 3
 _MAX_RESYNC_BACKOFF = 16
@@ -185,9 +182,7 @@ class _Session:
 class Replicator:
     """EBT replication state for all sessions of one node."""
 
-    def __init__(
-        self, host: Host, *, config: ReplicationConfig, rng: random.Random, epoch: bytes
-    ) -> None:
+    def __init__(self, host: Host, *, config: ReplicationConfig, rng: Rng, epoch: bytes) -> None:
         self.host = host
         self.config = config
         self.rng = rng
@@ -258,7 +253,7 @@ class Replicator:
         try:
             return decode_peer_memory(data)
         except DecodeError as exc:
-            log.warning("forgetting damaged memory of a peer: %s", exc)
+            self._events.append(PeerMemoryForgotten(peer=peer, reason=str(exc)))
             return PeerMemory()
 
     def _save_memory(self, s: _Session) -> None:
@@ -266,7 +261,6 @@ class Replicator:
             self.host.store.set_peer_state(s.peer, encode_peer_memory(s.memory))
 
     def _misbehaved(self, s: _Session, reason: str) -> None:
-        log.warning("peer misbehaved: %s", reason)
         self._events.append(PeerMisbehaved(peer=s.peer, reason=reason))
         self.disconnect(s.peer, self.now)
 

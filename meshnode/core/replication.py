@@ -1,6 +1,7 @@
 """Epidemic broadcast trees with compact notes and partial vector clocks (sans-IO).
 
-One ``Replicator`` per node keeps a ``_Session`` per connected peer. The rules, in one place:
+One ``Replicator`` per node keeps a ``Session`` per connected peer (``ebt/session.py``).
+The rules, in one place:
 
 * Opening. Both sides send HELLO at once. If each remembers the other under the same
   epochs, the session is a *delta*: each side mentions only feeds whose state changed
@@ -24,8 +25,7 @@ One ``Replicator`` per node keeps a ``_Session`` per connected peer. The rules, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar
 
 from meshnode.codec.frame import (
     EPOCH_BYTES,
@@ -58,6 +58,15 @@ from meshnode.core.clocks import (
     encode_peer_memory,
     feed_tag,
 )
+from meshnode.core.ebt.session import (
+    Host,
+    LinkInfo,
+    Phase,
+    ReplicationConfig,
+    Session,
+    Signal,
+    TrafficStats,
+)
 from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
 from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
@@ -68,11 +77,11 @@ if TYPE_CHECKING:
 
     from meshnode.codec.message import Entry
     from meshnode.core.policy import Want
-    from meshnode.core.store import Store
 
 __all__ = [
     "EntryReceived",
     "Event",
+    "Host",
     "LinkInfo",
     "PeerMisbehaved",
     "ReplicationConfig",
@@ -86,99 +95,6 @@ _MAX_RESYNC_BACKOFF = 16
 _MAX_WANTED_KEYS = 10_000  # a peer naming endless unknown indexes gets no more answers
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinkInfo:
-    """What the core needs to know of a link."""
-
-    mtu_bytes: int = 65536
-    reliable: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplicationConfig:
-    """Timers and limits of the replication protocol."""
-
-    note_delay_s: float = 1.0
-    stall_timeout_s: float = 5.0
-    hello_retry_s: float = 3.0
-    resync_s: float = 15.0
-    window_bytes: int = 256 * 1024
-    max_strikes: int = 3
-
-
-@dataclass(slots=True)
-class TrafficStats:
-    """Bytes sent by kind, for benchmarks and status."""
-
-    control_bytes: int = 0
-    entry_bytes: int = 0
-    entries: int = 0
-    note_sizes: list[int] = field(default_factory=list)
-
-
-class Host(Protocol):
-    """What the replicator needs from the node."""
-
-    feed_id: FeedId
-    store: Store
-
-    def replicated(self) -> dict[FeedId, Want]:
-        """Every feed the policy wants, with how much of it (cached by the node)."""
-        ...
-
-    def want(self, feed: FeedId) -> Want | None:
-        """How much of ``feed`` the policy wants, or None."""
-        ...
-
-    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
-        """Verify and store an entry already decoded."""
-        ...
-
-    @property
-    def max_content_bytes(self) -> int:
-        """Largest content accepted."""
-        ...
-
-
-@dataclass(slots=True)
-class _Session:
-    peer: PeerId
-    link: LinkInfo
-    memory: PeerMemory
-    leader: bool
-    reliable: bool
-    got_hello: bool = False
-    hello_acked: bool = False
-    hello_at: float = 0.0
-    delta: bool = False
-    sessions_seen: int = 0  # memory.sessions as loaded; a session counts once HELLO arrives
-    full_sent: bool = False
-    my_index: dict[FeedId, int] = field(default_factory=dict)
-    their_index: dict[FeedId, int] = field(default_factory=dict)
-    tags_in: dict[int, list[FeedId]] | None = None
-    rx: set[FeedId] = field(default_factory=set)
-    heard: set[FeedId] = field(default_factory=set)  # feeds the peer noted this session
-    asked: dict[FeedId, tuple[int, float]] = field(default_factory=dict)  # resend requests
-    wanted_keys: dict[int, float] = field(default_factory=dict)  # WANT_KEY: index -> retry at
-    assumed: dict[FeedId, int] = field(default_factory=dict)
-    push: dict[FeedId, int] = field(default_factory=dict)
-    control: list[bytes] = field(default_factory=list)
-    notes: dict[FeedId, bool] = field(default_factory=dict)  # feed -> urgent
-    notes_at: float | None = None
-    resync_at: float | None = None
-    in_flight: int = 0
-    resyncs: int = 0
-    resync_backoff: int = 1
-    want_keys: list[int] = field(default_factory=list)  # batched into one WANT_KEY frame
-    # Pushes not yet confirmed by a HELLO's received count: the count and the feeds (with
-    # the last seq pushed) as this session began, and the feeds pushed in this session.
-    count_at_connect: int = 0
-    last_pushed: dict[FeedId, int] = field(default_factory=dict)
-    pushed_now: dict[FeedId, int] = field(default_factory=dict)
-    strikes: int = 0
-    closed: bool = False
-
-
 class Replicator:
     """EBT replication state for all sessions of one node."""
 
@@ -187,7 +103,7 @@ class Replicator:
         self.config = config
         self.rng = rng
         self.epoch = epoch
-        self.sessions: dict[PeerId, _Session] = {}
+        self.sessions: dict[PeerId, Session] = {}
         self.upstream: dict[FeedId, PeerId] = {}
         self.stalls: dict[FeedId, tuple[float, PeerId]] = {}
         self.first_from: dict[FeedId, PeerId] = {}  # who delivered a feed's latest entry
@@ -204,28 +120,17 @@ class Replicator:
         if peer in self.sessions:
             self.disconnect(peer, now)
         memory = self._load_memory(peer)
-        s = _Session(
-            peer=peer,
-            link=link,
-            memory=memory,
-            leader=self.host.feed_id < peer,
-            reliable=link.reliable,
-        )
-        s.sessions_seen = memory.sessions
-        s.count_at_connect = memory.pushed_count
-        s.last_pushed = dict(memory.pushed)
-        s.my_index = {f: i for i, f in enumerate(memory.my_table)}
-        s.their_index = {f: i for i, f in memory.their_table.items()}
+        s = Session.begin(peer, link, memory, me=self.host.feed_id, traffic=self.traffic)
         self.sessions[peer] = s
         self._resolve_unknown(s, list(self.host.replicated()))
         self._send_hello(s)
         if memory.epoch:
-            s.delta = True
+            s.hello.delta = True
             self._send_delta(s)
         elif s.leader:
             self._send_full(s)
         if not s.reliable:
-            s.resync_at = now + self.config.resync_s
+            s.repair.resync_at = now + self.config.resync_s
 
     def disconnect(self, peer: PeerId, now: float) -> None:
         """Close the session with ``peer``, keep its memory, and re-route its feeds."""
@@ -233,7 +138,7 @@ class Replicator:
         s = self.sessions.pop(peer, None)
         if s is None:
             return
-        s.closed = True
+        s.advance(Signal.DISCONNECT)
         self._save_memory(s)
         for feed in [f for f, p in self.upstream.items() if p == peer]:
             del self.upstream[feed]
@@ -256,11 +161,11 @@ class Replicator:
             self._events.append(PeerMemoryForgotten(peer=peer, reason=str(exc)))
             return PeerMemory()
 
-    def _save_memory(self, s: _Session) -> None:
+    def _save_memory(self, s: Session) -> None:
         if s.memory.epoch:
             self.host.store.set_peer_state(s.peer, encode_peer_memory(s.memory))
 
-    def _misbehaved(self, s: _Session, reason: str) -> None:
+    def _misbehaved(self, s: Session, reason: str) -> None:
         self._events.append(PeerMisbehaved(peer=s.peer, reason=reason))
         self.disconnect(s.peer, self.now)
 
@@ -274,7 +179,7 @@ class Replicator:
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
         """Drain frames: control first, then pushes round-robin across feeds."""
         for s in list(self.sessions.values()):
-            if any(s.notes.values()):
+            if any(s.clock.notes.values()):
                 self._flush_notes(s, urgent_only=True)
             self._outbox.extend((s.peer, f) for f in s.control)
             s.control.clear()
@@ -286,15 +191,15 @@ class Replicator:
         """The shell has delivered ``nbytes`` of entry frames to ``peer``'s link."""
         s = self.sessions.get(peer)
         if s is not None:
-            s.in_flight = max(0, s.in_flight - nbytes)
+            s.flow.in_flight = max(0, s.flow.in_flight - nbytes)
 
     def next_deadline(self) -> float | None:
         """Earliest time ``handle_timer`` has work to do."""
         times = [t for t, _ in self.stalls.values()]
         for s in self.sessions.values():
-            times += [t for t in (s.notes_at, s.resync_at) if t is not None]
-            if not s.reliable and not s.hello_acked:
-                times.append(s.hello_at + self.config.hello_retry_s)
+            times += [t for t in (s.clock.notes_at, s.repair.resync_at) if t is not None]
+            if not s.reliable and s.phase is not Phase.CONFIRMED:
+                times.append(s.hello.sent_at + self.config.hello_retry_s)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -306,37 +211,33 @@ class Replicator:
                 if self._can_serve(peer, feed, self.host.store.latest_seq(feed)):
                     self._set_upstream(feed, self.sessions[peer])
         for s in list(self.sessions.values()):
-            if s.notes_at is not None and s.notes_at <= now:
+            if s.clock.notes_at is not None and s.clock.notes_at <= now:
                 self._flush_notes(s, urgent_only=False)
             if (
                 not s.reliable
-                and not s.hello_acked
-                and s.hello_at + self.config.hello_retry_s <= now
+                and s.phase is not Phase.CONFIRMED
+                and s.hello.sent_at + self.config.hello_retry_s <= now
             ):
                 self._send_hello(s)
-            if s.resync_at is not None and s.resync_at <= now:
+            if s.repair.resync_at is not None and s.repair.resync_at <= now:
                 self._resync(s)
 
     # -- sending ------------------------------------------------------------------------
 
-    def _emit(self, s: _Session, frame: bytes) -> None:
-        self.traffic.control_bytes += len(frame)
-        s.control.append(frame)
-
-    def _send_hello(self, s: _Session) -> None:
-        s.hello_at = self.now
+    def _send_hello(self, s: Session) -> None:
+        s.hello.sent_at = self.now
         hello = Hello(
             version=PROTOCOL_VERSION,
             epoch=self.epoch,
             seen_epoch=s.memory.epoch or _NO_EPOCH,
-            got_yours=s.got_hello,
-            ack_wanted=not s.reliable and not s.hello_acked,
+            got_yours=s.phase is not Phase.HELLO_SENT,
+            ack_wanted=not s.reliable and s.phase is not Phase.CONFIRMED,
             received=s.memory.received,
-            sessions=s.sessions_seen,
+            sessions=s.hello.sessions_seen,
         )
-        self._emit(s, encode_hello(hello))
+        s.emit(encode_hello(hello))
 
-    def _my_note(self, s: _Session, feed: FeedId, want: Want | None) -> Note:
+    def _my_note(self, s: Session, feed: FeedId, want: Want | None) -> Note:
         if want is None:
             return NOT_REPLICATING
         head = self.host.store.head(feed)
@@ -347,7 +248,7 @@ class Replicator:
         remote = s.memory.remote.get(feed)
         if want.max_entries is not None and head is None:
             # A capped feed we hold nothing of: ask for its tail only, once we know it.
-            if remote is None or feed not in s.heard:
+            if remote is None or feed not in s.clock.heard:
                 lazy = True
             elif remote.latest > want.max_entries:
                 wanted = remote.latest - want.max_entries + 1
@@ -355,7 +256,7 @@ class Replicator:
             wanted = latest + 1  # a query: "I do not know your state of this feed"
         return Note(latest, lazy, first, wanted)
 
-    def _define(self, s: _Session, feeds: list[FeedId]) -> None:
+    def _define(self, s: Session, feeds: list[FeedId]) -> None:
         """Add feeds to our table, named by tag (by key when a tag repeats)."""
         salt = self.epoch + s.peer
         taken = {feed_tag(f, salt) for f in s.memory.my_table}
@@ -373,24 +274,23 @@ class Replicator:
             self._index(s, tagged[tag])
         limit = max(16, (s.link.mtu_bytes - 8) // 5)
         for i in range(0, len(order), limit):
-            self._emit(s, encode_define(start + i, order[i : i + limit]))
+            s.emit(encode_define(start + i, order[i : i + limit]))
         pairs = [(self._index(s, f), bytes(f)) for f in by_key]
         per = max(1, (s.link.mtu_bytes - 1) // 37)
         for i in range(0, len(pairs), per):
-            self._emit(s, encode_define_key(pairs[i : i + per]))
+            s.emit(encode_define_key(pairs[i : i + per]))
 
-    def _index(self, s: _Session, feed: FeedId) -> int:
-        index = s.my_index.get(feed)
+    def _index(self, s: Session, feed: FeedId) -> int:
+        index = s.names.my_index.get(feed)
         if index is None:
-            index = s.my_index[feed] = len(s.memory.my_table)
+            index = s.names.my_index[feed] = len(s.memory.my_table)
             s.memory.my_table.append(feed)
         return index
 
-    def _send_full(self, s: _Session) -> None:
+    def _send_full(self, s: Session) -> None:
         """Leader's whole clock: every replicated feed, defined and noted in index order."""
-        s.full_sent = True
         wants = self.host.replicated()
-        self._define(s, [f for f in wants if f not in s.my_index])
+        self._define(s, [f for f in wants if f not in s.names.my_index])
         for feed in wants:
             self._adopt_upstream(s, feed)
         notes = []
@@ -400,136 +300,140 @@ class Replicator:
             if note.replicating and feed not in s.memory.remote:
                 # Until the follower says otherwise, its silence means "same seq, eager".
                 s.memory.remote[feed] = Note(note.latest, False)
-                s.assumed[feed] = note.latest
+                s.flow.assumed[feed] = note.latest
             notes.append(encode_note(note))
         self._emit_run(s, notes)
 
-    def _emit_run(self, s: _Session, notes: list[bytes]) -> None:
+    def _emit_run(self, s: Session, notes: list[bytes]) -> None:
         budget = s.link.mtu_bytes - 12
         start, size = 0, 0
         chunk: list[bytes] = []
         for i, note in enumerate(notes):
             if size + len(note) > budget and chunk:
-                self._emit(s, bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
+                s.emit(bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
                 start, size, chunk = i, 0, []
             chunk.append(note)
             size += len(note)
             self.traffic.note_sizes.append(len(note))
         if chunk:
-            self._emit(s, bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
+            s.emit(bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
 
-    def _send_delta(self, s: _Session) -> None:
+    def _send_delta(self, s: Session) -> None:
         """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
         wants = self.host.replicated()
-        self._define(s, [f for f in wants if f not in s.my_index and f not in s.their_index])
+        self._define(
+            s, [f for f in wants if f not in s.names.my_index and f not in s.names.their_index]
+        )
         for feed, want in wants.items():
             self._adopt_upstream(s, feed)
             # Request skipping: say nothing when the peer already knows our state.
             if s.memory.sent.get(feed) != self._told(self._my_note(s, feed, want)):
-                s.notes[feed] = True
+                s.clock.notes[feed] = True
         for feed, told in s.memory.sent.items():
             if feed not in wants and told != -1:
-                s.notes[feed] = True
+                s.clock.notes[feed] = True
         self._flush_notes(s, urgent_only=True)
         for feed, remote in s.memory.remote.items():
             ahead = remote.latest > self.host.store.latest_seq(feed)
             if remote.replicating and feed in wants and ahead:
                 self._behind(s, feed)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
-                s.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
-                self._schedule_push(s, feed, s.assumed[feed] + 1)
+                s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
+                self._schedule_push(s, feed, s.flow.assumed[feed] + 1)
 
     @staticmethod
     def _told(note: Note) -> int:
         """What ``memory.sent`` records of a note: latest << 1 | lazy, or -1."""
         return note.latest << 1 | int(note.lazy) if note.replicating else -1
 
-    def _queue_note(self, s: _Session, feed: FeedId, urgent: bool) -> None:
-        s.notes[feed] = s.notes.get(feed, False) or urgent
-        if s.notes_at is None:
+    def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
+        s.clock.notes[feed] = s.clock.notes.get(feed, False) or urgent
+        if s.clock.notes_at is None:
             jitter = 0.5 + self.rng.random()
-            s.notes_at = self.now + self.config.note_delay_s * jitter
+            s.clock.notes_at = self.now + self.config.note_delay_s * jitter
 
-    def _flush_notes(self, s: _Session, *, urgent_only: bool) -> None:
-        if not s.got_hello and not s.delta:
-            s.notes_at = None  # nothing can be said before the peer's HELLO; it re-arms
+    def _flush_notes(self, s: Session, *, urgent_only: bool) -> None:
+        if s.phase is Phase.HELLO_SENT and not s.hello.delta:
+            s.clock.notes_at = None  # nothing can be said before the peer's HELLO; it re-arms
             return
         parts = []
-        for feed in [f for f, urgent in s.notes.items() if urgent or not urgent_only]:
-            del s.notes[feed]
+        for feed in [f for f, urgent in s.clock.notes.items() if urgent or not urgent_only]:
+            del s.clock.notes[feed]
             note = self._my_note(s, feed, self.host.want(feed))
             told = s.memory.sent.get(feed)
             if told == self._told(note) and note.want < 0:
                 continue  # the peer already knows exactly this
             same_flag = told is not None and told >= 0 and (told & 1) == note.lazy
             # (On a lossy link the note doubles as an ack, so it goes out regardless.)
-            has_it = s.reliable and s.assumed.get(feed, -1) >= note.latest
+            has_it = s.reliable and s.flow.assumed.get(feed, -1) >= note.latest
             if same_flag and note.want < 0 and has_it:
                 continue  # the peer has as much as we do: nothing worth saying
             s.memory.sent[feed] = self._told(note)
             encoded = encode_varint(self._ref(s, feed)) + encode_note(note)
             self.traffic.note_sizes.append(len(encoded))
             parts.append(encoded)
-        if not s.notes:
-            s.notes_at = None
+        if not s.clock.notes:
+            s.clock.notes_at = None
         self._emit_notes(s, parts)
 
-    def _emit_notes(self, s: _Session, parts: list[bytes]) -> None:
+    def _emit_notes(self, s: Session, parts: list[bytes]) -> None:
         budget = s.link.mtu_bytes - 1
         chunk: list[bytes] = []
         size = 0
         for part in parts:
             if size + len(part) > budget and chunk:
-                self._emit(s, bytes((FrameType.NOTES,)) + b"".join(chunk))
+                s.emit(bytes((FrameType.NOTES,)) + b"".join(chunk))
                 chunk, size = [], 0
             chunk.append(part)
             size += len(part)
         if chunk:
-            self._emit(s, bytes((FrameType.NOTES,)) + b"".join(chunk))
+            s.emit(bytes((FrameType.NOTES,)) + b"".join(chunk))
 
-    def _ref(self, s: _Session, feed: FeedId) -> int:
+    def _ref(self, s: Session, feed: FeedId) -> int:
         """Shortest reference to ``feed``: the peer's index if it named it, else ours."""
-        index = s.their_index.get(feed)
+        index = s.names.their_index.get(feed)
         if index is not None:
             return make_ref(index, True)
-        if feed not in s.my_index:
+        if feed not in s.names.my_index:
             self._define(s, [feed])
-        return make_ref(s.my_index[feed], False)
+        return make_ref(s.names.my_index[feed], False)
 
-    def _resync(self, s: _Session) -> None:
+    def _resync(self, s: Session) -> None:
         """Lossy links: restate what the peer may have missed."""
-        if not s.hello_acked:
-            s.resync_at = self.now + self.config.resync_s
+        if s.phase is not Phase.CONFIRMED:
+            s.repair.resync_at = self.now + self.config.resync_s
             return
-        s.resyncs += 1
-        early = s.resyncs <= _EARLY_RESYNCS  # the opening clocks may have been lost
+        s.repair.resyncs += 1
+        early = s.repair.resyncs <= _EARLY_RESYNCS  # the opening clocks may have been lost
         restated = 0
         for feed in self.host.replicated():
             remote = s.memory.remote.get(feed)
             latest = self.host.store.latest_seq(feed)
-            unheard = feed not in s.heard and early
+            unheard = feed not in s.clock.heard and early
             if remote is None or remote.latest != latest or unheard:
                 s.memory.sent.pop(feed, None)  # say it again: the last note may be lost
-                s.notes[feed] = True
+                s.clock.notes[feed] = True
                 restated += 1
             if remote is not None and not remote.lazy and remote.latest < latest:
                 self._schedule_push(s, feed, remote.latest + 1, force=True)
         # Quiet links back off (as Trickle does), so an idle radio stays idle.
-        s.resync_backoff = 1 if restated else min(s.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
-        s.resync_at = self.now + self.config.resync_s * s.resync_backoff
+        s.repair.resync_backoff = (
+            1 if restated else min(s.repair.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
+        )
+        s.repair.resync_at = self.now + self.config.resync_s * s.repair.resync_backoff
 
     # -- pushing ------------------------------------------------------------------------
 
-    def _schedule_push(self, s: _Session, feed: FeedId, seq: int, *, force: bool = False) -> None:
-        current = s.push.get(feed)
+    def _schedule_push(self, s: Session, feed: FeedId, seq: int, *, force: bool = False) -> None:
+        current = s.flow.push.get(feed)
         if current is None or force or seq < current:
-            s.push[feed] = seq
+            s.flow.push[feed] = seq
 
-    def _drain_pushes(self, s: _Session) -> None:
+    def _drain_pushes(self, s: Session) -> None:
         store = self.host.store
-        while s.push and s.in_flight < self.config.window_bytes:
-            feed, seq = next(iter(s.push.items()))
-            del s.push[feed]
+        while s.flow.push and s.flow.in_flight < self.config.window_bytes:
+            feed, seq = next(iter(s.flow.push.items()))
+            del s.flow.push[feed]
             head = store.head(feed)
             remote = s.memory.remote.get(feed)
             if head is None or remote is None or not remote.replicating:
@@ -542,20 +446,20 @@ class Replicator:
             if seq > head.latest:
                 continue
             frame = self._entry_frame(s, feed, seq)
-            s.in_flight += len(frame)
+            s.flow.in_flight += len(frame)
             self.traffic.entry_bytes += len(frame)
             self.traffic.entries += 1
             self._outbox.append((s.peer, frame))
-            s.assumed[feed] = max(s.assumed.get(feed, 0), seq)
+            s.flow.assumed[feed] = max(s.flow.assumed.get(feed, 0), seq)
             s.memory.pushed[feed] = max(s.memory.pushed.get(feed, 0), seq)
-            s.pushed_now[feed] = seq
+            s.flow.pushed_now[feed] = seq
             s.memory.pushed_count += 1
             if seq < head.latest:
-                s.push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
+                s.flow.push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
 
-    def _entry_frame(self, s: _Session, feed: FeedId, seq: int) -> bytes:
+    def _entry_frame(self, s: Session, feed: FeedId, seq: int) -> bytes:
         raw = self.host.store.get(feed, Seq(seq))
-        if s.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
+        if s.flow.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
             entry = decode_entry(raw, max_content_bytes=1 << 20)
             ref = self._ref(s, feed)
             if ref is not None:
@@ -572,7 +476,7 @@ class Replicator:
             remote = s.memory.remote.get(feed)
             if remote is None or not remote.replicating:
                 continue
-            known = s.assumed.get(feed, remote.latest)
+            known = s.flow.assumed.get(feed, remote.latest)
             if known >= seq:
                 continue
             if not remote.lazy and seq >= remote.want_from:
@@ -591,9 +495,9 @@ class Replicator:
             if claimant is not None:
                 self._behind(claimant, feed)
 
-    def _best_claim(self, feed: FeedId, seq: int) -> _Session | None:
+    def _best_claim(self, feed: FeedId, seq: int) -> Session | None:
         """The session whose peer claims the most of ``feed`` beyond ``seq``, if any."""
-        best: _Session | None = None
+        best: Session | None = None
         most = seq
         for s in self.sessions.values():
             remote = s.memory.remote.get(feed)
@@ -605,28 +509,28 @@ class Replicator:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
         wants = self.host.replicated()
         for s in self.sessions.values():
-            s.tags_in = None
+            s.names.tags_in = None
             self._resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
                 if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
                     self._adopt_upstream(s, feed)
-                    s.notes[feed] = True
+                    s.clock.notes[feed] = True
             for feed in list(s.memory.sent):
                 if feed not in wants and s.memory.sent[feed] != -1:
-                    s.notes[feed] = True
+                    s.clock.notes[feed] = True
                     s.rx.discard(feed)
         for feed in [f for f in self.upstream if f not in wants]:
             del self.upstream[feed]
 
     # -- upstream choice ------------------------------------------------------------------
 
-    def _adopt_upstream(self, s: _Session, feed: FeedId) -> None:
+    def _adopt_upstream(self, s: Session, feed: FeedId) -> None:
         """Ask ``s`` to push ``feed`` if no live peer does yet."""
         if feed not in self.upstream:
             self.upstream[feed] = s.peer
             s.rx.add(feed)
 
-    def _set_upstream(self, feed: FeedId, s: _Session) -> None:
+    def _set_upstream(self, feed: FeedId, s: Session) -> None:
         old = self.upstream.get(feed)
         if old is not None and old in self.sessions and old != s.peer:
             previous = self.sessions[old]
@@ -638,7 +542,7 @@ class Replicator:
 
     def _choose_upstream(self, feed: FeedId) -> None:
         """After losing an upstream: ask the peer that has the most of ``feed``."""
-        best: _Session | None = None
+        best: Session | None = None
         best_latest = -1
         for s in self.sessions.values():
             remote = s.memory.remote.get(feed)
@@ -671,7 +575,7 @@ class Replicator:
             return False
         return ours == 0 or max(remote.first, 1) <= ours + 1
 
-    def _behind(self, s: _Session, feed: FeedId) -> None:
+    def _behind(self, s: Session, feed: FeedId) -> None:
         """``s`` says it has more of ``feed`` than we do."""
         if self.host.want(feed) is None:
             return
@@ -714,7 +618,7 @@ class Replicator:
         try:
             if kind is FrameType.HELLO:
                 self._on_hello(s, decode_hello(frame))
-            elif not s.got_hello:
+            elif s.phase is Phase.HELLO_SENT:
                 return  # frames before HELLO (it was lost): resync repairs
             else:
                 self._handlers[kind](self, s, frame)
@@ -722,41 +626,38 @@ class Replicator:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
             return
         per = max(1, (s.link.mtu_bytes - 1) // 5)  # an index varint is at most 5 bytes
-        for i in range(0, len(s.want_keys), per):
-            self._emit(s, encode_indexes(FrameType.WANT_KEY, s.want_keys[i : i + per]))
-        s.want_keys = []
+        for i in range(0, len(s.names.want_keys), per):
+            s.emit(encode_indexes(FrameType.WANT_KEY, s.names.want_keys[i : i + per]))
+        s.names.want_keys = []
 
-    def _on_hello(self, s: _Session, hello: Hello) -> None:
+    def _on_hello(self, s: Session, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:
             self._misbehaved(s, f"protocol version {hello.version} is not supported")
             return
-        if hello.got_yours:
-            s.hello_acked = True
-        if s.got_hello:
+        if s.advance(Signal.HELLO_ACK if hello.got_yours else Signal.HELLO) is not Phase.HELLO_SENT:
             if hello.ack_wanted:
-                self._send_hello(s)
+                self._send_hello(s)  # a repeated HELLO: only confirm we heard it
             return
-        s.got_hello = True
         memory = s.memory
         trusted = (
             memory.epoch == hello.epoch
             and hello.seen_epoch == self.epoch
-            and hello.sessions == s.sessions_seen
+            and hello.sessions == s.hello.sessions_seen
         )
-        if not trusted and not s.delta:
+        if not trusted and not s.hello.delta:
             memory.epoch = hello.epoch  # a first meeting: the full clock is already on its way
         elif not trusted:
             self._forget(s, hello.epoch)
             if s.leader:
                 self._send_full(s)
-        elif hello.received != s.count_at_connect:
+        elif hello.received != s.flow.count_at_connect:
             # Some pushes of earlier sessions never arrived: trust only what the peer
             # stated itself, and push again from there every feed pushed before (the peer
             # keeps what it holds; the rest it cannot ask for, never having heard of it).
-            s.assumed = {f: n.latest for f, n in memory.remote.items()}
-            for feed, nxt in list(s.push.items()):
-                s.push[feed] = min(nxt, s.assumed.get(feed, 0) + 1)
-            for feed in s.last_pushed:
+            s.flow.assumed = {f: n.latest for f, n in memory.remote.items()}
+            for feed, nxt in list(s.flow.push.items()):
+                s.flow.push[feed] = min(nxt, s.flow.assumed.get(feed, 0) + 1)
+            for feed in s.flow.last_pushed:
                 remote = memory.remote.get(feed)
                 if remote is not None and remote.replicating and not remote.lazy:
                     self._schedule_push(s, feed, remote.latest + 1)
@@ -764,32 +665,32 @@ class Replicator:
         # refused right after the handshake must not leave the two counts unequal.
         s.memory.sessions += 1
         # Confirmed up to the peer's count; pushes of this session are still in flight.
-        memory.pushed_count = hello.received + memory.pushed_count - s.count_at_connect
-        memory.pushed = dict(s.pushed_now)
-        if s.notes:
-            s.notes_at = self.now
+        memory.pushed_count = hello.received + memory.pushed_count - s.flow.count_at_connect
+        memory.pushed = dict(s.flow.pushed_now)
+        if s.clock.notes:
+            s.clock.notes_at = self.now
         if hello.ack_wanted:
             self._send_hello(s)  # lossy link: confirm we heard it
 
-    def _forget(self, s: _Session, epoch: bytes) -> None:
+    def _forget(self, s: Session, epoch: bytes) -> None:
         """The peer (or we) lost state: start the relationship afresh."""
         # As on a side that met us with no memory at all (this session counts on return).
         s.memory = PeerMemory(epoch=epoch)
-        s.sessions_seen = 0
-        s.my_index.clear()
-        s.their_index.clear()
-        s.tags_in = None
-        s.heard.clear()
-        s.asked.clear()
-        s.wanted_keys.clear()
-        s.assumed.clear()
-        s.push.clear()
-        s.notes.clear()
-        s.notes_at = None
-        s.delta = False
+        s.hello.sessions_seen = 0
+        s.names.my_index.clear()
+        s.names.their_index.clear()
+        s.names.tags_in = None
+        s.clock.heard.clear()
+        s.repair.asked.clear()
+        s.names.wanted_keys.clear()
+        s.flow.assumed.clear()
+        s.flow.push.clear()
+        s.clock.notes.clear()
+        s.clock.notes_at = None
+        s.hello.delta = False
         s.control = [f for f in s.control if f[0] == FrameType.HELLO]
 
-    def _feed_of(self, s: _Session, ref: int) -> FeedId | None:
+    def _feed_of(self, s: Session, ref: int) -> FeedId | None:
         index, theirs = split_ref(ref)
         if theirs:
             table = s.memory.my_table
@@ -797,25 +698,25 @@ class Replicator:
         feed = s.memory.their_table.get(index)
         if feed is None and index not in s.memory.unknown:
             # Its DEFINE never arrived (a lost frame): ask for the key, again if need be.
-            retry_at = s.wanted_keys.get(index)
-            if (retry_at is None and len(s.wanted_keys) < _MAX_WANTED_KEYS) or (
+            retry_at = s.names.wanted_keys.get(index)
+            if (retry_at is None and len(s.names.wanted_keys) < _MAX_WANTED_KEYS) or (
                 retry_at is not None and retry_at <= self.now
             ):
-                s.wanted_keys[index] = self.now + self.config.hello_retry_s
-                s.want_keys.append(index)
+                s.names.wanted_keys[index] = self.now + self.config.hello_retry_s
+                s.names.want_keys.append(index)
         return feed
 
-    def _on_define(self, s: _Session, frame: bytes) -> None:
+    def _on_define(self, s: Session, frame: bytes) -> None:
         start, tags = decode_define(frame)
-        if s.tags_in is None:
+        if s.names.tags_in is None:
             salt = s.memory.epoch + self.host.feed_id
             known = set(self.host.replicated()) | set(self.host.store.feeds())
-            s.tags_in = {}
+            s.names.tags_in = {}
             for feed in known:
-                s.tags_in.setdefault(feed_tag(feed, salt), []).append(feed)
+                s.names.tags_in.setdefault(feed_tag(feed, salt), []).append(feed)
         unclear = []
         for offset, tag in enumerate(tags):
-            matches = s.tags_in.get(tag, [])
+            matches = s.names.tags_in.get(tag, [])
             if len(matches) == 1:
                 self._name(s, start + offset, matches[0])
             elif matches:
@@ -823,18 +724,18 @@ class Replicator:
             else:
                 s.memory.unknown[start + offset] = tag  # maybe a feed we start wanting later
         if unclear:
-            self._emit(s, encode_indexes(FrameType.WANT_KEY, unclear))
+            s.emit(encode_indexes(FrameType.WANT_KEY, unclear))
 
-    def _on_define_key(self, s: _Session, frame: bytes) -> None:
+    def _on_define_key(self, s: Session, frame: bytes) -> None:
         for index, key in decode_define_key(frame):
             self._name(s, index, FeedId(key))
 
-    def _name(self, s: _Session, index: int, feed: FeedId) -> None:
+    def _name(self, s: Session, index: int, feed: FeedId) -> None:
         s.memory.their_table[index] = feed
-        s.their_index[feed] = index
+        s.names.their_index[feed] = index
         s.memory.unknown.pop(index, None)
 
-    def _resolve_unknown(self, s: _Session, feeds: list[FeedId]) -> None:
+    def _resolve_unknown(self, s: Session, feeds: list[FeedId]) -> None:
         """Match the peer's unmatched tags against feeds we have just started to want."""
         if not s.memory.unknown:
             return
@@ -844,18 +745,18 @@ class Replicator:
         salt = s.memory.epoch + self.host.feed_id
         for feed in feeds:
             indexes = by_tag.get(feed_tag(feed, salt), [])
-            if len(indexes) == 1 and feed not in s.their_index:
+            if len(indexes) == 1 and feed not in s.names.their_index:
                 self._name(s, indexes[0], feed)
 
-    def _on_want_key(self, s: _Session, frame: bytes) -> None:
+    def _on_want_key(self, s: Session, frame: bytes) -> None:
         table = s.memory.my_table
         wanted = sorted({i for i in decode_indexes(frame) if i < len(table)})
         pairs = [(i, bytes(table[i])) for i in wanted]
         per = max(1, (s.link.mtu_bytes - 1) // 37)  # index varint (<= 5) + key (32)
         for i in range(0, len(pairs), per):
-            self._emit(s, encode_define_key(pairs[i : i + per]))
+            s.emit(encode_define_key(pairs[i : i + per]))
 
-    def _on_notes(self, s: _Session, frame: bytes) -> None:
+    def _on_notes(self, s: Session, frame: bytes) -> None:
         pos = 1
         while pos < len(frame):
             ref, pos = decode_varint(frame, pos)
@@ -864,7 +765,7 @@ class Replicator:
             if feed is not None:
                 self._on_note(s, feed, note)
 
-    def _on_run(self, s: _Session, frame: bytes) -> None:
+    def _on_run(self, s: Session, frame: bytes) -> None:
         index, pos = decode_varint(frame, 1)
         if index + len(frame) > MAX_INDEX:
             raise DecodeError("RUN indexes exceed 32 bits")
@@ -886,7 +787,7 @@ class Replicator:
         self._emit_notes(s, declined)
 
     def _answer_leader(
-        self, s: _Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
+        self, s: Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
     ) -> None:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
         self._adopt_upstream(s, feed)
@@ -894,35 +795,35 @@ class Replicator:
         if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.want < 0:
             s.memory.sent[feed] = self._told(mine)
             return
-        s.notes[feed] = True
+        s.clock.notes[feed] = True
 
-    def _on_note(self, s: _Session, feed: FeedId, note: Note) -> None:
+    def _on_note(self, s: Session, feed: FeedId, note: Note) -> None:
         before = s.memory.remote.get(feed, note)
         s.memory.remote[feed] = note
         if not note.replicating:
-            s.push.pop(feed, None)
-            s.assumed.pop(feed, None)
+            s.flow.push.pop(feed, None)
+            s.flow.assumed.pop(feed, None)
             return
         ours = self.host.store.latest_seq(feed)
         # An explicit want is a resend request; otherwise keep entries already in flight.
-        keep = note.want < 0 and feed in s.heard and not before.lazy and s.reliable
-        s.heard.add(feed)
-        assumed = s.assumed.get(feed, -1)
-        s.assumed[feed] = max(assumed, note.latest) if keep else note.latest
+        keep = note.want < 0 and feed in s.clock.heard and not before.lazy and s.reliable
+        s.clock.heard.add(feed)
+        assumed = s.flow.assumed.get(feed, -1)
+        s.flow.assumed[feed] = max(assumed, note.latest) if keep else note.latest
         if note.lazy:
-            s.push.pop(feed, None)
+            s.flow.push.pop(feed, None)
             if note.want >= 0:  # a query: answer with our state even if we said it before
                 s.memory.sent.pop(feed, None)
                 self._queue_note(s, feed, urgent=True)
         elif ours >= note.want_from:
-            start = s.assumed[feed] + 1 if keep else note.want_from
+            start = s.flow.assumed[feed] + 1 if keep else note.want_from
             self._schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
             self._behind(s, feed)
         elif note.latest < ours and note.lazy:
             self._queue_note(s, feed, urgent=False)
 
-    def _on_entry(self, s: _Session, frame: bytes) -> None:
+    def _on_entry(self, s: Session, frame: bytes) -> None:
         ref, seq, body = decode_entry_frame(frame)
         limit = self.host.max_content_bytes
         if ref is None:
@@ -944,7 +845,7 @@ class Replicator:
             )
         self._take_entry(s, entry, ref=ref)
 
-    def _take_entry(self, s: _Session, decoded: Entry, *, ref: int | None) -> None:
+    def _take_entry(self, s: Session, decoded: Entry, *, ref: int | None) -> None:
 
         s.memory.received += 1
         result = self.host.ingest_entry(decoded, source=s.peer)
@@ -970,7 +871,7 @@ class Replicator:
         elif result.outcome is Outcome.REJECTED:
             self._rejected(s, result, ref=ref)
 
-    def _duplicate(self, s: _Session, feed: FeedId) -> None:
+    def _duplicate(self, s: Session, feed: FeedId) -> None:
         """EBT: a duplicate from an eager peer turns it lazy; the first sender stays eager."""
         if feed not in s.rx:
             return
@@ -983,32 +884,32 @@ class Replicator:
         self.upstream[feed] = first
         self._queue_note(s, feed, urgent=True)
 
-    def _rejected(self, s: _Session, result: IngestResult, *, ref: int | None) -> None:
+    def _rejected(self, s: Session, result: IngestResult, *, ref: int | None) -> None:
         entry = result.entry
         if entry is not None and result.reason.startswith(("gap", "before", "feed forked")):
             if result.reason.startswith("gap"):
                 self._ask_resend(s, entry.author)
             return
         # On a lossy link a frame of an earlier session may still arrive: never fatal there.
-        if ref is not None and (not s.reliable or s.strikes < self.config.max_strikes):
+        if ref is not None and (not s.reliable or s.repair.strikes < self.config.max_strikes):
             # A short form rebuilt under a mistaken tag match fails its signature: ask
             # for the key instead of blaming the peer, a few times at most.
-            s.strikes += 1
+            s.repair.strikes += 1
             index, theirs = split_ref(ref)
             if not theirs and index in s.memory.their_table:
-                s.their_index.pop(s.memory.their_table.pop(index), None)
-                self._emit(s, encode_indexes(FrameType.WANT_KEY, [index]))
+                s.names.their_index.pop(s.memory.their_table.pop(index), None)
+                s.emit(encode_indexes(FrameType.WANT_KEY, [index]))
             return
         self._misbehaved(s, f"sent an invalid entry: {result.reason}")
 
-    def _ask_resend(self, s: _Session, feed: FeedId) -> None:
+    def _ask_resend(self, s: Session, feed: FeedId) -> None:
         """Explicitly ask ``s`` to push ``feed`` from just after what we hold."""
-        s.assumed.pop(feed, None)
+        s.flow.assumed.pop(feed, None)
         latest = self.host.store.latest_seq(feed)
-        asked = s.asked.get(feed)
+        asked = s.repair.asked.get(feed)
         if asked is not None and asked[0] == latest and self.now < asked[1]:
             return  # one request per gap: later entries of the same burst show the same gap
-        s.asked[feed] = (latest, self.now + self.config.hello_retry_s)
+        s.repair.asked[feed] = (latest, self.now + self.config.hello_retry_s)
         note = Note(latest, False, 0, latest + 1)
         s.memory.sent[feed] = self._told(note)
         ref = self._ref(s, feed)
@@ -1016,7 +917,7 @@ class Replicator:
         self.traffic.note_sizes.append(len(encoded))
         self._emit_notes(s, [encoded])
 
-    _handlers: ClassVar[dict[FrameType, Callable[[Replicator, _Session, bytes], None]]] = {
+    _handlers: ClassVar[dict[FrameType, Callable[[Replicator, Session, bytes], None]]] = {
         FrameType.DEFINE: _on_define,
         FrameType.DEFINE_KEY: _on_define_key,
         FrameType.NOTES: _on_notes,

@@ -25,7 +25,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import (
     EPOCH_BYTES,
@@ -33,18 +33,11 @@ from meshnode.codec.frame import (
     PROTOCOL_VERSION,
     FrameType,
     Hello,
-    decode_define,
-    decode_define_key,
     decode_entry_frame,
     decode_hello,
-    decode_indexes,
-    encode_define,
-    encode_define_key,
     encode_entry_frame,
     encode_hello,
-    encode_indexes,
     make_ref,
-    split_ref,
 )
 from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
 from meshnode.codec.varint import decode_varint, encode_varint
@@ -56,8 +49,8 @@ from meshnode.core.clocks import (
     decode_peer_memory,
     encode_note,
     encode_peer_memory,
-    feed_tag,
 )
+from meshnode.core.ebt.names import FeedNames
 from meshnode.core.ebt.session import (
     Host,
     LinkInfo,
@@ -92,7 +85,6 @@ __all__ = [
 _NO_EPOCH = bytes(EPOCH_BYTES)
 _EARLY_RESYNCS = 3
 _MAX_RESYNC_BACKOFF = 16
-_MAX_WANTED_KEYS = 10_000  # a peer naming endless unknown indexes gets no more answers
 
 
 class Replicator:
@@ -111,6 +103,15 @@ class Replicator:
         self.now = 0.0
         self._events: list[Event] = []
         self._outbox: list[tuple[PeerId, bytes]] = []
+        self.names = FeedNames(host, epoch=epoch, retry_s=config.hello_retry_s)
+        self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
+            FrameType.DEFINE: self.names.on_define,
+            FrameType.DEFINE_KEY: self.names.on_define_key,
+            FrameType.NOTES: self._on_notes,
+            FrameType.RUN: self._on_run,
+            FrameType.ENTRY: self._on_entry,
+            FrameType.WANT_KEY: self.names.on_want_key,
+        }
 
     # -- session lifecycle ------------------------------------------------------------
 
@@ -122,7 +123,7 @@ class Replicator:
         memory = self._load_memory(peer)
         s = Session.begin(peer, link, memory, me=self.host.feed_id, traffic=self.traffic)
         self.sessions[peer] = s
-        self._resolve_unknown(s, list(self.host.replicated()))
+        self.names.resolve_unknown(s, list(self.host.replicated()))
         self._send_hello(s)
         if memory.epoch:
             s.hello.delta = True
@@ -256,41 +257,10 @@ class Replicator:
             wanted = latest + 1  # a query: "I do not know your state of this feed"
         return Note(latest, lazy, first, wanted)
 
-    def _define(self, s: Session, feeds: list[FeedId]) -> None:
-        """Add feeds to our table, named by tag (by key when a tag repeats)."""
-        salt = self.epoch + s.peer
-        taken = {feed_tag(f, salt) for f in s.memory.my_table}
-        tagged: dict[int, FeedId] = {}
-        by_key: list[FeedId] = []
-        for feed in feeds:
-            tag = feed_tag(feed, salt)
-            if tag in taken or tag in tagged:
-                by_key.append(feed)
-            else:
-                tagged[tag] = feed
-        start = len(s.memory.my_table)
-        order = sorted(tagged)
-        for tag in order:
-            self._index(s, tagged[tag])
-        limit = max(16, (s.link.mtu_bytes - 8) // 5)
-        for i in range(0, len(order), limit):
-            s.emit(encode_define(start + i, order[i : i + limit]))
-        pairs = [(self._index(s, f), bytes(f)) for f in by_key]
-        per = max(1, (s.link.mtu_bytes - 1) // 37)
-        for i in range(0, len(pairs), per):
-            s.emit(encode_define_key(pairs[i : i + per]))
-
-    def _index(self, s: Session, feed: FeedId) -> int:
-        index = s.names.my_index.get(feed)
-        if index is None:
-            index = s.names.my_index[feed] = len(s.memory.my_table)
-            s.memory.my_table.append(feed)
-        return index
-
     def _send_full(self, s: Session) -> None:
         """Leader's whole clock: every replicated feed, defined and noted in index order."""
         wants = self.host.replicated()
-        self._define(s, [f for f in wants if f not in s.names.my_index])
+        self.names.define(s, [f for f in wants if f not in s.names.my_index])
         for feed in wants:
             self._adopt_upstream(s, feed)
         notes = []
@@ -321,7 +291,7 @@ class Replicator:
     def _send_delta(self, s: Session) -> None:
         """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
         wants = self.host.replicated()
-        self._define(
+        self.names.define(
             s, [f for f in wants if f not in s.names.my_index and f not in s.names.their_index]
         )
         for feed, want in wants.items():
@@ -369,7 +339,7 @@ class Replicator:
             if same_flag and note.want < 0 and has_it:
                 continue  # the peer has as much as we do: nothing worth saying
             s.memory.sent[feed] = self._told(note)
-            encoded = encode_varint(self._ref(s, feed)) + encode_note(note)
+            encoded = encode_varint(self.names.ref(s, feed)) + encode_note(note)
             self.traffic.note_sizes.append(len(encoded))
             parts.append(encoded)
         if not s.clock.notes:
@@ -388,15 +358,6 @@ class Replicator:
             size += len(part)
         if chunk:
             s.emit(bytes((FrameType.NOTES,)) + b"".join(chunk))
-
-    def _ref(self, s: Session, feed: FeedId) -> int:
-        """Shortest reference to ``feed``: the peer's index if it named it, else ours."""
-        index = s.names.their_index.get(feed)
-        if index is not None:
-            return make_ref(index, True)
-        if feed not in s.names.my_index:
-            self._define(s, [feed])
-        return make_ref(s.names.my_index[feed], False)
 
     def _resync(self, s: Session) -> None:
         """Lossy links: restate what the peer may have missed."""
@@ -461,7 +422,7 @@ class Replicator:
         raw = self.host.store.get(feed, Seq(seq))
         if s.flow.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
             entry = decode_entry(raw, max_content_bytes=1 << 20)
-            ref = self._ref(s, feed)
+            ref = self.names.ref(s, feed)
             if ref is not None:
                 return encode_entry_frame(ref, seq, encode_short_entry(entry))
         return encode_entry_frame(None, 0, raw)
@@ -510,7 +471,7 @@ class Replicator:
         wants = self.host.replicated()
         for s in self.sessions.values():
             s.names.tags_in = None
-            self._resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
+            self.names.resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
                 if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
                     self._adopt_upstream(s, feed)
@@ -621,14 +582,11 @@ class Replicator:
             elif s.phase is Phase.HELLO_SENT:
                 return  # frames before HELLO (it was lost): resync repairs
             else:
-                self._handlers[kind](self, s, frame)
+                self._handlers[kind](s, frame)
         except DecodeError as exc:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
             return
-        per = max(1, (s.link.mtu_bytes - 1) // 5)  # an index varint is at most 5 bytes
-        for i in range(0, len(s.names.want_keys), per):
-            s.emit(encode_indexes(FrameType.WANT_KEY, s.names.want_keys[i : i + per]))
-        s.names.want_keys = []
+        self.names.send_want_keys(s)
 
     def _on_hello(self, s: Session, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:
@@ -677,12 +635,9 @@ class Replicator:
         # As on a side that met us with no memory at all (this session counts on return).
         s.memory = PeerMemory(epoch=epoch)
         s.hello.sessions_seen = 0
-        s.names.my_index.clear()
-        s.names.their_index.clear()
-        s.names.tags_in = None
+        self.names.forget(s)
         s.clock.heard.clear()
         s.repair.asked.clear()
-        s.names.wanted_keys.clear()
         s.flow.assumed.clear()
         s.flow.push.clear()
         s.clock.notes.clear()
@@ -690,78 +645,12 @@ class Replicator:
         s.hello.delta = False
         s.control = [f for f in s.control if f[0] == FrameType.HELLO]
 
-    def _feed_of(self, s: Session, ref: int) -> FeedId | None:
-        index, theirs = split_ref(ref)
-        if theirs:
-            table = s.memory.my_table
-            return table[index] if index < len(table) else None
-        feed = s.memory.their_table.get(index)
-        if feed is None and index not in s.memory.unknown:
-            # Its DEFINE never arrived (a lost frame): ask for the key, again if need be.
-            retry_at = s.names.wanted_keys.get(index)
-            if (retry_at is None and len(s.names.wanted_keys) < _MAX_WANTED_KEYS) or (
-                retry_at is not None and retry_at <= self.now
-            ):
-                s.names.wanted_keys[index] = self.now + self.config.hello_retry_s
-                s.names.want_keys.append(index)
-        return feed
-
-    def _on_define(self, s: Session, frame: bytes) -> None:
-        start, tags = decode_define(frame)
-        if s.names.tags_in is None:
-            salt = s.memory.epoch + self.host.feed_id
-            known = set(self.host.replicated()) | set(self.host.store.feeds())
-            s.names.tags_in = {}
-            for feed in known:
-                s.names.tags_in.setdefault(feed_tag(feed, salt), []).append(feed)
-        unclear = []
-        for offset, tag in enumerate(tags):
-            matches = s.names.tags_in.get(tag, [])
-            if len(matches) == 1:
-                self._name(s, start + offset, matches[0])
-            elif matches:
-                unclear.append(start + offset)
-            else:
-                s.memory.unknown[start + offset] = tag  # maybe a feed we start wanting later
-        if unclear:
-            s.emit(encode_indexes(FrameType.WANT_KEY, unclear))
-
-    def _on_define_key(self, s: Session, frame: bytes) -> None:
-        for index, key in decode_define_key(frame):
-            self._name(s, index, FeedId(key))
-
-    def _name(self, s: Session, index: int, feed: FeedId) -> None:
-        s.memory.their_table[index] = feed
-        s.names.their_index[feed] = index
-        s.memory.unknown.pop(index, None)
-
-    def _resolve_unknown(self, s: Session, feeds: list[FeedId]) -> None:
-        """Match the peer's unmatched tags against feeds we have just started to want."""
-        if not s.memory.unknown:
-            return
-        by_tag: dict[int, list[int]] = {}
-        for index, tag in s.memory.unknown.items():
-            by_tag.setdefault(tag, []).append(index)
-        salt = s.memory.epoch + self.host.feed_id
-        for feed in feeds:
-            indexes = by_tag.get(feed_tag(feed, salt), [])
-            if len(indexes) == 1 and feed not in s.names.their_index:
-                self._name(s, indexes[0], feed)
-
-    def _on_want_key(self, s: Session, frame: bytes) -> None:
-        table = s.memory.my_table
-        wanted = sorted({i for i in decode_indexes(frame) if i < len(table)})
-        pairs = [(i, bytes(table[i])) for i in wanted]
-        per = max(1, (s.link.mtu_bytes - 1) // 37)  # index varint (<= 5) + key (32)
-        for i in range(0, len(pairs), per):
-            s.emit(encode_define_key(pairs[i : i + per]))
-
     def _on_notes(self, s: Session, frame: bytes) -> None:
         pos = 1
         while pos < len(frame):
             ref, pos = decode_varint(frame, pos)
             note, pos = decode_note(frame, pos)
-            feed = self._feed_of(s, ref)
+            feed = self.names.feed_of(s, ref, self.now)
             if feed is not None:
                 self._on_note(s, feed, note)
 
@@ -773,7 +662,7 @@ class Replicator:
         declined: list[bytes] = []
         while pos < len(frame):
             note, pos = decode_note(frame, pos)
-            feed = self._feed_of(s, make_ref(index, False))
+            feed = self.names.feed_of(s, make_ref(index, False), self.now)
             unwanted = feed not in wants if feed is not None else index in s.memory.unknown
             if not s.leader and unwanted and note.replicating:
                 # Silence would mean "same seq, push to me": decline feeds we do not keep.
@@ -829,7 +718,7 @@ class Replicator:
         if ref is None:
             entry = decode_entry(body, max_content_bytes=limit)
         else:
-            feed = self._feed_of(s, ref)
+            feed = self.names.feed_of(s, ref, self.now)
             if feed is None:
                 return
             previous = self.host.store.entry_id(feed, Seq(seq - 1)) if seq > 1 else None
@@ -895,10 +784,7 @@ class Replicator:
             # A short form rebuilt under a mistaken tag match fails its signature: ask
             # for the key instead of blaming the peer, a few times at most.
             s.repair.strikes += 1
-            index, theirs = split_ref(ref)
-            if not theirs and index in s.memory.their_table:
-                s.names.their_index.pop(s.memory.their_table.pop(index), None)
-                s.emit(encode_indexes(FrameType.WANT_KEY, [index]))
+            self.names.unname(s, ref)
             return
         self._misbehaved(s, f"sent an invalid entry: {result.reason}")
 
@@ -912,16 +798,12 @@ class Replicator:
         s.repair.asked[feed] = (latest, self.now + self.config.hello_retry_s)
         note = Note(latest, False, 0, latest + 1)
         s.memory.sent[feed] = self._told(note)
-        ref = self._ref(s, feed)
+        ref = self.names.ref(s, feed)
         encoded = encode_varint(ref) + encode_note(note)
         self.traffic.note_sizes.append(len(encoded))
         self._emit_notes(s, [encoded])
 
-    _handlers: ClassVar[dict[FrameType, Callable[[Replicator, Session, bytes], None]]] = {
-        FrameType.DEFINE: _on_define,
-        FrameType.DEFINE_KEY: _on_define_key,
-        FrameType.NOTES: _on_notes,
-        FrameType.RUN: _on_run,
-        FrameType.ENTRY: _on_entry,
-        FrameType.WANT_KEY: _on_want_key,
-    }
+    # -- hooks for the EBT rule tests, which steer a session by hand --------------------
+
+    def _ref(self, s: Session, feed: FeedId) -> int:
+        return self.names.ref(s, feed)

@@ -51,6 +51,7 @@ from meshnode.core.clocks import (
     encode_peer_memory,
 )
 from meshnode.core.ebt.names import FeedNames
+from meshnode.core.ebt.notes import Notes, send_notes, send_run, told
 from meshnode.core.ebt.session import (
     Host,
     LinkInfo,
@@ -104,6 +105,7 @@ class Replicator:
         self._events: list[Event] = []
         self._outbox: list[tuple[PeerId, bytes]] = []
         self.names = FeedNames(host, epoch=epoch, retry_s=config.hello_retry_s)
+        self.notes = Notes(host, config=config, rng=rng, names=self.names)
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
             FrameType.DEFINE: self.names.on_define,
             FrameType.DEFINE_KEY: self.names.on_define_key,
@@ -181,7 +183,7 @@ class Replicator:
         """Drain frames: control first, then pushes round-robin across feeds."""
         for s in list(self.sessions.values()):
             if any(s.clock.notes.values()):
-                self._flush_notes(s, urgent_only=True)
+                self.notes.flush(s, urgent_only=True)
             self._outbox.extend((s.peer, f) for f in s.control)
             s.control.clear()
             self._drain_pushes(s)
@@ -213,7 +215,7 @@ class Replicator:
                     self._set_upstream(feed, self.sessions[peer])
         for s in list(self.sessions.values()):
             if s.clock.notes_at is not None and s.clock.notes_at <= now:
-                self._flush_notes(s, urgent_only=False)
+                self.notes.flush(s, urgent_only=False)
             if (
                 not s.reliable
                 and s.phase is not Phase.CONFIRMED
@@ -238,25 +240,6 @@ class Replicator:
         )
         s.emit(encode_hello(hello))
 
-    def _my_note(self, s: Session, feed: FeedId, want: Want | None) -> Note:
-        if want is None:
-            return NOT_REPLICATING
-        head = self.host.store.head(feed)
-        latest = head.latest if head else 0
-        first = head.first if head and head.first > 1 else 0
-        lazy = feed not in s.rx
-        wanted = -1
-        remote = s.memory.remote.get(feed)
-        if want.max_entries is not None and head is None:
-            # A capped feed we hold nothing of: ask for its tail only, once we know it.
-            if remote is None or feed not in s.clock.heard:
-                lazy = True
-            elif remote.latest > want.max_entries:
-                wanted = remote.latest - want.max_entries + 1
-        if remote is None and lazy:
-            wanted = latest + 1  # a query: "I do not know your state of this feed"
-        return Note(latest, lazy, first, wanted)
-
     def _send_full(self, s: Session) -> None:
         """Leader's whole clock: every replicated feed, defined and noted in index order."""
         wants = self.host.replicated()
@@ -265,28 +248,14 @@ class Replicator:
             self._adopt_upstream(s, feed)
         notes = []
         for feed in s.memory.my_table:
-            note = self._my_note(s, feed, wants.get(feed))
-            s.memory.sent[feed] = self._told(note)
+            note = self.notes.my_note(s, feed, wants.get(feed))
+            s.memory.sent[feed] = told(note)
             if note.replicating and feed not in s.memory.remote:
                 # Until the follower says otherwise, its silence means "same seq, eager".
                 s.memory.remote[feed] = Note(note.latest, False)
                 s.flow.assumed[feed] = note.latest
             notes.append(encode_note(note))
-        self._emit_run(s, notes)
-
-    def _emit_run(self, s: Session, notes: list[bytes]) -> None:
-        budget = s.link.mtu_bytes - 12
-        start, size = 0, 0
-        chunk: list[bytes] = []
-        for i, note in enumerate(notes):
-            if size + len(note) > budget and chunk:
-                s.emit(bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
-                start, size, chunk = i, 0, []
-            chunk.append(note)
-            size += len(note)
-            self.traffic.note_sizes.append(len(note))
-        if chunk:
-            s.emit(bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
+        send_run(s, notes)
 
     def _send_delta(self, s: Session) -> None:
         """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
@@ -297,12 +266,12 @@ class Replicator:
         for feed, want in wants.items():
             self._adopt_upstream(s, feed)
             # Request skipping: say nothing when the peer already knows our state.
-            if s.memory.sent.get(feed) != self._told(self._my_note(s, feed, want)):
+            if s.memory.sent.get(feed) != told(self.notes.my_note(s, feed, want)):
                 s.clock.notes[feed] = True
-        for feed, told in s.memory.sent.items():
-            if feed not in wants and told != -1:
+        for feed, said in s.memory.sent.items():
+            if feed not in wants and said != -1:
                 s.clock.notes[feed] = True
-        self._flush_notes(s, urgent_only=True)
+        self.notes.flush(s, urgent_only=True)
         for feed, remote in s.memory.remote.items():
             ahead = remote.latest > self.host.store.latest_seq(feed)
             if remote.replicating and feed in wants and ahead:
@@ -311,53 +280,8 @@ class Replicator:
                 s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
                 self._schedule_push(s, feed, s.flow.assumed[feed] + 1)
 
-    @staticmethod
-    def _told(note: Note) -> int:
-        """What ``memory.sent`` records of a note: latest << 1 | lazy, or -1."""
-        return note.latest << 1 | int(note.lazy) if note.replicating else -1
-
     def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
-        s.clock.notes[feed] = s.clock.notes.get(feed, False) or urgent
-        if s.clock.notes_at is None:
-            jitter = 0.5 + self.rng.random()
-            s.clock.notes_at = self.now + self.config.note_delay_s * jitter
-
-    def _flush_notes(self, s: Session, *, urgent_only: bool) -> None:
-        if s.phase is Phase.HELLO_SENT and not s.hello.delta:
-            s.clock.notes_at = None  # nothing can be said before the peer's HELLO; it re-arms
-            return
-        parts = []
-        for feed in [f for f, urgent in s.clock.notes.items() if urgent or not urgent_only]:
-            del s.clock.notes[feed]
-            note = self._my_note(s, feed, self.host.want(feed))
-            told = s.memory.sent.get(feed)
-            if told == self._told(note) and note.want < 0:
-                continue  # the peer already knows exactly this
-            same_flag = told is not None and told >= 0 and (told & 1) == note.lazy
-            # (On a lossy link the note doubles as an ack, so it goes out regardless.)
-            has_it = s.reliable and s.flow.assumed.get(feed, -1) >= note.latest
-            if same_flag and note.want < 0 and has_it:
-                continue  # the peer has as much as we do: nothing worth saying
-            s.memory.sent[feed] = self._told(note)
-            encoded = encode_varint(self.names.ref(s, feed)) + encode_note(note)
-            self.traffic.note_sizes.append(len(encoded))
-            parts.append(encoded)
-        if not s.clock.notes:
-            s.clock.notes_at = None
-        self._emit_notes(s, parts)
-
-    def _emit_notes(self, s: Session, parts: list[bytes]) -> None:
-        budget = s.link.mtu_bytes - 1
-        chunk: list[bytes] = []
-        size = 0
-        for part in parts:
-            if size + len(part) > budget and chunk:
-                s.emit(bytes((FrameType.NOTES,)) + b"".join(chunk))
-                chunk, size = [], 0
-            chunk.append(part)
-            size += len(part)
-        if chunk:
-            s.emit(bytes((FrameType.NOTES,)) + b"".join(chunk))
+        self.notes.queue(s, feed, urgent, self.now)
 
     def _resync(self, s: Session) -> None:
         """Lossy links: restate what the peer may have missed."""
@@ -673,16 +597,16 @@ class Replicator:
             self._on_note(s, feed, note)
             if not s.leader and feed in wants:
                 self._answer_leader(s, feed, note, wants)
-        self._emit_notes(s, declined)
+        send_notes(s, declined)
 
     def _answer_leader(
         self, s: Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
     ) -> None:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
         self._adopt_upstream(s, feed)
-        mine = self._my_note(s, feed, wants[feed])
+        mine = self.notes.my_note(s, feed, wants[feed])
         if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.want < 0:
-            s.memory.sent[feed] = self._told(mine)
+            s.memory.sent[feed] = told(mine)
             return
         s.clock.notes[feed] = True
 
@@ -797,11 +721,8 @@ class Replicator:
             return  # one request per gap: later entries of the same burst show the same gap
         s.repair.asked[feed] = (latest, self.now + self.config.hello_retry_s)
         note = Note(latest, False, 0, latest + 1)
-        s.memory.sent[feed] = self._told(note)
-        ref = self.names.ref(s, feed)
-        encoded = encode_varint(ref) + encode_note(note)
-        self.traffic.note_sizes.append(len(encoded))
-        self._emit_notes(s, [encoded])
+        s.memory.sent[feed] = told(note)
+        send_notes(s, [self.notes.encode(s, feed, note)])
 
     # -- hooks for the EBT rule tests, which steer a session by hand --------------------
 

@@ -35,11 +35,10 @@ from meshnode.codec.frame import (
     Hello,
     decode_entry_frame,
     decode_hello,
-    encode_entry_frame,
     encode_hello,
     make_ref,
 )
-from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
+from meshnode.codec.message import decode_entry, decode_short_entry
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.core.clocks import (
     NOT_REPLICATING,
@@ -52,6 +51,7 @@ from meshnode.core.clocks import (
 )
 from meshnode.core.ebt.names import FeedNames
 from meshnode.core.ebt.notes import Notes, send_notes, send_run, told
+from meshnode.core.ebt.push import Pusher, schedule_push
 from meshnode.core.ebt.session import (
     Host,
     LinkInfo,
@@ -103,9 +103,9 @@ class Replicator:
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
-        self._outbox: list[tuple[PeerId, bytes]] = []
         self.names = FeedNames(host, epoch=epoch, retry_s=config.hello_retry_s)
         self.notes = Notes(host, config=config, rng=rng, names=self.names)
+        self.pusher = Pusher(host, config=config, names=self.names, notes=self.notes)
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
             FrameType.DEFINE: self.names.on_define,
             FrameType.DEFINE_KEY: self.names.on_define_key,
@@ -181,20 +181,13 @@ class Replicator:
 
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
         """Drain frames: control first, then pushes round-robin across feeds."""
-        for s in list(self.sessions.values()):
-            if any(s.clock.notes.values()):
-                self.notes.flush(s, urgent_only=True)
-            self._outbox.extend((s.peer, f) for f in s.control)
-            s.control.clear()
-            self._drain_pushes(s)
-        out, self._outbox = self._outbox, []
-        return out
+        return self.pusher.frames_to_send(list(self.sessions.values()))
 
     def delivered(self, peer: PeerId, nbytes: int) -> None:
         """The shell has delivered ``nbytes`` of entry frames to ``peer``'s link."""
         s = self.sessions.get(peer)
         if s is not None:
-            s.flow.in_flight = max(0, s.flow.in_flight - nbytes)
+            self.pusher.delivered(s, nbytes)
 
     def next_deadline(self) -> float | None:
         """Earliest time ``handle_timer`` has work to do."""
@@ -278,10 +271,10 @@ class Replicator:
                 self._behind(s, feed)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
                 s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
-                self._schedule_push(s, feed, s.flow.assumed[feed] + 1)
+                schedule_push(s, feed, s.flow.assumed[feed] + 1)
 
     def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
-        self.notes.queue(s, feed, urgent, self.now)
+        self.notes.queue(s, feed, urgent=urgent, now=self.now)
 
     def _resync(self, s: Session) -> None:
         """Lossy links: restate what the peer may have missed."""
@@ -300,7 +293,7 @@ class Replicator:
                 s.clock.notes[feed] = True
                 restated += 1
             if remote is not None and not remote.lazy and remote.latest < latest:
-                self._schedule_push(s, feed, remote.latest + 1, force=True)
+                schedule_push(s, feed, remote.latest + 1, force=True)
         # Quiet links back off (as Trickle does), so an idle radio stays idle.
         s.repair.resync_backoff = (
             1 if restated else min(s.repair.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
@@ -309,65 +302,11 @@ class Replicator:
 
     # -- pushing ------------------------------------------------------------------------
 
-    def _schedule_push(self, s: Session, feed: FeedId, seq: int, *, force: bool = False) -> None:
-        current = s.flow.push.get(feed)
-        if current is None or force or seq < current:
-            s.flow.push[feed] = seq
-
-    def _drain_pushes(self, s: Session) -> None:
-        store = self.host.store
-        while s.flow.push and s.flow.in_flight < self.config.window_bytes:
-            feed, seq = next(iter(s.flow.push.items()))
-            del s.flow.push[feed]
-            head = store.head(feed)
-            remote = s.memory.remote.get(feed)
-            if head is None or remote is None or not remote.replicating:
-                continue
-            seq = max(seq, remote.want_from if remote.want >= 0 else seq)
-            if seq < head.first:
-                if remote.latest > 0:
-                    continue  # we are capped and lack its next entry: it asks someone else
-                seq = head.first
-            if seq > head.latest:
-                continue
-            frame = self._entry_frame(s, feed, seq)
-            s.flow.in_flight += len(frame)
-            self.traffic.entry_bytes += len(frame)
-            self.traffic.entries += 1
-            self._outbox.append((s.peer, frame))
-            s.flow.assumed[feed] = max(s.flow.assumed.get(feed, 0), seq)
-            s.memory.pushed[feed] = max(s.memory.pushed.get(feed, 0), seq)
-            s.flow.pushed_now[feed] = seq
-            s.memory.pushed_count += 1
-            if seq < head.latest:
-                s.flow.push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
-
-    def _entry_frame(self, s: Session, feed: FeedId, seq: int) -> bytes:
-        raw = self.host.store.get(feed, Seq(seq))
-        if s.flow.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
-            entry = decode_entry(raw, max_content_bytes=1 << 20)
-            ref = self.names.ref(s, feed)
-            if ref is not None:
-                return encode_entry_frame(ref, seq, encode_short_entry(entry))
-        return encode_entry_frame(None, 0, raw)
-
     # -- local changes ------------------------------------------------------------------
 
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
         """An entry was stored (ours, imported, or from ``source``): pass it on."""
-        for s in self.sessions.values():
-            if s.peer == source:
-                continue
-            remote = s.memory.remote.get(feed)
-            if remote is None or not remote.replicating:
-                continue
-            known = s.flow.assumed.get(feed, remote.latest)
-            if known >= seq:
-                continue
-            if not remote.lazy and seq >= remote.want_from:
-                self._schedule_push(s, feed, known + 1)
-            else:
-                self._queue_note(s, feed, urgent=False)
+        self.pusher.entry_stored(self.sessions.values(), feed, seq, source, self.now)
         stall = self.stalls.get(feed)
         if stall is not None and self._peer_latest(stall[1], feed) <= seq:
             del self.stalls[feed]
@@ -542,7 +481,7 @@ class Replicator:
             for feed in s.flow.last_pushed:
                 remote = memory.remote.get(feed)
                 if remote is not None and remote.replicating and not remote.lazy:
-                    self._schedule_push(s, feed, remote.latest + 1)
+                    schedule_push(s, feed, remote.latest + 1)
         # A session counts on both sides only when each heard the other: a connection
         # refused right after the handshake must not leave the two counts unequal.
         s.memory.sessions += 1
@@ -630,7 +569,7 @@ class Replicator:
                 self._queue_note(s, feed, urgent=True)
         elif ours >= note.want_from:
             start = s.flow.assumed[feed] + 1 if keep else note.want_from
-            self._schedule_push(s, feed, start, force=not keep)
+            schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
             self._behind(s, feed)
         elif note.latest < ours and note.lazy:

@@ -63,7 +63,7 @@ class Notes:
             wanted = latest + 1  # a query: "I do not know your state of this feed"
         return Note(latest, lazy, first, wanted)
 
-    def queue(self, s: Session, feed: FeedId, urgent: bool, now: float) -> None:
+    def queue(self, s: Session, feed: FeedId, *, urgent: bool, now: float) -> None:
         """Note ``feed`` to ``s``: with the next frames if urgent, else after a delay."""
         s.clock.notes[feed] = s.clock.notes.get(feed, False) or urgent
         if s.clock.notes_at is None:

@@ -61,6 +61,7 @@ from meshnode.core.ebt.session import (
     Signal,
     TrafficStats,
 )
+from meshnode.core.ebt.upstream import UpstreamChoice
 from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
 from meshnode.core.feed import IngestResult, Outcome
 from meshnode.errors import DecodeError
@@ -97,15 +98,13 @@ class Replicator:
         self.rng = rng
         self.epoch = epoch
         self.sessions: dict[PeerId, Session] = {}
-        self.upstream: dict[FeedId, PeerId] = {}
-        self.stalls: dict[FeedId, tuple[float, PeerId]] = {}
-        self.first_from: dict[FeedId, PeerId] = {}  # who delivered a feed's latest entry
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
         self.names = FeedNames(host, epoch=epoch, retry_s=config.hello_retry_s)
         self.notes = Notes(host, config=config, rng=rng, names=self.names)
         self.pusher = Pusher(host, config=config, names=self.names, notes=self.notes)
+        self.choice = UpstreamChoice(host, config=config, sessions=self.sessions, notes=self.notes)
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
             FrameType.DEFINE: self.names.on_define,
             FrameType.DEFINE_KEY: self.names.on_define_key,
@@ -143,11 +142,7 @@ class Replicator:
             return
         s.advance(Signal.DISCONNECT)
         self._save_memory(s)
-        for feed in [f for f, p in self.upstream.items() if p == peer]:
-            del self.upstream[feed]
-            self._choose_upstream(feed)
-        for feed in [f for f, (_, p) in self.stalls.items() if p == peer]:
-            del self.stalls[feed]
+        self.choice.peer_gone(peer, now)
 
     def close(self) -> None:
         """Persist every session's memory."""
@@ -191,7 +186,7 @@ class Replicator:
 
     def next_deadline(self) -> float | None:
         """Earliest time ``handle_timer`` has work to do."""
-        times = [t for t, _ in self.stalls.values()]
+        times = [t for t, _ in self.choice.stalls.values()]
         for s in self.sessions.values():
             times += [t for t in (s.clock.notes_at, s.repair.resync_at) if t is not None]
             if not s.reliable and s.phase is not Phase.CONFIRMED:
@@ -201,11 +196,7 @@ class Replicator:
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         self.now = now
-        for feed, (due, peer) in list(self.stalls.items()):
-            if due <= now:
-                del self.stalls[feed]
-                if self._can_serve(peer, feed, self.host.store.latest_seq(feed)):
-                    self._set_upstream(feed, self.sessions[peer])
+        self.choice.handle_timer(now)
         for s in list(self.sessions.values()):
             if s.clock.notes_at is not None and s.clock.notes_at <= now:
                 self.notes.flush(s, urgent_only=False)
@@ -238,7 +229,7 @@ class Replicator:
         wants = self.host.replicated()
         self.names.define(s, [f for f in wants if f not in s.names.my_index])
         for feed in wants:
-            self._adopt_upstream(s, feed)
+            self.choice.adopt(s, feed)
         notes = []
         for feed in s.memory.my_table:
             note = self.notes.my_note(s, feed, wants.get(feed))
@@ -257,7 +248,7 @@ class Replicator:
             s, [f for f in wants if f not in s.names.my_index and f not in s.names.their_index]
         )
         for feed, want in wants.items():
-            self._adopt_upstream(s, feed)
+            self.choice.adopt(s, feed)
             # Request skipping: say nothing when the peer already knows our state.
             if s.memory.sent.get(feed) != told(self.notes.my_note(s, feed, want)):
                 s.clock.notes[feed] = True
@@ -268,7 +259,7 @@ class Replicator:
         for feed, remote in s.memory.remote.items():
             ahead = remote.latest > self.host.store.latest_seq(feed)
             if remote.replicating and feed in wants and ahead:
-                self._behind(s, feed)  # it had more when we parted: ask again
+                self.choice.behind(s, feed, self.now)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
                 s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
                 schedule_push(s, feed, s.flow.assumed[feed] + 1)
@@ -307,27 +298,7 @@ class Replicator:
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
         """An entry was stored (ours, imported, or from ``source``): pass it on."""
         self.pusher.entry_stored(self.sessions.values(), feed, seq, source, self.now)
-        stall = self.stalls.get(feed)
-        if stall is not None and self._peer_latest(stall[1], feed) <= seq:
-            del self.stalls[feed]
-        elif stall is not None and source is not None and source == self.upstream.get(feed):
-            # The upstream is delivering, only slowly: give it a full timeout again.
-            self.stalls[feed] = (self.now + self.config.stall_timeout_s, stall[1])
-        if feed not in self.stalls:
-            # Someone may have claimed more than this entry: do not forget the claim.
-            claimant = self._best_claim(feed, seq)
-            if claimant is not None:
-                self._behind(claimant, feed)
-
-    def _best_claim(self, feed: FeedId, seq: int) -> Session | None:
-        """The session whose peer claims the most of ``feed`` beyond ``seq``, if any."""
-        best: Session | None = None
-        most = seq
-        for s in self.sessions.values():
-            remote = s.memory.remote.get(feed)
-            if remote is not None and remote.replicating and remote.latest > most:
-                best, most = s, remote.latest
-        return best
+        self.choice.entry_stored(feed, seq, source, self.now)
 
     def policy_changed(self) -> None:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
@@ -337,48 +308,15 @@ class Replicator:
             self.names.resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
                 if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
-                    self._adopt_upstream(s, feed)
+                    self.choice.adopt(s, feed)
                     s.clock.notes[feed] = True
             for feed in list(s.memory.sent):
                 if feed not in wants and s.memory.sent[feed] != -1:
                     s.clock.notes[feed] = True
                     s.rx.discard(feed)
-        for feed in [f for f in self.upstream if f not in wants]:
-            del self.upstream[feed]
+        self.choice.drop_unwanted(wants)
 
     # -- upstream choice ------------------------------------------------------------------
-
-    def _adopt_upstream(self, s: Session, feed: FeedId) -> None:
-        """Ask ``s`` to push ``feed`` if no live peer does yet."""
-        if feed not in self.upstream:
-            self.upstream[feed] = s.peer
-            s.rx.add(feed)
-
-    def _set_upstream(self, feed: FeedId, s: Session) -> None:
-        old = self.upstream.get(feed)
-        if old is not None and old in self.sessions and old != s.peer:
-            previous = self.sessions[old]
-            previous.rx.discard(feed)
-            self._queue_note(previous, feed, urgent=True)
-        self.upstream[feed] = s.peer
-        s.rx.add(feed)
-        self._queue_note(s, feed, urgent=True)
-
-    def _choose_upstream(self, feed: FeedId) -> None:
-        """After losing an upstream: ask the peer that has the most of ``feed``."""
-        best: Session | None = None
-        best_latest = -1
-        for s in self.sessions.values():
-            remote = s.memory.remote.get(feed)
-            if remote is not None and remote.replicating and remote.latest > best_latest:
-                best, best_latest = s, remote.latest
-        if best is not None:
-            self._set_upstream(feed, best)
-
-    def _peer_latest(self, peer: PeerId, feed: FeedId) -> int:
-        s = self.sessions.get(peer)
-        remote = s.memory.remote.get(feed) if s else None
-        return remote.latest if remote else 0
 
     def behind(self, peer: PeerId) -> int:
         """Entries of wanted feeds that ``peer`` says it holds and we lack."""
@@ -390,41 +328,6 @@ class Replicator:
             if remote.replicating and feed in self.host.replicated():
                 total += max(0, remote.latest - self.host.store.latest_seq(feed))
         return total
-
-    def _can_serve(self, peer: PeerId, feed: FeedId, ours: int) -> bool:
-        """True when ``peer`` claims the entry after ``ours`` (a capped peer may not hold it)."""
-        s = self.sessions.get(peer)
-        remote = s.memory.remote.get(feed) if s else None
-        if remote is None or remote.latest <= ours:
-            return False
-        return ours == 0 or max(remote.first, 1) <= ours + 1
-
-    def _behind(self, s: Session, feed: FeedId) -> None:
-        """``s`` says it has more of ``feed`` than we do."""
-        if self.host.want(feed) is None:
-            return
-        up = self.upstream.get(feed)
-        ours = self.host.store.latest_seq(feed)
-        if not self._can_serve(s.peer, feed, ours):
-            return  # a capped peer without our next entry: never wait on it
-        if up == s.peer:
-            if not s.reliable:
-                s.memory.sent.pop(feed, None)  # it may never have heard that we are eager
-            self._set_upstream(feed, s)  # says "eager" again only if we had said "lazy"
-            return
-        if up is None or up not in self.sessions:
-            self._set_upstream(feed, s)
-        elif feed in self.stalls:
-            due, claimant = self.stalls[feed]
-            if self._peer_latest(s.peer, feed) > self._peer_latest(claimant, feed):
-                self.stalls[feed] = (due, s.peer)  # a longer claim: switch to it when due
-        else:
-            # EBT: give the upstream time to deliver before asking another peer; less
-            # when it cannot serve the entry, since it may never get it.
-            wait = self.config.stall_timeout_s
-            if not self._can_serve(up, feed, ours):
-                wait = min(wait, 2 * self.config.note_delay_s)
-            self.stalls[feed] = (self.now + wait, s.peer)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -542,7 +445,7 @@ class Replicator:
         self, s: Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
     ) -> None:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
-        self._adopt_upstream(s, feed)
+        self.choice.adopt(s, feed)
         mine = self.notes.my_note(s, feed, wants[feed])
         if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.want < 0:
             s.memory.sent[feed] = told(mine)
@@ -571,7 +474,7 @@ class Replicator:
             start = s.flow.assumed[feed] + 1 if keep else note.want_from
             schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
-            self._behind(s, feed)
+            self.choice.behind(s, feed, self.now)
         elif note.latest < ours and note.lazy:
             self._queue_note(s, feed, urgent=False)
 
@@ -598,43 +501,29 @@ class Replicator:
         self._take_entry(s, entry, ref=ref)
 
     def _take_entry(self, s: Session, decoded: Entry, *, ref: int | None) -> None:
-
         s.memory.received += 1
         result = self.host.ingest_entry(decoded, source=s.peer)
         entry = result.entry
         if result.outcome is Outcome.ADDED and entry is not None:
-            told = s.memory.sent.get(entry.author, -1)
+            said = s.memory.sent.get(entry.author, -1)
             if not s.reliable:
                 self._queue_note(s, entry.author, urgent=False)  # a batched ack
-            elif told >= 0:  # the pusher takes for granted that we now hold this seq
-                s.memory.sent[entry.author] = max(told, entry.seq << 1 | (told & 1))
+            elif said >= 0:  # the pusher takes for granted that we now hold this seq
+                s.memory.sent[entry.author] = max(said, entry.seq << 1 | (said & 1))
             remote = s.memory.remote.get(entry.author)
             if remote is not None and remote.latest < entry.seq:
                 s.memory.remote[entry.author] = Note(
                     entry.seq, remote.lazy, remote.first, remote.want
                 )
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
-            self.first_from[entry.author] = s.peer
+            self.choice.first_from[entry.author] = s.peer
         elif result.outcome is Outcome.HELD and entry is not None:
-            self._duplicate(s, entry.author)
+            self.choice.duplicate(s, entry.author, self.now)
         elif result.outcome is Outcome.UNWANTED and entry is not None:
             s.memory.sent.pop(entry.author, None)
             self._queue_note(s, entry.author, urgent=True)
         elif result.outcome is Outcome.REJECTED:
             self._rejected(s, result, ref=ref)
-
-    def _duplicate(self, s: Session, feed: FeedId) -> None:
-        """EBT: a duplicate from an eager peer turns it lazy; the first sender stays eager."""
-        if feed not in s.rx:
-            return
-        first = self.first_from.get(feed)
-        if first is None or first == s.peer or first not in self.sessions:
-            return
-        if feed not in self.sessions[first].rx:
-            return
-        s.rx.discard(feed)
-        self.upstream[feed] = first
-        self._queue_note(s, feed, urgent=True)
 
     def _rejected(self, s: Session, result: IngestResult, *, ref: int | None) -> None:
         entry = result.entry
@@ -664,6 +553,19 @@ class Replicator:
         send_notes(s, [self.notes.encode(s, feed, note)])
 
     # -- hooks for the EBT rule tests, which steer a session by hand --------------------
+
+    @property
+    def upstream(self) -> dict[FeedId, PeerId]:
+        """The peer we asked to push each feed."""
+        return self.choice.upstream
+
+    @property
+    def stalls(self) -> dict[FeedId, tuple[float, PeerId]]:
+        """Feeds whose upstream is slow: when to switch, and to whom."""
+        return self.choice.stalls
+
+    def _set_upstream(self, feed: FeedId, s: Session) -> None:
+        self.choice.set_upstream(feed, s, self.now)
 
     def _ref(self, s: Session, feed: FeedId) -> int:
         return self.names.ref(s, feed)

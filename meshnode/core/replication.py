@@ -28,14 +28,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import (
-    EPOCH_BYTES,
     MAX_INDEX,
     PROTOCOL_VERSION,
     FrameType,
     Hello,
     decode_entry_frame,
     decode_hello,
-    encode_hello,
     make_ref,
 )
 from meshnode.codec.message import decode_entry, decode_short_entry
@@ -50,7 +48,8 @@ from meshnode.core.clocks import (
     encode_peer_memory,
 )
 from meshnode.core.ebt.names import FeedNames
-from meshnode.core.ebt.notes import Notes, send_notes, send_run, told
+from meshnode.core.ebt.notes import Notes, send_notes, told
+from meshnode.core.ebt.opening import Opening
 from meshnode.core.ebt.push import Pusher, schedule_push
 from meshnode.core.ebt.session import (
     Host,
@@ -84,7 +83,6 @@ __all__ = [
     "TrafficStats",
 ]
 
-_NO_EPOCH = bytes(EPOCH_BYTES)
 _EARLY_RESYNCS = 3
 _MAX_RESYNC_BACKOFF = 16
 
@@ -105,6 +103,9 @@ class Replicator:
         self.notes = Notes(host, config=config, rng=rng, names=self.names)
         self.pusher = Pusher(host, config=config, names=self.names, notes=self.notes)
         self.choice = UpstreamChoice(host, config=config, sessions=self.sessions, notes=self.notes)
+        self.opening = Opening(
+            host, config=config, epoch=epoch, names=self.names, notes=self.notes, choice=self.choice
+        )
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
             FrameType.DEFINE: self.names.on_define,
             FrameType.DEFINE_KEY: self.names.on_define_key,
@@ -124,15 +125,7 @@ class Replicator:
         memory = self._load_memory(peer)
         s = Session.begin(peer, link, memory, me=self.host.feed_id, traffic=self.traffic)
         self.sessions[peer] = s
-        self.names.resolve_unknown(s, list(self.host.replicated()))
-        self._send_hello(s)
-        if memory.epoch:
-            s.hello.delta = True
-            self._send_delta(s)
-        elif s.leader:
-            self._send_full(s)
-        if not s.reliable:
-            s.repair.resync_at = now + self.config.resync_s
+        self.opening.open(s, now)
 
     def disconnect(self, peer: PeerId, now: float) -> None:
         """Close the session with ``peer``, keep its memory, and re-route its feeds."""
@@ -205,64 +198,11 @@ class Replicator:
                 and s.phase is not Phase.CONFIRMED
                 and s.hello.sent_at + self.config.hello_retry_s <= now
             ):
-                self._send_hello(s)
+                self.opening.send_hello(s, now)
             if s.repair.resync_at is not None and s.repair.resync_at <= now:
                 self._resync(s)
 
     # -- sending ------------------------------------------------------------------------
-
-    def _send_hello(self, s: Session) -> None:
-        s.hello.sent_at = self.now
-        hello = Hello(
-            version=PROTOCOL_VERSION,
-            epoch=self.epoch,
-            seen_epoch=s.memory.epoch or _NO_EPOCH,
-            got_yours=s.phase is not Phase.HELLO_SENT,
-            ack_wanted=not s.reliable and s.phase is not Phase.CONFIRMED,
-            received=s.memory.received,
-            sessions=s.hello.sessions_seen,
-        )
-        s.emit(encode_hello(hello))
-
-    def _send_full(self, s: Session) -> None:
-        """Leader's whole clock: every replicated feed, defined and noted in index order."""
-        wants = self.host.replicated()
-        self.names.define(s, [f for f in wants if f not in s.names.my_index])
-        for feed in wants:
-            self.choice.adopt(s, feed)
-        notes = []
-        for feed in s.memory.my_table:
-            note = self.notes.my_note(s, feed, wants.get(feed))
-            s.memory.sent[feed] = told(note)
-            if note.replicating and feed not in s.memory.remote:
-                # Until the follower says otherwise, its silence means "same seq, eager".
-                s.memory.remote[feed] = Note(note.latest, False)
-                s.flow.assumed[feed] = note.latest
-            notes.append(encode_note(note))
-        send_run(s, notes)
-
-    def _send_delta(self, s: Session) -> None:
-        """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
-        wants = self.host.replicated()
-        self.names.define(
-            s, [f for f in wants if f not in s.names.my_index and f not in s.names.their_index]
-        )
-        for feed, want in wants.items():
-            self.choice.adopt(s, feed)
-            # Request skipping: say nothing when the peer already knows our state.
-            if s.memory.sent.get(feed) != told(self.notes.my_note(s, feed, want)):
-                s.clock.notes[feed] = True
-        for feed, said in s.memory.sent.items():
-            if feed not in wants and said != -1:
-                s.clock.notes[feed] = True
-        self.notes.flush(s, urgent_only=True)
-        for feed, remote in s.memory.remote.items():
-            ahead = remote.latest > self.host.store.latest_seq(feed)
-            if remote.replicating and feed in wants and ahead:
-                self.choice.behind(s, feed, self.now)  # it had more when we parted: ask again
-            if not remote.lazy and remote.replicating:
-                s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
-                schedule_push(s, feed, s.flow.assumed[feed] + 1)
 
     def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
         self.notes.queue(s, feed, urgent=urgent, now=self.now)
@@ -358,58 +298,7 @@ class Replicator:
         if hello.version != PROTOCOL_VERSION:
             self._misbehaved(s, f"protocol version {hello.version} is not supported")
             return
-        if s.advance(Signal.HELLO_ACK if hello.got_yours else Signal.HELLO) is not Phase.HELLO_SENT:
-            if hello.ack_wanted:
-                self._send_hello(s)  # a repeated HELLO: only confirm we heard it
-            return
-        memory = s.memory
-        trusted = (
-            memory.epoch == hello.epoch
-            and hello.seen_epoch == self.epoch
-            and hello.sessions == s.hello.sessions_seen
-        )
-        if not trusted and not s.hello.delta:
-            memory.epoch = hello.epoch  # a first meeting: the full clock is already on its way
-        elif not trusted:
-            self._forget(s, hello.epoch)
-            if s.leader:
-                self._send_full(s)
-        elif hello.received != s.flow.count_at_connect:
-            # Some pushes of earlier sessions never arrived: trust only what the peer
-            # stated itself, and push again from there every feed pushed before (the peer
-            # keeps what it holds; the rest it cannot ask for, never having heard of it).
-            s.flow.assumed = {f: n.latest for f, n in memory.remote.items()}
-            for feed, nxt in list(s.flow.push.items()):
-                s.flow.push[feed] = min(nxt, s.flow.assumed.get(feed, 0) + 1)
-            for feed in s.flow.last_pushed:
-                remote = memory.remote.get(feed)
-                if remote is not None and remote.replicating and not remote.lazy:
-                    schedule_push(s, feed, remote.latest + 1)
-        # A session counts on both sides only when each heard the other: a connection
-        # refused right after the handshake must not leave the two counts unequal.
-        s.memory.sessions += 1
-        # Confirmed up to the peer's count; pushes of this session are still in flight.
-        memory.pushed_count = hello.received + memory.pushed_count - s.flow.count_at_connect
-        memory.pushed = dict(s.flow.pushed_now)
-        if s.clock.notes:
-            s.clock.notes_at = self.now
-        if hello.ack_wanted:
-            self._send_hello(s)  # lossy link: confirm we heard it
-
-    def _forget(self, s: Session, epoch: bytes) -> None:
-        """The peer (or we) lost state: start the relationship afresh."""
-        # As on a side that met us with no memory at all (this session counts on return).
-        s.memory = PeerMemory(epoch=epoch)
-        s.hello.sessions_seen = 0
-        self.names.forget(s)
-        s.clock.heard.clear()
-        s.repair.asked.clear()
-        s.flow.assumed.clear()
-        s.flow.push.clear()
-        s.clock.notes.clear()
-        s.clock.notes_at = None
-        s.hello.delta = False
-        s.control = [f for f in s.control if f[0] == FrameType.HELLO]
+        self.opening.on_hello(s, hello, self.now)
 
     def _on_notes(self, s: Session, frame: bytes) -> None:
         pos = 1

@@ -51,6 +51,7 @@ from meshnode.core.ebt.names import FeedNames
 from meshnode.core.ebt.notes import Notes, send_notes, told
 from meshnode.core.ebt.opening import Opening
 from meshnode.core.ebt.push import Pusher, schedule_push
+from meshnode.core.ebt.repair import Repair
 from meshnode.core.ebt.session import (
     Host,
     LinkInfo,
@@ -62,7 +63,7 @@ from meshnode.core.ebt.session import (
 )
 from meshnode.core.ebt.upstream import UpstreamChoice
 from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
-from meshnode.core.feed import IngestResult, Outcome
+from meshnode.core.feed import Outcome
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
 
@@ -83,9 +84,6 @@ __all__ = [
     "TrafficStats",
 ]
 
-_EARLY_RESYNCS = 3
-_MAX_RESYNC_BACKOFF = 16
-
 
 class Replicator:
     """EBT replication state for all sessions of one node."""
@@ -103,6 +101,7 @@ class Replicator:
         self.notes = Notes(host, config=config, rng=rng, names=self.names)
         self.pusher = Pusher(host, config=config, names=self.names, notes=self.notes)
         self.choice = UpstreamChoice(host, config=config, sessions=self.sessions, notes=self.notes)
+        self.repair = Repair(host, config=config, names=self.names, notes=self.notes)
         self.opening = Opening(
             host, config=config, epoch=epoch, names=self.names, notes=self.notes, choice=self.choice
         )
@@ -200,36 +199,12 @@ class Replicator:
             ):
                 self.opening.send_hello(s, now)
             if s.repair.resync_at is not None and s.repair.resync_at <= now:
-                self._resync(s)
+                self.repair.resync(s, now)
 
     # -- sending ------------------------------------------------------------------------
 
     def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
         self.notes.queue(s, feed, urgent=urgent, now=self.now)
-
-    def _resync(self, s: Session) -> None:
-        """Lossy links: restate what the peer may have missed."""
-        if s.phase is not Phase.CONFIRMED:
-            s.repair.resync_at = self.now + self.config.resync_s
-            return
-        s.repair.resyncs += 1
-        early = s.repair.resyncs <= _EARLY_RESYNCS  # the opening clocks may have been lost
-        restated = 0
-        for feed in self.host.replicated():
-            remote = s.memory.remote.get(feed)
-            latest = self.host.store.latest_seq(feed)
-            unheard = feed not in s.clock.heard and early
-            if remote is None or remote.latest != latest or unheard:
-                s.memory.sent.pop(feed, None)  # say it again: the last note may be lost
-                s.clock.notes[feed] = True
-                restated += 1
-            if remote is not None and not remote.lazy and remote.latest < latest:
-                schedule_push(s, feed, remote.latest + 1, force=True)
-        # Quiet links back off (as Trickle does), so an idle radio stays idle.
-        s.repair.resync_backoff = (
-            1 if restated else min(s.repair.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
-        )
-        s.repair.resync_at = self.now + self.config.resync_s * s.repair.resync_backoff
 
     # -- pushing ------------------------------------------------------------------------
 
@@ -378,7 +353,7 @@ class Replicator:
                 return
             previous = self.host.store.entry_id(feed, Seq(seq - 1)) if seq > 1 else None
             if seq > 1 and previous is None:
-                self._ask_resend(s, feed)
+                self.repair.ask_resend(s, feed, self.now)
                 return
             entry = decode_short_entry(
                 body,
@@ -411,35 +386,10 @@ class Replicator:
         elif result.outcome is Outcome.UNWANTED and entry is not None:
             s.memory.sent.pop(entry.author, None)
             self._queue_note(s, entry.author, urgent=True)
-        elif result.outcome is Outcome.REJECTED:
-            self._rejected(s, result, ref=ref)
-
-    def _rejected(self, s: Session, result: IngestResult, *, ref: int | None) -> None:
-        entry = result.entry
-        if entry is not None and result.reason.startswith(("gap", "before", "feed forked")):
-            if result.reason.startswith("gap"):
-                self._ask_resend(s, entry.author)
-            return
-        # On a lossy link a frame of an earlier session may still arrive: never fatal there.
-        if ref is not None and (not s.reliable or s.repair.strikes < self.config.max_strikes):
-            # A short form rebuilt under a mistaken tag match fails its signature: ask
-            # for the key instead of blaming the peer, a few times at most.
-            s.repair.strikes += 1
-            self.names.unname(s, ref)
-            return
-        self._misbehaved(s, f"sent an invalid entry: {result.reason}")
-
-    def _ask_resend(self, s: Session, feed: FeedId) -> None:
-        """Explicitly ask ``s`` to push ``feed`` from just after what we hold."""
-        s.flow.assumed.pop(feed, None)
-        latest = self.host.store.latest_seq(feed)
-        asked = s.repair.asked.get(feed)
-        if asked is not None and asked[0] == latest and self.now < asked[1]:
-            return  # one request per gap: later entries of the same burst show the same gap
-        s.repair.asked[feed] = (latest, self.now + self.config.hello_retry_s)
-        note = Note(latest, False, 0, latest + 1)
-        s.memory.sent[feed] = told(note)
-        send_notes(s, [self.notes.encode(s, feed, note)])
+        elif result.outcome is Outcome.REJECTED and not self.repair.forgive(
+            s, result, ref=ref, now=self.now
+        ):
+            self._misbehaved(s, f"sent an invalid entry: {result.reason}")
 
     # -- hooks for the EBT rule tests, which steer a session by hand --------------------
 

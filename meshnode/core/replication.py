@@ -1,26 +1,30 @@
 """Epidemic broadcast trees with compact notes and partial vector clocks (sans-IO).
 
-One ``Replicator`` per node keeps a ``Session`` per connected peer (``ebt/session.py``).
-The rules, in one place:
+One ``Replicator`` per node keeps a ``Session`` per connected peer and routes frames,
+timers and local changes to the parts in ``meshnode/core/ebt/``. The rules, in one place,
+with the part that keeps each:
 
-* Opening. Both sides send HELLO at once. If each remembers the other under the same
-  epochs, the session is a *delta*: each side mentions only feeds whose state changed
-  since it last told the peer (request skipping), and pushes what the stored remote clock
-  says the peer lacks without waiting. Otherwise memory of the peer is dropped and the
-  *leader* (smaller node id) sends its whole clock (DEFINE tags + RUN notes); the follower
-  answers with notes only for the feeds where it differs. Either way sync takes at most
-  two round trips plus transfer time.
-* Silence. A follower that does not mention a feed the leader listed holds it at the
-  leader's seq and wants new entries pushed (eager).
-* Eager/lazy. Each wanted feed has one *upstream* peer that we asked to push (eager);
-  other peers are lazy and get delayed, batched notes. A duplicate pushed by a peer that
-  is not our upstream makes that peer lazy. A note about an entry we lack makes its
-  sender our upstream at once when the current upstream cannot serve it, else after
-  ``stall_timeout_s`` without progress (ask another peer).
-* Pushes go out in seq order per feed, round-robin across feeds, within a per-link
-  window of in-flight bytes (the shell reports delivery with ``delivered``).
+* Opening (``opening``). Both sides send HELLO at once. If each remembers the other under
+  the same epochs, the session is a *delta*: each side mentions only feeds whose state
+  changed since it last told the peer (request skipping), and pushes what the stored
+  remote clock says the peer lacks without waiting. Otherwise memory of the peer is
+  dropped and the *leader* (smaller node id) sends its whole clock (DEFINE tags + RUN
+  notes); the follower answers with notes only for the feeds where it differs. Either
+  way sync takes at most two round trips plus transfer time. The session's phases are a
+  transition table (``session``); feeds are named by per-peer indexes (``names``).
+* Silence (here). A follower that does not mention a feed the leader listed holds it at
+  the leader's seq and wants new entries pushed (eager).
+* Eager/lazy (``upstream``). Each wanted feed has one *upstream* peer that we asked to
+  push (eager); other peers are lazy and get delayed, batched notes (``notes``). A
+  duplicate pushed by a peer that is not our upstream makes that peer lazy. A note about
+  an entry we lack makes its sender our upstream at once when the current upstream cannot
+  serve it, else after ``stall_timeout_s`` without progress (ask another peer).
+* Pushes (``push``) go out in seq order per feed, round-robin across feeds, within a
+  per-link window of in-flight bytes (the shell reports delivery with ``delivered``).
+* Lossy links (``repair``) ask again for gaps, restate their clocks now and then, and
+  forgive a few stale entries.
 * A peer that sends an invalid entry or a frame that does not decode is reported with
-  ``PeerMisbehaved`` and dropped; nothing invalid is stored.
+  ``PeerMisbehaved`` and dropped (here); nothing invalid is stored.
 """
 
 from __future__ import annotations
@@ -91,8 +95,6 @@ class Replicator:
     def __init__(self, host: Host, *, config: ReplicationConfig, rng: Rng, epoch: bytes) -> None:
         self.host = host
         self.config = config
-        self.rng = rng
-        self.epoch = epoch
         self.sessions: dict[PeerId, Session] = {}
         self.traffic = TrafficStats()
         self.now = 0.0
@@ -201,13 +203,6 @@ class Replicator:
             if s.repair.resync_at is not None and s.repair.resync_at <= now:
                 self.repair.resync(s, now)
 
-    # -- sending ------------------------------------------------------------------------
-
-    def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
-        self.notes.queue(s, feed, urgent=urgent, now=self.now)
-
-    # -- pushing ------------------------------------------------------------------------
-
     # -- local changes ------------------------------------------------------------------
 
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
@@ -230,8 +225,6 @@ class Replicator:
                     s.clock.notes[feed] = True
                     s.rx.discard(feed)
         self.choice.drop_unwanted(wants)
-
-    # -- upstream choice ------------------------------------------------------------------
 
     def behind(self, peer: PeerId) -> int:
         """Entries of wanted feeds that ``peer`` says it holds and we lack."""
@@ -267,7 +260,8 @@ class Replicator:
         except DecodeError as exc:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
             return
-        self.names.send_want_keys(s)
+        if s.names.want_keys:
+            self.names.send_want_keys(s)
 
     def _on_hello(self, s: Session, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:
@@ -391,7 +385,7 @@ class Replicator:
         ):
             self._misbehaved(s, f"sent an invalid entry: {result.reason}")
 
-    # -- hooks for the EBT rule tests, which steer a session by hand --------------------
+    # -- views and shortcuts (the EBT rule tests steer sessions with them) --------------
 
     @property
     def upstream(self) -> dict[FeedId, PeerId]:
@@ -405,6 +399,9 @@ class Replicator:
 
     def _set_upstream(self, feed: FeedId, s: Session) -> None:
         self.choice.set_upstream(feed, s, self.now)
+
+    def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
+        self.notes.queue(s, feed, urgent=urgent, now=self.now)
 
     def _ref(self, s: Session, feed: FeedId) -> int:
         return self.names.ref(s, feed)

@@ -99,13 +99,15 @@ class Replicator:
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
-        self.names = FeedNames(host, epoch=epoch, retry_s=config.hello_retry_s)
-        self.notes = Notes(host, config=config, rng=rng, names=self.names)
-        self.pusher = Pusher(host, config=config, names=self.names, notes=self.notes)
-        self.choice = UpstreamChoice(host, config=config, sessions=self.sessions, notes=self.notes)
-        self.repair = Repair(host, config=config, names=self.names, notes=self.notes)
+        self.names = names = FeedNames(host=host, epoch=epoch, retry_s=config.hello_retry_s)
+        self.notes = notes = Notes(host=host, config=config, rng=rng, names=names)
+        self.pusher = Pusher(host=host, config=config, names=names, notes=notes)
+        self.choice = choice = UpstreamChoice(
+            host=host, config=config, sessions=self.sessions, notes=notes
+        )
+        self.repair = Repair(host=host, config=config, names=names, notes=notes)
         self.opening = Opening(
-            host, config=config, epoch=epoch, names=self.names, notes=self.notes, choice=self.choice
+            host=host, config=config, epoch=epoch, names=names, notes=notes, choice=choice
         )
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
             FrameType.DEFINE: self.names.on_define,

@@ -8,6 +8,7 @@ match and asks for (WANT_KEY). A ref is an index plus a bit that says whose tabl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import (
@@ -34,13 +35,13 @@ _KEY_PAIR_BYTES = 37  # in DEFINE_KEY: index varint (<= 5) + key (32)
 _INDEX_BYTES = 5  # in WANT_KEY: an index varint is at most 5 bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedNames:
     """Names feeds to each peer and reads the peer's names, for every session of a node."""
 
-    def __init__(self, host: Host, *, epoch: bytes, retry_s: float) -> None:
-        self.host = host
-        self.epoch = epoch
-        self.retry_s = retry_s  # how long a WANT_KEY waits for its answer
+    host: Host
+    epoch: bytes
+    retry_s: float  # how long a WANT_KEY waits for its answer
 
     # -- our names ------------------------------------------------------------------------
 

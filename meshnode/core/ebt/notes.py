@@ -8,6 +8,7 @@ urgent ones go out with the next frames. A note the peer already knows is not se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import FrameType
@@ -32,16 +33,14 @@ def told(note: Note) -> int:
     return note.latest << 1 | int(note.lazy) if note.replicating else -1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Notes:
     """Builds, queues and frames our notes for every session of a node."""
 
-    def __init__(
-        self, host: Host, *, config: ReplicationConfig, rng: Rng, names: FeedNames
-    ) -> None:
-        self.host = host
-        self.config = config
-        self.rng = rng
-        self.names = names
+    host: Host
+    config: ReplicationConfig
+    rng: Rng
+    names: FeedNames
 
     def my_note(self, s: Session, feed: FeedId, want: Want | None) -> Note:
         """Our state of ``feed`` as we would tell it to ``s`` now."""

@@ -10,6 +10,7 @@ with notes only where it differs (``Replicator._answer_leader``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import EPOCH_BYTES, PROTOCOL_VERSION, FrameType, Hello, encode_hello
@@ -29,25 +30,16 @@ __all__ = ["Opening"]
 _NO_EPOCH = bytes(EPOCH_BYTES)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Opening:
     """Sends and takes HELLOs, and the clocks that follow them, for every session."""
 
-    def __init__(
-        self,
-        host: Host,
-        *,
-        config: ReplicationConfig,
-        epoch: bytes,
-        names: FeedNames,
-        notes: Notes,
-        choice: UpstreamChoice,
-    ) -> None:
-        self.host = host
-        self.config = config
-        self.epoch = epoch
-        self.names = names
-        self.notes = notes
-        self.choice = choice
+    host: Host
+    config: ReplicationConfig
+    epoch: bytes
+    names: FeedNames
+    notes: Notes
+    choice: UpstreamChoice
 
     def open(self, s: Session, now: float) -> None:
         """Queue our opening frames to a new session: HELLO, then a delta or a full clock."""

@@ -9,6 +9,7 @@ peer holds of its feed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import encode_entry_frame
@@ -35,16 +36,14 @@ def schedule_push(s: Session, feed: FeedId, seq: int, *, force: bool = False) ->
         s.flow.push[feed] = seq
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pusher:
     """Drains every session's frames: control frames first, then entries in the window."""
 
-    def __init__(
-        self, host: Host, *, config: ReplicationConfig, names: FeedNames, notes: Notes
-    ) -> None:
-        self.host = host
-        self.config = config
-        self.names = names
-        self.notes = notes
+    host: Host
+    config: ReplicationConfig
+    names: FeedNames
+    notes: Notes
 
     def frames_to_send(self, sessions: Iterable[Session]) -> list[tuple[PeerId, bytes]]:
         """Drain frames: control first, then pushes round-robin across feeds."""

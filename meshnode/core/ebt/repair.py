@@ -10,6 +10,7 @@ blamed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.core.clocks import Note
@@ -31,16 +32,14 @@ _MAX_RESYNC_BACKOFF = 16
 _HARMLESS = ("gap", "before", "feed forked")  # rejections that are not the sender's fault
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Repair:
     """Asks again for what was lost, and restates what the peer may have missed."""
 
-    def __init__(
-        self, host: Host, *, config: ReplicationConfig, names: FeedNames, notes: Notes
-    ) -> None:
-        self.host = host
-        self.config = config
-        self.names = names
-        self.notes = notes
+    host: Host
+    config: ReplicationConfig
+    names: FeedNames
+    notes: Notes
 
     def ask_resend(self, s: Session, feed: FeedId, now: float) -> None:
         """Explicitly ask ``s`` to push ``feed`` from just after what we hold."""

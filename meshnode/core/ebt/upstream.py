@@ -10,6 +10,7 @@ to the peer that has the most.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,24 +23,17 @@ if TYPE_CHECKING:
 __all__ = ["UpstreamChoice"]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamChoice:
     """The upstream of every wanted feed, and the stalls that may replace it."""
 
-    def __init__(
-        self,
-        host: Host,
-        *,
-        config: ReplicationConfig,
-        sessions: dict[PeerId, Session],
-        notes: Notes,
-    ) -> None:
-        self.host = host
-        self.config = config
-        self.sessions = sessions  # the replicator's live sessions (shared, not copied)
-        self.notes = notes
-        self.upstream: dict[FeedId, PeerId] = {}
-        self.stalls: dict[FeedId, tuple[float, PeerId]] = {}  # feed -> (due, claimant)
-        self.first_from: dict[FeedId, PeerId] = {}  # who delivered a feed's latest entry
+    host: Host
+    config: ReplicationConfig
+    sessions: dict[PeerId, Session]  # the replicator's live sessions (shared, not copied)
+    notes: Notes
+    upstream: dict[FeedId, PeerId] = field(default_factory=dict)
+    stalls: dict[FeedId, tuple[float, PeerId]] = field(default_factory=dict)  # (due, claimant)
+    first_from: dict[FeedId, PeerId] = field(default_factory=dict)  # who sent the latest entry
 
     # -- choosing -------------------------------------------------------------------------
 

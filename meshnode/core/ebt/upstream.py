@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["UpstreamChoice"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, eq=False)
 class UpstreamChoice:
     """The upstream of every wanted feed, and the stalls that may replace it."""
 

@@ -110,12 +110,12 @@ class Replicator:
             host=host, config=config, epoch=epoch, names=names, notes=notes, choice=choice
         )
         self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
-            FrameType.DEFINE: self.names.on_define,
-            FrameType.DEFINE_KEY: self.names.on_define_key,
+            FrameType.DEFINE: names.on_define,
+            FrameType.DEFINE_KEY: names.on_define_key,
             FrameType.NOTES: self._on_notes,
             FrameType.RUN: self._on_run,
             FrameType.ENTRY: self._on_entry,
-            FrameType.WANT_KEY: self.names.on_want_key,
+            FrameType.WANT_KEY: names.on_want_key,
         }
 
     # -- session lifecycle ------------------------------------------------------------
@@ -205,7 +205,7 @@ class Replicator:
             if s.repair.resync_at is not None and s.repair.resync_at <= now:
                 self.repair.resync(s, now)
 
-    # -- local changes ------------------------------------------------------------------
+    # -- local changes, and status ------------------------------------------------------
 
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
         """An entry was stored (ours, imported, or from ``source``): pass it on."""

@@ -20,12 +20,12 @@ Seq = NewType("Seq", int)
 
 
 class Rng(Protocol):
-    """The injected randomness the core uses (``random.Random`` has it; tests seed one)."""
+    """The randomness the core is given (``random.Random`` fits); the core never seeds it."""
 
     def random(self) -> float:
         """A float in [0, 1)."""
         ...
 
     def uniform(self, a: float, b: float) -> float:
-        """A float between a and b."""
+        """A float between ``a`` and ``b``."""
         ...

@@ -24,6 +24,7 @@ __all__ = [
     "FollowsChanged",
     "MessageDropped",
     "NeighbourHeard",
+    "PeerMemoryForgotten",
     "PeerMisbehaved",
     "StoreOverCap",
 ]
@@ -46,6 +47,14 @@ class EntryReceived:
     peer: PeerId
     feed: FeedId
     seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMemoryForgotten:
+    """Our stored memory of a peer did not decode: the session starts as a first meeting."""
+
+    peer: PeerId
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +120,7 @@ class EventsDropped:
 Event = (
     PeerMisbehaved
     | EntryReceived
+    | PeerMemoryForgotten
     | FeedForked
     | ContactSkipped
     | FollowsChanged

@@ -1,53 +1,46 @@
 """Epidemic broadcast trees with compact notes and partial vector clocks (sans-IO).
 
-One ``Replicator`` per node keeps a ``_Session`` per connected peer. The rules, in one place:
+One ``Replicator`` per node keeps a ``Session`` per connected peer and routes frames,
+timers and local changes to the parts in ``meshnode/core/ebt/``. The rules, in one place,
+with the part that keeps each:
 
-* Opening. Both sides send HELLO at once. If each remembers the other under the same
-  epochs, the session is a *delta*: each side mentions only feeds whose state changed
-  since it last told the peer (request skipping), and pushes what the stored remote clock
-  says the peer lacks without waiting. Otherwise memory of the peer is dropped and the
-  *leader* (smaller node id) sends its whole clock (DEFINE tags + RUN notes); the follower
-  answers with notes only for the feeds where it differs. Either way sync takes at most
-  two round trips plus transfer time.
-* Silence. A follower that does not mention a feed the leader listed holds it at the
-  leader's seq and wants new entries pushed (eager).
-* Eager/lazy. Each wanted feed has one *upstream* peer that we asked to push (eager);
-  other peers are lazy and get delayed, batched notes. A duplicate pushed by a peer that
-  is not our upstream makes that peer lazy. A note about an entry we lack makes its
-  sender our upstream at once when the current upstream cannot serve it, else after
-  ``stall_timeout_s`` without progress (ask another peer).
-* Pushes go out in seq order per feed, round-robin across feeds, within a per-link
-  window of in-flight bytes (the shell reports delivery with ``delivered``).
+* Opening (``opening``). Both sides send HELLO at once. If each remembers the other under
+  the same epochs, the session is a *delta*: each side mentions only feeds whose state
+  changed since it last told the peer (request skipping), and pushes what the stored
+  remote clock says the peer lacks without waiting. Otherwise memory of the peer is
+  dropped and the *leader* (smaller node id) sends its whole clock (DEFINE tags + RUN
+  notes); the follower answers with notes only for the feeds where it differs. Either
+  way sync takes at most two round trips plus transfer time. The session's phases are a
+  transition table (``session``); feeds are named by per-peer indexes (``names``).
+* Silence (here). A follower that does not mention a feed the leader listed holds it at
+  the leader's seq and wants new entries pushed (eager).
+* Eager/lazy (``upstream``). Each wanted feed has one *upstream* peer that we asked to
+  push (eager); other peers are lazy and get delayed, batched notes (``notes``). A
+  duplicate pushed by a peer that is not our upstream makes that peer lazy. A note about
+  an entry we lack makes its sender our upstream at once when the current upstream cannot
+  serve it, else after ``stall_timeout_s`` without progress (ask another peer).
+* Pushes (``push``) go out in seq order per feed, round-robin across feeds, within a
+  per-link window of in-flight bytes (the shell reports delivery with ``delivered``).
+* Lossy links (``repair``) ask again for gaps, restate their clocks now and then, and
+  forgive a few stale entries.
 * A peer that sends an invalid entry or a frame that does not decode is reported with
-  ``PeerMisbehaved`` and dropped; nothing invalid is stored.
+  ``PeerMisbehaved`` and dropped (here); nothing invalid is stored.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import (
-    EPOCH_BYTES,
     MAX_INDEX,
     PROTOCOL_VERSION,
     FrameType,
     Hello,
-    decode_define,
-    decode_define_key,
     decode_entry_frame,
     decode_hello,
-    decode_indexes,
-    encode_define,
-    encode_define_key,
-    encode_entry_frame,
-    encode_hello,
-    encode_indexes,
     make_ref,
-    split_ref,
 )
-from meshnode.codec.message import decode_entry, decode_short_entry, encode_short_entry
+from meshnode.codec.message import decode_entry, decode_short_entry
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.core.clocks import (
     NOT_REPLICATING,
@@ -57,10 +50,24 @@ from meshnode.core.clocks import (
     decode_peer_memory,
     encode_note,
     encode_peer_memory,
-    feed_tag,
 )
-from meshnode.core.events import EntryReceived, Event, PeerMisbehaved
-from meshnode.core.feed import IngestResult, Outcome
+from meshnode.core.ebt.names import FeedNames
+from meshnode.core.ebt.notes import Notes, send_notes, told
+from meshnode.core.ebt.opening import Opening
+from meshnode.core.ebt.push import Pusher, schedule_push
+from meshnode.core.ebt.repair import Repair
+from meshnode.core.ebt.session import (
+    Host,
+    LinkInfo,
+    Phase,
+    ReplicationConfig,
+    Session,
+    Signal,
+    TrafficStats,
+)
+from meshnode.core.ebt.upstream import UpstreamChoice
+from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
+from meshnode.core.feed import Outcome
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
 
@@ -69,116 +76,17 @@ if TYPE_CHECKING:
 
     from meshnode.codec.message import Entry
     from meshnode.core.policy import Want
-    from meshnode.core.store import Store
 
 __all__ = [
     "EntryReceived",
     "Event",
+    "Host",
     "LinkInfo",
     "PeerMisbehaved",
     "ReplicationConfig",
     "Replicator",
     "TrafficStats",
 ]
-
-log = logging.getLogger(__name__)
-_NO_EPOCH = bytes(EPOCH_BYTES)
-_EARLY_RESYNCS = 3
-_MAX_RESYNC_BACKOFF = 16
-_MAX_WANTED_KEYS = 10_000  # a peer naming endless unknown indexes gets no more answers
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinkInfo:
-    """What the core needs to know of a link."""
-
-    mtu_bytes: int = 65536
-    reliable: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplicationConfig:
-    """Timers and limits of the replication protocol."""
-
-    note_delay_s: float = 1.0
-    stall_timeout_s: float = 5.0
-    hello_retry_s: float = 3.0
-    resync_s: float = 15.0
-    window_bytes: int = 256 * 1024
-    max_strikes: int = 3
-
-
-@dataclass(slots=True)
-class TrafficStats:
-    """Bytes sent by kind, for benchmarks and status."""
-
-    control_bytes: int = 0
-    entry_bytes: int = 0
-    entries: int = 0
-    note_sizes: list[int] = field(default_factory=list)
-
-
-class Host(Protocol):
-    """What the replicator needs from the node."""
-
-    feed_id: FeedId
-    store: Store
-
-    def replicated(self) -> dict[FeedId, Want]:
-        """Every feed the policy wants, with how much of it (cached by the node)."""
-        ...
-
-    def want(self, feed: FeedId) -> Want | None:
-        """How much of ``feed`` the policy wants, or None."""
-        ...
-
-    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
-        """Verify and store an entry already decoded."""
-        ...
-
-    @property
-    def max_content_bytes(self) -> int:
-        """Largest content accepted."""
-        ...
-
-
-@dataclass(slots=True)
-class _Session:
-    peer: PeerId
-    link: LinkInfo
-    memory: PeerMemory
-    leader: bool
-    reliable: bool
-    got_hello: bool = False
-    hello_acked: bool = False
-    hello_at: float = 0.0
-    delta: bool = False
-    sessions_seen: int = 0  # memory.sessions as loaded; a session counts once HELLO arrives
-    full_sent: bool = False
-    my_index: dict[FeedId, int] = field(default_factory=dict)
-    their_index: dict[FeedId, int] = field(default_factory=dict)
-    tags_in: dict[int, list[FeedId]] | None = None
-    rx: set[FeedId] = field(default_factory=set)
-    heard: set[FeedId] = field(default_factory=set)  # feeds the peer noted this session
-    asked: dict[FeedId, tuple[int, float]] = field(default_factory=dict)  # resend requests
-    wanted_keys: dict[int, float] = field(default_factory=dict)  # WANT_KEY: index -> retry at
-    assumed: dict[FeedId, int] = field(default_factory=dict)
-    push: dict[FeedId, int] = field(default_factory=dict)
-    control: list[bytes] = field(default_factory=list)
-    notes: dict[FeedId, bool] = field(default_factory=dict)  # feed -> urgent
-    notes_at: float | None = None
-    resync_at: float | None = None
-    in_flight: int = 0
-    resyncs: int = 0
-    resync_backoff: int = 1
-    want_keys: list[int] = field(default_factory=list)  # batched into one WANT_KEY frame
-    # Pushes not yet confirmed by a HELLO's received count: the count and the feeds (with
-    # the last seq pushed) as this session began, and the feeds pushed in this session.
-    count_at_connect: int = 0
-    last_pushed: dict[FeedId, int] = field(default_factory=dict)
-    pushed_now: dict[FeedId, int] = field(default_factory=dict)
-    strikes: int = 0
-    closed: bool = False
 
 
 class Replicator:
@@ -187,16 +95,28 @@ class Replicator:
     def __init__(self, host: Host, *, config: ReplicationConfig, rng: Rng, epoch: bytes) -> None:
         self.host = host
         self.config = config
-        self.rng = rng
-        self.epoch = epoch
-        self.sessions: dict[PeerId, _Session] = {}
-        self.upstream: dict[FeedId, PeerId] = {}
-        self.stalls: dict[FeedId, tuple[float, PeerId]] = {}
-        self.first_from: dict[FeedId, PeerId] = {}  # who delivered a feed's latest entry
+        self.sessions: dict[PeerId, Session] = {}
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
-        self._outbox: list[tuple[PeerId, bytes]] = []
+        self.names = names = FeedNames(host=host, epoch=epoch, retry_s=config.hello_retry_s)
+        self.notes = notes = Notes(host=host, config=config, rng=rng, names=names)
+        self.pusher = Pusher(host=host, config=config, names=names, notes=notes)
+        self.choice = choice = UpstreamChoice(
+            host=host, config=config, sessions=self.sessions, notes=notes
+        )
+        self.repair = Repair(host=host, config=config, names=names, notes=notes)
+        self.opening = Opening(
+            host=host, config=config, epoch=epoch, names=names, notes=notes, choice=choice
+        )
+        self._handlers: dict[FrameType, Callable[[Session, bytes], None]] = {
+            FrameType.DEFINE: names.on_define,
+            FrameType.DEFINE_KEY: names.on_define_key,
+            FrameType.NOTES: self._on_notes,
+            FrameType.RUN: self._on_run,
+            FrameType.ENTRY: self._on_entry,
+            FrameType.WANT_KEY: names.on_want_key,
+        }
 
     # -- session lifecycle ------------------------------------------------------------
 
@@ -206,28 +126,9 @@ class Replicator:
         if peer in self.sessions:
             self.disconnect(peer, now)
         memory = self._load_memory(peer)
-        s = _Session(
-            peer=peer,
-            link=link,
-            memory=memory,
-            leader=self.host.feed_id < peer,
-            reliable=link.reliable,
-        )
-        s.sessions_seen = memory.sessions
-        s.count_at_connect = memory.pushed_count
-        s.last_pushed = dict(memory.pushed)
-        s.my_index = {f: i for i, f in enumerate(memory.my_table)}
-        s.their_index = {f: i for i, f in memory.their_table.items()}
+        s = Session.begin(peer, link, memory, me=self.host.feed_id, traffic=self.traffic)
         self.sessions[peer] = s
-        self._resolve_unknown(s, list(self.host.replicated()))
-        self._send_hello(s)
-        if memory.epoch:
-            s.delta = True
-            self._send_delta(s)
-        elif s.leader:
-            self._send_full(s)
-        if not s.reliable:
-            s.resync_at = now + self.config.resync_s
+        self.opening.open(s, now)
 
     def disconnect(self, peer: PeerId, now: float) -> None:
         """Close the session with ``peer``, keep its memory, and re-route its feeds."""
@@ -235,13 +136,9 @@ class Replicator:
         s = self.sessions.pop(peer, None)
         if s is None:
             return
-        s.closed = True
+        s.advance(Signal.DISCONNECT)
         self._save_memory(s)
-        for feed in [f for f, p in self.upstream.items() if p == peer]:
-            del self.upstream[feed]
-            self._choose_upstream(feed)
-        for feed in [f for f, (_, p) in self.stalls.items() if p == peer]:
-            del self.stalls[feed]
+        self.choice.peer_gone(peer, now)
 
     def close(self) -> None:
         """Persist every session's memory."""
@@ -255,15 +152,14 @@ class Replicator:
         try:
             return decode_peer_memory(data)
         except DecodeError as exc:
-            log.warning("forgetting damaged memory of a peer: %s", exc)
+            self._events.append(PeerMemoryForgotten(peer=peer, reason=str(exc)))
             return PeerMemory()
 
-    def _save_memory(self, s: _Session) -> None:
+    def _save_memory(self, s: Session) -> None:
         if s.memory.epoch:
             self.host.store.set_peer_state(s.peer, encode_peer_memory(s.memory))
 
-    def _misbehaved(self, s: _Session, reason: str) -> None:
-        log.warning("peer misbehaved: %s", reason)
+    def _misbehaved(self, s: Session, reason: str) -> None:
         self._events.append(PeerMisbehaved(peer=s.peer, reason=reason))
         self.disconnect(s.peer, self.now)
 
@@ -276,384 +172,61 @@ class Replicator:
 
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
         """Drain frames: control first, then pushes round-robin across feeds."""
-        for s in list(self.sessions.values()):
-            if any(s.notes.values()):
-                self._flush_notes(s, urgent_only=True)
-            self._outbox.extend((s.peer, f) for f in s.control)
-            s.control.clear()
-            self._drain_pushes(s)
-        out, self._outbox = self._outbox, []
-        return out
+        return self.pusher.frames_to_send(list(self.sessions.values()))
 
     def delivered(self, peer: PeerId, nbytes: int) -> None:
         """The shell has delivered ``nbytes`` of entry frames to ``peer``'s link."""
         s = self.sessions.get(peer)
         if s is not None:
-            s.in_flight = max(0, s.in_flight - nbytes)
+            self.pusher.delivered(s, nbytes)
 
     def next_deadline(self) -> float | None:
         """Earliest time ``handle_timer`` has work to do."""
-        times = [t for t, _ in self.stalls.values()]
+        times = [t for t, _ in self.choice.stalls.values()]
         for s in self.sessions.values():
-            times += [t for t in (s.notes_at, s.resync_at) if t is not None]
-            if not s.reliable and not s.hello_acked:
-                times.append(s.hello_at + self.config.hello_retry_s)
+            times += [t for t in (s.clock.notes_at, s.repair.resync_at) if t is not None]
+            if not s.reliable and s.phase is not Phase.CONFIRMED:
+                times.append(s.hello.sent_at + self.config.hello_retry_s)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
         self.now = now
-        for feed, (due, peer) in list(self.stalls.items()):
-            if due <= now:
-                del self.stalls[feed]
-                if self._can_serve(peer, feed, self.host.store.latest_seq(feed)):
-                    self._set_upstream(feed, self.sessions[peer])
+        self.choice.handle_timer(now)
         for s in list(self.sessions.values()):
-            if s.notes_at is not None and s.notes_at <= now:
-                self._flush_notes(s, urgent_only=False)
+            if s.clock.notes_at is not None and s.clock.notes_at <= now:
+                self.notes.flush(s, urgent_only=False)
             if (
                 not s.reliable
-                and not s.hello_acked
-                and s.hello_at + self.config.hello_retry_s <= now
+                and s.phase is not Phase.CONFIRMED
+                and s.hello.sent_at + self.config.hello_retry_s <= now
             ):
-                self._send_hello(s)
-            if s.resync_at is not None and s.resync_at <= now:
-                self._resync(s)
+                self.opening.send_hello(s, now)
+            if s.repair.resync_at is not None and s.repair.resync_at <= now:
+                self.repair.resync(s, now)
 
-    # -- sending ------------------------------------------------------------------------
-
-    def _emit(self, s: _Session, frame: bytes) -> None:
-        self.traffic.control_bytes += len(frame)
-        s.control.append(frame)
-
-    def _send_hello(self, s: _Session) -> None:
-        s.hello_at = self.now
-        hello = Hello(
-            version=PROTOCOL_VERSION,
-            epoch=self.epoch,
-            seen_epoch=s.memory.epoch or _NO_EPOCH,
-            got_yours=s.got_hello,
-            ack_wanted=not s.reliable and not s.hello_acked,
-            received=s.memory.received,
-            sessions=s.sessions_seen,
-        )
-        self._emit(s, encode_hello(hello))
-
-    def _my_note(self, s: _Session, feed: FeedId, want: Want | None) -> Note:
-        if want is None:
-            return NOT_REPLICATING
-        head = self.host.store.head(feed)
-        latest = head.latest if head else 0
-        first = head.first if head and head.first > 1 else 0
-        lazy = feed not in s.rx
-        wanted = -1
-        remote = s.memory.remote.get(feed)
-        if want.max_entries is not None and head is None:
-            # A capped feed we hold nothing of: ask for its tail only, once we know it.
-            if remote is None or feed not in s.heard:
-                lazy = True
-            elif remote.latest > want.max_entries:
-                wanted = remote.latest - want.max_entries + 1
-        if remote is None and lazy:
-            wanted = latest + 1  # a query: "I do not know your state of this feed"
-        return Note(latest, lazy, first, wanted)
-
-    def _define(self, s: _Session, feeds: list[FeedId]) -> None:
-        """Add feeds to our table, named by tag (by key when a tag repeats)."""
-        salt = self.epoch + s.peer
-        taken = {feed_tag(f, salt) for f in s.memory.my_table}
-        tagged: dict[int, FeedId] = {}
-        by_key: list[FeedId] = []
-        for feed in feeds:
-            tag = feed_tag(feed, salt)
-            if tag in taken or tag in tagged:
-                by_key.append(feed)
-            else:
-                tagged[tag] = feed
-        start = len(s.memory.my_table)
-        order = sorted(tagged)
-        for tag in order:
-            self._index(s, tagged[tag])
-        limit = max(16, (s.link.mtu_bytes - 8) // 5)
-        for i in range(0, len(order), limit):
-            self._emit(s, encode_define(start + i, order[i : i + limit]))
-        pairs = [(self._index(s, f), bytes(f)) for f in by_key]
-        per = max(1, (s.link.mtu_bytes - 1) // 37)
-        for i in range(0, len(pairs), per):
-            self._emit(s, encode_define_key(pairs[i : i + per]))
-
-    def _index(self, s: _Session, feed: FeedId) -> int:
-        index = s.my_index.get(feed)
-        if index is None:
-            index = s.my_index[feed] = len(s.memory.my_table)
-            s.memory.my_table.append(feed)
-        return index
-
-    def _send_full(self, s: _Session) -> None:
-        """Leader's whole clock: every replicated feed, defined and noted in index order."""
-        s.full_sent = True
-        wants = self.host.replicated()
-        self._define(s, [f for f in wants if f not in s.my_index])
-        for feed in wants:
-            self._adopt_upstream(s, feed)
-        notes = []
-        for feed in s.memory.my_table:
-            note = self._my_note(s, feed, wants.get(feed))
-            s.memory.sent[feed] = self._told(note)
-            if note.replicating and feed not in s.memory.remote:
-                # Until the follower says otherwise, its silence means "same seq, eager".
-                s.memory.remote[feed] = Note(note.latest, False)
-                s.assumed[feed] = note.latest
-            notes.append(encode_note(note))
-        self._emit_run(s, notes)
-
-    def _emit_run(self, s: _Session, notes: list[bytes]) -> None:
-        budget = s.link.mtu_bytes - 12
-        start, size = 0, 0
-        chunk: list[bytes] = []
-        for i, note in enumerate(notes):
-            if size + len(note) > budget and chunk:
-                self._emit(s, bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
-                start, size, chunk = i, 0, []
-            chunk.append(note)
-            size += len(note)
-            self.traffic.note_sizes.append(len(note))
-        if chunk:
-            self._emit(s, bytes((FrameType.RUN,)) + encode_varint(start) + b"".join(chunk))
-
-    def _send_delta(self, s: _Session) -> None:
-        """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
-        wants = self.host.replicated()
-        self._define(s, [f for f in wants if f not in s.my_index and f not in s.their_index])
-        for feed, want in wants.items():
-            self._adopt_upstream(s, feed)
-            # Request skipping: say nothing when the peer already knows our state.
-            if s.memory.sent.get(feed) != self._told(self._my_note(s, feed, want)):
-                s.notes[feed] = True
-        for feed, told in s.memory.sent.items():
-            if feed not in wants and told != -1:
-                s.notes[feed] = True
-        self._flush_notes(s, urgent_only=True)
-        for feed, remote in s.memory.remote.items():
-            ahead = remote.latest > self.host.store.latest_seq(feed)
-            if remote.replicating and feed in wants and ahead:
-                self._behind(s, feed)  # it had more when we parted: ask again
-            if not remote.lazy and remote.replicating:
-                s.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
-                self._schedule_push(s, feed, s.assumed[feed] + 1)
-
-    @staticmethod
-    def _told(note: Note) -> int:
-        """What ``memory.sent`` records of a note: latest << 1 | lazy, or -1."""
-        return note.latest << 1 | int(note.lazy) if note.replicating else -1
-
-    def _queue_note(self, s: _Session, feed: FeedId, urgent: bool) -> None:
-        s.notes[feed] = s.notes.get(feed, False) or urgent
-        if s.notes_at is None:
-            jitter = 0.5 + self.rng.random()
-            s.notes_at = self.now + self.config.note_delay_s * jitter
-
-    def _flush_notes(self, s: _Session, *, urgent_only: bool) -> None:
-        if not s.got_hello and not s.delta:
-            s.notes_at = None  # nothing can be said before the peer's HELLO; it re-arms
-            return
-        parts = []
-        for feed in [f for f, urgent in s.notes.items() if urgent or not urgent_only]:
-            del s.notes[feed]
-            note = self._my_note(s, feed, self.host.want(feed))
-            told = s.memory.sent.get(feed)
-            if told == self._told(note) and note.want < 0:
-                continue  # the peer already knows exactly this
-            same_flag = told is not None and told >= 0 and (told & 1) == note.lazy
-            # (On a lossy link the note doubles as an ack, so it goes out regardless.)
-            has_it = s.reliable and s.assumed.get(feed, -1) >= note.latest
-            if same_flag and note.want < 0 and has_it:
-                continue  # the peer has as much as we do: nothing worth saying
-            s.memory.sent[feed] = self._told(note)
-            encoded = encode_varint(self._ref(s, feed)) + encode_note(note)
-            self.traffic.note_sizes.append(len(encoded))
-            parts.append(encoded)
-        if not s.notes:
-            s.notes_at = None
-        self._emit_notes(s, parts)
-
-    def _emit_notes(self, s: _Session, parts: list[bytes]) -> None:
-        budget = s.link.mtu_bytes - 1
-        chunk: list[bytes] = []
-        size = 0
-        for part in parts:
-            if size + len(part) > budget and chunk:
-                self._emit(s, bytes((FrameType.NOTES,)) + b"".join(chunk))
-                chunk, size = [], 0
-            chunk.append(part)
-            size += len(part)
-        if chunk:
-            self._emit(s, bytes((FrameType.NOTES,)) + b"".join(chunk))
-
-    def _ref(self, s: _Session, feed: FeedId) -> int:
-        """Shortest reference to ``feed``: the peer's index if it named it, else ours."""
-        index = s.their_index.get(feed)
-        if index is not None:
-            return make_ref(index, True)
-        if feed not in s.my_index:
-            self._define(s, [feed])
-        return make_ref(s.my_index[feed], False)
-
-    def _resync(self, s: _Session) -> None:
-        """Lossy links: restate what the peer may have missed."""
-        if not s.hello_acked:
-            s.resync_at = self.now + self.config.resync_s
-            return
-        s.resyncs += 1
-        early = s.resyncs <= _EARLY_RESYNCS  # the opening clocks may have been lost
-        restated = 0
-        for feed in self.host.replicated():
-            remote = s.memory.remote.get(feed)
-            latest = self.host.store.latest_seq(feed)
-            unheard = feed not in s.heard and early
-            if remote is None or remote.latest != latest or unheard:
-                s.memory.sent.pop(feed, None)  # say it again: the last note may be lost
-                s.notes[feed] = True
-                restated += 1
-            if remote is not None and not remote.lazy and remote.latest < latest:
-                self._schedule_push(s, feed, remote.latest + 1, force=True)
-        # Quiet links back off (as Trickle does), so an idle radio stays idle.
-        s.resync_backoff = 1 if restated else min(s.resync_backoff * 2, _MAX_RESYNC_BACKOFF)
-        s.resync_at = self.now + self.config.resync_s * s.resync_backoff
-
-    # -- pushing ------------------------------------------------------------------------
-
-    def _schedule_push(self, s: _Session, feed: FeedId, seq: int, *, force: bool = False) -> None:
-        current = s.push.get(feed)
-        if current is None or force or seq < current:
-            s.push[feed] = seq
-
-    def _drain_pushes(self, s: _Session) -> None:
-        store = self.host.store
-        while s.push and s.in_flight < self.config.window_bytes:
-            feed, seq = next(iter(s.push.items()))
-            del s.push[feed]
-            head = store.head(feed)
-            remote = s.memory.remote.get(feed)
-            if head is None or remote is None or not remote.replicating:
-                continue
-            seq = max(seq, remote.want_from if remote.want >= 0 else seq)
-            if seq < head.first:
-                if remote.latest > 0:
-                    continue  # we are capped and lack its next entry: it asks someone else
-                seq = head.first
-            if seq > head.latest:
-                continue
-            frame = self._entry_frame(s, feed, seq)
-            s.in_flight += len(frame)
-            self.traffic.entry_bytes += len(frame)
-            self.traffic.entries += 1
-            self._outbox.append((s.peer, frame))
-            s.assumed[feed] = max(s.assumed.get(feed, 0), seq)
-            s.memory.pushed[feed] = max(s.memory.pushed.get(feed, 0), seq)
-            s.pushed_now[feed] = seq
-            s.memory.pushed_count += 1
-            if seq < head.latest:
-                s.push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
-
-    def _entry_frame(self, s: _Session, feed: FeedId, seq: int) -> bytes:
-        raw = self.host.store.get(feed, Seq(seq))
-        if s.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
-            entry = decode_entry(raw, max_content_bytes=1 << 20)
-            ref = self._ref(s, feed)
-            if ref is not None:
-                return encode_entry_frame(ref, seq, encode_short_entry(entry))
-        return encode_entry_frame(None, 0, raw)
-
-    # -- local changes ------------------------------------------------------------------
+    # -- local changes, and status ------------------------------------------------------
 
     def appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
         """An entry was stored (ours, imported, or from ``source``): pass it on."""
-        for s in self.sessions.values():
-            if s.peer == source:
-                continue
-            remote = s.memory.remote.get(feed)
-            if remote is None or not remote.replicating:
-                continue
-            known = s.assumed.get(feed, remote.latest)
-            if known >= seq:
-                continue
-            if not remote.lazy and seq >= remote.want_from:
-                self._schedule_push(s, feed, known + 1)
-            else:
-                self._queue_note(s, feed, urgent=False)
-        stall = self.stalls.get(feed)
-        if stall is not None and self._peer_latest(stall[1], feed) <= seq:
-            del self.stalls[feed]
-        elif stall is not None and source is not None and source == self.upstream.get(feed):
-            # The upstream is delivering, only slowly: give it a full timeout again.
-            self.stalls[feed] = (self.now + self.config.stall_timeout_s, stall[1])
-        if feed not in self.stalls:
-            # Someone may have claimed more than this entry: do not forget the claim.
-            claimant = self._best_claim(feed, seq)
-            if claimant is not None:
-                self._behind(claimant, feed)
-
-    def _best_claim(self, feed: FeedId, seq: int) -> _Session | None:
-        """The session whose peer claims the most of ``feed`` beyond ``seq``, if any."""
-        best: _Session | None = None
-        most = seq
-        for s in self.sessions.values():
-            remote = s.memory.remote.get(feed)
-            if remote is not None and remote.replicating and remote.latest > most:
-                best, most = s, remote.latest
-        return best
+        self.pusher.entry_stored(self.sessions.values(), feed, seq, source, self.now)
+        self.choice.entry_stored(feed, seq, source, self.now)
 
     def policy_changed(self) -> None:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
         wants = self.host.replicated()
         for s in self.sessions.values():
-            s.tags_in = None
-            self._resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
+            s.names.tags_in = None
+            self.names.resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
             for feed in wants:
                 if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
-                    self._adopt_upstream(s, feed)
-                    s.notes[feed] = True
+                    self.choice.adopt(s, feed)
+                    s.clock.notes[feed] = True
             for feed in list(s.memory.sent):
                 if feed not in wants and s.memory.sent[feed] != -1:
-                    s.notes[feed] = True
+                    s.clock.notes[feed] = True
                     s.rx.discard(feed)
-        for feed in [f for f in self.upstream if f not in wants]:
-            del self.upstream[feed]
-
-    # -- upstream choice ------------------------------------------------------------------
-
-    def _adopt_upstream(self, s: _Session, feed: FeedId) -> None:
-        """Ask ``s`` to push ``feed`` if no live peer does yet."""
-        if feed not in self.upstream:
-            self.upstream[feed] = s.peer
-            s.rx.add(feed)
-
-    def _set_upstream(self, feed: FeedId, s: _Session) -> None:
-        old = self.upstream.get(feed)
-        if old is not None and old in self.sessions and old != s.peer:
-            previous = self.sessions[old]
-            previous.rx.discard(feed)
-            self._queue_note(previous, feed, urgent=True)
-        self.upstream[feed] = s.peer
-        s.rx.add(feed)
-        self._queue_note(s, feed, urgent=True)
-
-    def _choose_upstream(self, feed: FeedId) -> None:
-        """After losing an upstream: ask the peer that has the most of ``feed``."""
-        best: _Session | None = None
-        best_latest = -1
-        for s in self.sessions.values():
-            remote = s.memory.remote.get(feed)
-            if remote is not None and remote.replicating and remote.latest > best_latest:
-                best, best_latest = s, remote.latest
-        if best is not None:
-            self._set_upstream(feed, best)
-
-    def _peer_latest(self, peer: PeerId, feed: FeedId) -> int:
-        s = self.sessions.get(peer)
-        remote = s.memory.remote.get(feed) if s else None
-        return remote.latest if remote else 0
+        self.choice.drop_unwanted(wants)
 
     def behind(self, peer: PeerId) -> int:
         """Entries of wanted feeds that ``peer`` says it holds and we lack."""
@@ -665,41 +238,6 @@ class Replicator:
             if remote.replicating and feed in self.host.replicated():
                 total += max(0, remote.latest - self.host.store.latest_seq(feed))
         return total
-
-    def _can_serve(self, peer: PeerId, feed: FeedId, ours: int) -> bool:
-        """True when ``peer`` claims the entry after ``ours`` (a capped peer may not hold it)."""
-        s = self.sessions.get(peer)
-        remote = s.memory.remote.get(feed) if s else None
-        if remote is None or remote.latest <= ours:
-            return False
-        return ours == 0 or max(remote.first, 1) <= ours + 1
-
-    def _behind(self, s: _Session, feed: FeedId) -> None:
-        """``s`` says it has more of ``feed`` than we do."""
-        if self.host.want(feed) is None:
-            return
-        up = self.upstream.get(feed)
-        ours = self.host.store.latest_seq(feed)
-        if not self._can_serve(s.peer, feed, ours):
-            return  # a capped peer without our next entry: never wait on it
-        if up == s.peer:
-            if not s.reliable:
-                s.memory.sent.pop(feed, None)  # it may never have heard that we are eager
-            self._set_upstream(feed, s)  # says "eager" again only if we had said "lazy"
-            return
-        if up is None or up not in self.sessions:
-            self._set_upstream(feed, s)
-        elif feed in self.stalls:
-            due, claimant = self.stalls[feed]
-            if self._peer_latest(s.peer, feed) > self._peer_latest(claimant, feed):
-                self.stalls[feed] = (due, s.peer)  # a longer claim: switch to it when due
-        else:
-            # EBT: give the upstream time to deliver before asking another peer; less
-            # when it cannot serve the entry, since it may never get it.
-            wait = self.config.stall_timeout_s
-            if not self._can_serve(up, feed, ours):
-                wait = min(wait, 2 * self.config.note_delay_s)
-            self.stalls[feed] = (self.now + wait, s.peer)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -717,157 +255,32 @@ class Replicator:
         try:
             if kind is FrameType.HELLO:
                 self._on_hello(s, decode_hello(frame))
-            elif not s.got_hello:
+            elif s.phase is Phase.HELLO_SENT:
                 return  # frames before HELLO (it was lost): resync repairs
             else:
-                self._handlers[kind](self, s, frame)
+                self._handlers[kind](s, frame)
         except DecodeError as exc:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
             return
-        per = max(1, (s.link.mtu_bytes - 1) // 5)  # an index varint is at most 5 bytes
-        for i in range(0, len(s.want_keys), per):
-            self._emit(s, encode_indexes(FrameType.WANT_KEY, s.want_keys[i : i + per]))
-        s.want_keys = []
+        if s.names.want_keys:
+            self.names.send_want_keys(s)
 
-    def _on_hello(self, s: _Session, hello: Hello) -> None:
+    def _on_hello(self, s: Session, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:
             self._misbehaved(s, f"protocol version {hello.version} is not supported")
             return
-        if hello.got_yours:
-            s.hello_acked = True
-        if s.got_hello:
-            if hello.ack_wanted:
-                self._send_hello(s)
-            return
-        s.got_hello = True
-        memory = s.memory
-        trusted = (
-            memory.epoch == hello.epoch
-            and hello.seen_epoch == self.epoch
-            and hello.sessions == s.sessions_seen
-        )
-        if not trusted and not s.delta:
-            memory.epoch = hello.epoch  # a first meeting: the full clock is already on its way
-        elif not trusted:
-            self._forget(s, hello.epoch)
-            if s.leader:
-                self._send_full(s)
-        elif hello.received != s.count_at_connect:
-            # Some pushes of earlier sessions never arrived: trust only what the peer
-            # stated itself, and push again from there every feed pushed before (the peer
-            # keeps what it holds; the rest it cannot ask for, never having heard of it).
-            s.assumed = {f: n.latest for f, n in memory.remote.items()}
-            for feed, nxt in list(s.push.items()):
-                s.push[feed] = min(nxt, s.assumed.get(feed, 0) + 1)
-            for feed in s.last_pushed:
-                remote = memory.remote.get(feed)
-                if remote is not None and remote.replicating and not remote.lazy:
-                    self._schedule_push(s, feed, remote.latest + 1)
-        # A session counts on both sides only when each heard the other: a connection
-        # refused right after the handshake must not leave the two counts unequal.
-        s.memory.sessions += 1
-        # Confirmed up to the peer's count; pushes of this session are still in flight.
-        memory.pushed_count = hello.received + memory.pushed_count - s.count_at_connect
-        memory.pushed = dict(s.pushed_now)
-        if s.notes:
-            s.notes_at = self.now
-        if hello.ack_wanted:
-            self._send_hello(s)  # lossy link: confirm we heard it
+        self.opening.on_hello(s, hello, self.now)
 
-    def _forget(self, s: _Session, epoch: bytes) -> None:
-        """The peer (or we) lost state: start the relationship afresh."""
-        # As on a side that met us with no memory at all (this session counts on return).
-        s.memory = PeerMemory(epoch=epoch)
-        s.sessions_seen = 0
-        s.my_index.clear()
-        s.their_index.clear()
-        s.tags_in = None
-        s.heard.clear()
-        s.asked.clear()
-        s.wanted_keys.clear()
-        s.assumed.clear()
-        s.push.clear()
-        s.notes.clear()
-        s.notes_at = None
-        s.delta = False
-        s.control = [f for f in s.control if f[0] == FrameType.HELLO]
-
-    def _feed_of(self, s: _Session, ref: int) -> FeedId | None:
-        index, theirs = split_ref(ref)
-        if theirs:
-            table = s.memory.my_table
-            return table[index] if index < len(table) else None
-        feed = s.memory.their_table.get(index)
-        if feed is None and index not in s.memory.unknown:
-            # Its DEFINE never arrived (a lost frame): ask for the key, again if need be.
-            retry_at = s.wanted_keys.get(index)
-            if (retry_at is None and len(s.wanted_keys) < _MAX_WANTED_KEYS) or (
-                retry_at is not None and retry_at <= self.now
-            ):
-                s.wanted_keys[index] = self.now + self.config.hello_retry_s
-                s.want_keys.append(index)
-        return feed
-
-    def _on_define(self, s: _Session, frame: bytes) -> None:
-        start, tags = decode_define(frame)
-        if s.tags_in is None:
-            salt = s.memory.epoch + self.host.feed_id
-            known = set(self.host.replicated()) | set(self.host.store.feeds())
-            s.tags_in = {}
-            for feed in known:
-                s.tags_in.setdefault(feed_tag(feed, salt), []).append(feed)
-        unclear = []
-        for offset, tag in enumerate(tags):
-            matches = s.tags_in.get(tag, [])
-            if len(matches) == 1:
-                self._name(s, start + offset, matches[0])
-            elif matches:
-                unclear.append(start + offset)
-            else:
-                s.memory.unknown[start + offset] = tag  # maybe a feed we start wanting later
-        if unclear:
-            self._emit(s, encode_indexes(FrameType.WANT_KEY, unclear))
-
-    def _on_define_key(self, s: _Session, frame: bytes) -> None:
-        for index, key in decode_define_key(frame):
-            self._name(s, index, FeedId(key))
-
-    def _name(self, s: _Session, index: int, feed: FeedId) -> None:
-        s.memory.their_table[index] = feed
-        s.their_index[feed] = index
-        s.memory.unknown.pop(index, None)
-
-    def _resolve_unknown(self, s: _Session, feeds: list[FeedId]) -> None:
-        """Match the peer's unmatched tags against feeds we have just started to want."""
-        if not s.memory.unknown:
-            return
-        by_tag: dict[int, list[int]] = {}
-        for index, tag in s.memory.unknown.items():
-            by_tag.setdefault(tag, []).append(index)
-        salt = s.memory.epoch + self.host.feed_id
-        for feed in feeds:
-            indexes = by_tag.get(feed_tag(feed, salt), [])
-            if len(indexes) == 1 and feed not in s.their_index:
-                self._name(s, indexes[0], feed)
-
-    def _on_want_key(self, s: _Session, frame: bytes) -> None:
-        table = s.memory.my_table
-        wanted = sorted({i for i in decode_indexes(frame) if i < len(table)})
-        pairs = [(i, bytes(table[i])) for i in wanted]
-        per = max(1, (s.link.mtu_bytes - 1) // 37)  # index varint (<= 5) + key (32)
-        for i in range(0, len(pairs), per):
-            self._emit(s, encode_define_key(pairs[i : i + per]))
-
-    def _on_notes(self, s: _Session, frame: bytes) -> None:
+    def _on_notes(self, s: Session, frame: bytes) -> None:
         pos = 1
         while pos < len(frame):
             ref, pos = decode_varint(frame, pos)
             note, pos = decode_note(frame, pos)
-            feed = self._feed_of(s, ref)
+            feed = self.names.feed_of(s, ref, self.now)
             if feed is not None:
                 self._on_note(s, feed, note)
 
-    def _on_run(self, s: _Session, frame: bytes) -> None:
+    def _on_run(self, s: Session, frame: bytes) -> None:
         index, pos = decode_varint(frame, 1)
         if index + len(frame) > MAX_INDEX:
             raise DecodeError("RUN indexes exceed 32 bits")
@@ -875,7 +288,7 @@ class Replicator:
         declined: list[bytes] = []
         while pos < len(frame):
             note, pos = decode_note(frame, pos)
-            feed = self._feed_of(s, make_ref(index, False))
+            feed = self.names.feed_of(s, make_ref(index, False), self.now)
             unwanted = feed not in wants if feed is not None else index in s.memory.unknown
             if not s.leader and unwanted and note.replicating:
                 # Silence would mean "same seq, push to me": decline feeds we do not keep.
@@ -886,57 +299,57 @@ class Replicator:
             self._on_note(s, feed, note)
             if not s.leader and feed in wants:
                 self._answer_leader(s, feed, note, wants)
-        self._emit_notes(s, declined)
+        send_notes(s, declined)
 
     def _answer_leader(
-        self, s: _Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
+        self, s: Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
     ) -> None:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
-        self._adopt_upstream(s, feed)
-        mine = self._my_note(s, feed, wants[feed])
+        self.choice.adopt(s, feed)
+        mine = self.notes.my_note(s, feed, wants[feed])
         if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.want < 0:
-            s.memory.sent[feed] = self._told(mine)
+            s.memory.sent[feed] = told(mine)
             return
-        s.notes[feed] = True
+        s.clock.notes[feed] = True
 
-    def _on_note(self, s: _Session, feed: FeedId, note: Note) -> None:
+    def _on_note(self, s: Session, feed: FeedId, note: Note) -> None:
         before = s.memory.remote.get(feed, note)
         s.memory.remote[feed] = note
         if not note.replicating:
-            s.push.pop(feed, None)
-            s.assumed.pop(feed, None)
+            s.flow.push.pop(feed, None)
+            s.flow.assumed.pop(feed, None)
             return
         ours = self.host.store.latest_seq(feed)
         # An explicit want is a resend request; otherwise keep entries already in flight.
-        keep = note.want < 0 and feed in s.heard and not before.lazy and s.reliable
-        s.heard.add(feed)
-        assumed = s.assumed.get(feed, -1)
-        s.assumed[feed] = max(assumed, note.latest) if keep else note.latest
+        keep = note.want < 0 and feed in s.clock.heard and not before.lazy and s.reliable
+        s.clock.heard.add(feed)
+        assumed = s.flow.assumed.get(feed, -1)
+        s.flow.assumed[feed] = max(assumed, note.latest) if keep else note.latest
         if note.lazy:
-            s.push.pop(feed, None)
+            s.flow.push.pop(feed, None)
             if note.want >= 0:  # a query: answer with our state even if we said it before
                 s.memory.sent.pop(feed, None)
                 self._queue_note(s, feed, urgent=True)
         elif ours >= note.want_from:
-            start = s.assumed[feed] + 1 if keep else note.want_from
-            self._schedule_push(s, feed, start, force=not keep)
+            start = s.flow.assumed[feed] + 1 if keep else note.want_from
+            schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
-            self._behind(s, feed)
+            self.choice.behind(s, feed, self.now)
         elif note.latest < ours and note.lazy:
             self._queue_note(s, feed, urgent=False)
 
-    def _on_entry(self, s: _Session, frame: bytes) -> None:
+    def _on_entry(self, s: Session, frame: bytes) -> None:
         ref, seq, body = decode_entry_frame(frame)
         limit = self.host.max_content_bytes
         if ref is None:
             entry = decode_entry(body, max_content_bytes=limit)
         else:
-            feed = self._feed_of(s, ref)
+            feed = self.names.feed_of(s, ref, self.now)
             if feed is None:
                 return
             previous = self.host.store.entry_id(feed, Seq(seq - 1)) if seq > 1 else None
             if seq > 1 and previous is None:
-                self._ask_resend(s, feed)
+                self.repair.ask_resend(s, feed, self.now)
                 return
             entry = decode_short_entry(
                 body,
@@ -947,83 +360,50 @@ class Replicator:
             )
         self._take_entry(s, entry, ref=ref)
 
-    def _take_entry(self, s: _Session, decoded: Entry, *, ref: int | None) -> None:
-
+    def _take_entry(self, s: Session, decoded: Entry, *, ref: int | None) -> None:
         s.memory.received += 1
         result = self.host.ingest_entry(decoded, source=s.peer)
         entry = result.entry
         if result.outcome is Outcome.ADDED and entry is not None:
-            told = s.memory.sent.get(entry.author, -1)
+            said = s.memory.sent.get(entry.author, -1)
             if not s.reliable:
                 self._queue_note(s, entry.author, urgent=False)  # a batched ack
-            elif told >= 0:  # the pusher takes for granted that we now hold this seq
-                s.memory.sent[entry.author] = max(told, entry.seq << 1 | (told & 1))
+            elif said >= 0:  # the pusher takes for granted that we now hold this seq
+                s.memory.sent[entry.author] = max(said, entry.seq << 1 | (said & 1))
             remote = s.memory.remote.get(entry.author)
             if remote is not None and remote.latest < entry.seq:
                 s.memory.remote[entry.author] = Note(
                     entry.seq, remote.lazy, remote.first, remote.want
                 )
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
-            self.first_from[entry.author] = s.peer
+            self.choice.first_from[entry.author] = s.peer
         elif result.outcome is Outcome.HELD and entry is not None:
-            self._duplicate(s, entry.author)
+            self.choice.duplicate(s, entry.author, self.now)
         elif result.outcome is Outcome.UNWANTED and entry is not None:
             s.memory.sent.pop(entry.author, None)
             self._queue_note(s, entry.author, urgent=True)
-        elif result.outcome is Outcome.REJECTED:
-            self._rejected(s, result, ref=ref)
+        elif result.outcome is Outcome.REJECTED and not self.repair.forgive(
+            s, result, ref=ref, now=self.now
+        ):
+            self._misbehaved(s, f"sent an invalid entry: {result.reason}")
 
-    def _duplicate(self, s: _Session, feed: FeedId) -> None:
-        """EBT: a duplicate from an eager peer turns it lazy; the first sender stays eager."""
-        if feed not in s.rx:
-            return
-        first = self.first_from.get(feed)
-        if first is None or first == s.peer or first not in self.sessions:
-            return
-        if feed not in self.sessions[first].rx:
-            return
-        s.rx.discard(feed)
-        self.upstream[feed] = first
-        self._queue_note(s, feed, urgent=True)
+    # -- views and shortcuts (the EBT rule tests steer sessions with them) --------------
 
-    def _rejected(self, s: _Session, result: IngestResult, *, ref: int | None) -> None:
-        entry = result.entry
-        if entry is not None and result.reason.startswith(("gap", "before", "feed forked")):
-            if result.reason.startswith("gap"):
-                self._ask_resend(s, entry.author)
-            return
-        # On a lossy link a frame of an earlier session may still arrive: never fatal there.
-        if ref is not None and (not s.reliable or s.strikes < self.config.max_strikes):
-            # A short form rebuilt under a mistaken tag match fails its signature: ask
-            # for the key instead of blaming the peer, a few times at most.
-            s.strikes += 1
-            index, theirs = split_ref(ref)
-            if not theirs and index in s.memory.their_table:
-                s.their_index.pop(s.memory.their_table.pop(index), None)
-                self._emit(s, encode_indexes(FrameType.WANT_KEY, [index]))
-            return
-        self._misbehaved(s, f"sent an invalid entry: {result.reason}")
+    @property
+    def upstream(self) -> dict[FeedId, PeerId]:
+        """The peer we asked to push each feed."""
+        return self.choice.upstream
 
-    def _ask_resend(self, s: _Session, feed: FeedId) -> None:
-        """Explicitly ask ``s`` to push ``feed`` from just after what we hold."""
-        s.assumed.pop(feed, None)
-        latest = self.host.store.latest_seq(feed)
-        asked = s.asked.get(feed)
-        if asked is not None and asked[0] == latest and self.now < asked[1]:
-            return  # one request per gap: later entries of the same burst show the same gap
-        s.asked[feed] = (latest, self.now + self.config.hello_retry_s)
-        note = Note(latest, False, 0, latest + 1)
-        s.memory.sent[feed] = self._told(note)
-        ref = self._ref(s, feed)
-        encoded = encode_varint(ref) + encode_note(note)
-        self.traffic.note_sizes.append(len(encoded))
-        self._emit_notes(s, [encoded])
+    @property
+    def stalls(self) -> dict[FeedId, tuple[float, PeerId]]:
+        """Feeds whose upstream is slow: when to switch, and to whom."""
+        return self.choice.stalls
 
-    _handlers: ClassVar[dict[FrameType, Callable[[Replicator, _Session, bytes], None]]] = {
-        FrameType.DEFINE: _on_define,
-        FrameType.DEFINE_KEY: _on_define_key,
-        FrameType.NOTES: _on_notes,
-        FrameType.RUN: _on_run,
-        FrameType.ENTRY: _on_entry,
-        FrameType.WANT_KEY: _on_want_key,
-    }
+    def _set_upstream(self, feed: FeedId, s: Session) -> None:
+        self.choice.set_upstream(feed, s, self.now)
+
+    def _queue_note(self, s: Session, feed: FeedId, urgent: bool) -> None:
+        self.notes.queue(s, feed, urgent=urgent, now=self.now)
+
+    def _ref(self, s: Session, feed: FeedId) -> int:
+        return self.names.ref(s, feed)

@@ -14,6 +14,7 @@ from meshnode.core.events import (
     FollowsChanged,
     MessageDropped,
     NeighbourHeard,
+    PeerMemoryForgotten,
     PeerMisbehaved,
     StoreOverCap,
 )
@@ -35,6 +36,10 @@ def log_event(event: Event) -> None:
     match event:
         case PeerMisbehaved(peer=peer, reason=reason):
             log.warning("peer %s misbehaved: %s", format_feed_id(FeedId(peer)), reason)
+        case PeerMemoryForgotten(peer=peer, reason=reason):
+            log.warning(
+                "forgetting damaged memory of peer %s: %s", format_feed_id(FeedId(peer)), reason
+            )
         case FeedForked(feed=feed, seq=seq):
             log.warning("feed %s forked at seq %d", format_feed_id(feed), seq)
         case ContactSkipped(feed=feed, seq=seq, reason=reason):

@@ -20,6 +20,7 @@ from meshnode.core.events import (
     FollowsChanged,
     MessageDropped,
     NeighbourHeard,
+    PeerMemoryForgotten,
     PeerMisbehaved,
     StoreOverCap,
 )
@@ -77,6 +78,7 @@ PEER = PeerId(bytes([9]) * 32)
 FEED = FeedId(bytes([8]) * 32)
 LOGGED: list[tuple[Event, int, str]] = [
     (PeerMisbehaved(peer=PEER, reason="bad note"), logging.WARNING, "misbehaved: bad note"),
+    (PeerMemoryForgotten(peer=PEER, reason="crc"), logging.WARNING, "damaged memory of peer"),
     (FeedForked(feed=FEED, seq=4), logging.WARNING, "forked at seq 4"),
     (ContactSkipped(feed=FEED, seq=2, reason="crc"), logging.ERROR, "skipping damaged contact"),
     (FollowsChanged(feed=FEED, seq=3), logging.DEBUG, "follow graph changed"),

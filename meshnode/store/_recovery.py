@@ -1,4 +1,4 @@
-"""Opening a flat-file store: checkpoint validation, tail scan, torn-tail cut (format: flatfile)."""
+"""Opening a flat-file store: epoch, checkpoint check, tail scan, torn-tail cut (see flatfile)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
+from meshnode.store._files import write_file
 from meshnode.store._index import Covered, Index, decode_checkpoint
 from meshnode.store._records import Record, scan_segment
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from meshnode.store._files import FileIo
 
-__all__ = ["recover", "segment_path", "tail_crc"]
+__all__ = ["load_epoch", "recover", "segment_path", "tail_crc"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,23 @@ def tail_crc(path: Path, pos: int) -> int:
     with path.open("rb") as f:
         f.seek(start)
         return zlib.crc32(f.read(pos - start))
+
+
+def load_epoch(path: Path, io: FileIo) -> bytes:
+    """The store's EPOCH, written with a new random one when missing or malformed."""
+    path = path / "EPOCH"
+    try:
+        text = path.read_text().strip()
+        if len(text) == 16:
+            return bytes.fromhex(text)
+        log.warning("%s is malformed; starting a new epoch", path)
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        log.warning("%s is malformed; starting a new epoch", path)
+    epoch = os.urandom(8)
+    write_file(io, path, [epoch.hex().encode() + b"\n"])
+    return epoch
 
 
 def recover(path: Path, epoch: bytes, io: FileIo, checkpoint_bytes: int) -> tuple[Index, int]:

@@ -139,7 +139,7 @@ def replace_segment(
             path.unlink()
         else:
             tmp.replace(path)
-        fsync_dir(io, path.parent)
+        fsync_dir(path.parent, io=io)
     except OSError as exc:
         raise store_error(f"cannot compact {path}", exc) from exc
     if gone:

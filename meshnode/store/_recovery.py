@@ -9,7 +9,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.store._files import write_file
+from meshnode.store._files import store_error, write_atomically
 from meshnode.store._index import Covered, Index, decode_checkpoint
 from meshnode.store._records import Record, scan_segment
 
@@ -52,7 +52,10 @@ def load_epoch(path: Path, io: FileIo) -> bytes:
     except ValueError:
         log.warning("%s is malformed; starting a new epoch", path)
     epoch = os.urandom(8)
-    write_file(io, path, [epoch.hex().encode() + b"\n"])
+    try:
+        write_atomically(path, epoch.hex().encode() + b"\n", io=io)
+    except OSError as exc:
+        raise store_error(f"cannot write {path}", exc) from exc
     return epoch
 
 
@@ -62,7 +65,8 @@ def recover(path: Path, epoch: bytes, io: FileIo, checkpoint_bytes: int) -> tupl
     Without a usable checkpoint, the bytes scanned count as ``checkpoint_bytes`` at least,
     so that the caller writes one at once.
     """
-    (path / "index.bin.tmp").unlink(missing_ok=True)
+    for tmp in path.glob("*.tmp"):  # of an interrupted checkpoint or EPOCH write
+        tmp.unlink()
     log_dir = path / "log"
     numbers = _segment_numbers(log_dir)
     loaded, durable = _load_checkpoint(path, epoch, numbers) if numbers else (None, {})

@@ -82,7 +82,14 @@ from typing import TYPE_CHECKING, Literal
 from meshnode.core.feed import FeedHead
 from meshnode.core.store import ForkRecord, StoreStats
 from meshnode.errors import ConfigError, DecodeError, LocalProtocolError, StoreError
-from meshnode.store._files import FileIo, fsync_dir, lock_store, store_error, write_all, write_file
+from meshnode.store._files import (
+    FileIo,
+    fsync_dir,
+    lock_store,
+    store_error,
+    write_all,
+    write_atomically,
+)
 from meshnode.store._index import Covered, encode_checkpoint
 from meshnode.store._maintenance import (
     LogProblem,
@@ -357,7 +364,7 @@ class FileStore:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if not existed:
-                fsync_dir(self._io, self._log_dir)
+                fsync_dir(self._log_dir, io=self._io)
         except OSError as exc:
             raise store_error(f"cannot create {path}", exc) from exc
         return fd
@@ -391,7 +398,8 @@ class FileStore:
                 self._pos,
                 tail_crc(self._segment_path(self._segment), self._pos),
             )
-            write_file(self._io, path, encode_checkpoint(self._index, self._epoch, covered))
+            chunks = encode_checkpoint(self._index, self._epoch, covered)
+            write_atomically(path, chunks, io=self._io)
         except (OSError, StoreError) as exc:
             log.warning("could not write index checkpoint %s: %s", path, exc)
             self._since_checkpoint = 0  # not again at every append; a later one may succeed
@@ -408,7 +416,7 @@ class FileStore:
         # is consistent whichever of each segment's old and compacted forms it finds.
         (self.path / "index.bin").unlink(missing_ok=True)
         self._checkpointed = False
-        fsync_dir(self._io, self.path)
+        fsync_dir(self.path, io=self._io)
         reclaimed = 0
         for number in sorted(n for n, dead in self._index.dead.items() if dead > 0):
             if number in self._index.segments:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from meshnode.cli.context import Progress, emit_json, feed_id_arg, format_bytes, open_node
 from meshnode.codec.bundle import decode_bundle, encode_bundle
 from meshnode.errors import DecodeError, MeshnodeError
-from meshnode.host.importer import ImportTally, ingest_all, write_atomically
+from meshnode.host.importer import ImportTally, ingest_all
 from meshnode.secure.identity import format_feed_id
+from meshnode.store._files import write_atomically
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def _feed_raws(node: Node, feed: FeedId) -> list[bytes]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write the whole bundle or nothing (importer.write_atomically)."""
+    """Write the whole bundle or nothing (store._files.write_atomically)."""
     try:
         write_atomically(path, data)
     except OSError as exc:

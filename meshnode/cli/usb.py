@@ -20,8 +20,8 @@ from meshnode.cli.context import Progress, emit_json, format_bytes, open_access
 from meshnode.errors import ConfigError
 from meshnode.host.config import parse_size
 from meshnode.host.datadir import load_network_key
-from meshnode.host.importer import write_atomically
 from meshnode.secure.identity import format_feed_id
+from meshnode.store._files import write_atomically
 from meshnode.usb.drive import DRIVE_DIR, DriveError, carried, init_drive, open_drive
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import nacl.utils
 
 from meshnode.codec.message import ContentType, Entry
 from meshnode.core.feed import FeedHead
-from meshnode.core.store import ForkRecord, StoreStats
+from meshnode.core.store import ForkRecord, StoreStats, evict_oldest
 from meshnode.errors import LocalProtocolError
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
@@ -124,16 +124,10 @@ class MemoryStore:
         f = self._feeds.get(feed)
         if f is None:
             return 0
-        n = min(below - f.first, len(f.raws) - 1)
-        if n <= 0:
-            return 0
-        freed = sum(len(r) for r in f.raws[:n])
-        del f.raws[:n]
-        del f.ids[:n]
-        f.first = Seq(f.first + n)
-        f.contacts = [s for s in f.contacts if s >= f.first]
+        f.first, f.contacts, (raws, _) = evict_oldest(f.first, below, (f.raws, f.ids), f.contacts)
+        freed = sum(len(r) for r in raws)
         f.bytes -= freed
-        self._entries -= n
+        self._entries -= len(raws)
         self._bytes -= freed
         return freed
 

@@ -10,16 +10,20 @@ policy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from meshnode.types import Seq
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, MutableSequence, Sequence
 
     from meshnode.codec.message import Entry
     from meshnode.core.feed import FeedHead
-    from meshnode.types import FeedId, MsgId, PeerId, Seq
+    from meshnode.types import FeedId, MsgId, PeerId
 
-__all__ = ["ForkRecord", "Store", "StoreStats"]
+__all__ = ["ForkRecord", "Store", "StoreStats", "entries_to_evict", "evict_oldest"]
+
+_S = TypeVar("_S", bound=int)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,3 +132,26 @@ class Store(Protocol):
     def close(self) -> None:
         """Flush, write indexes, release the writer lock."""
         ...
+
+
+# -- eviction, as every store does it ------------------------------------------------------
+
+
+def entries_to_evict(first: Seq, held: int, below: Seq) -> int:
+    """How many of ``held`` entries from ``first`` evict(feed, below) drops: never the latest."""
+    return max(0, min(below - first, held - 1))
+
+
+def evict_oldest(
+    first: Seq, below: Seq, columns: Sequence[MutableSequence[Any]], contacts: Sequence[_S]
+) -> tuple[Seq, list[_S], list[Sequence[Any]]]:
+    """Cut a feed's entries below ``below`` (never the latest) off its per-entry ``columns``.
+
+    Returns the new first seq, the contact seqs still held and what was cut from each column.
+    """
+    n = entries_to_evict(first, len(columns[0]), below)
+    cut: list[Sequence[Any]] = [column[:n] for column in columns]
+    for column in columns:
+        del column[:n]
+    first = Seq(first + n)
+    return first, [seq for seq in contacts if seq >= first], cut

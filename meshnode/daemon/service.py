@@ -7,17 +7,8 @@ A failing discovery or dialer task is logged and restarted after a pause; a fail
 ends only itself. SIGTERM and SIGINT close the links (box-stream goodbye), flush the
 store and return.
 
-One connection per pair: when two connections join the same two nodes (both dialed at
-once), each side keeps the one dialed by the node with the smaller id, so both keep the
-same one; a peer that dials again in the same direction replaces its old connection (it
-knows the old one is dead). A peer that breaks the rules is dropped and refused, in and
-out, for a while that doubles with each offence.
-
-Limits: at most ``max_connections`` authenticated links, and as many handshakes in
-progress, counted apart so that silent connections cannot lock out known peers; mDNS adds
-at most _MAX_MDNS_TARGETS peers to dial and forgets one after _MDNS_GIVE_UP failures, so
-forged announcements cannot fill the node with dialers. A static peer in the config keeps
-its address whatever mDNS says.
+The links with their one-per-pair rule, bans and limits are in ``links.py``; whom to dial
+and when, in ``dialing.py``.
 """
 
 from __future__ import annotations
@@ -33,15 +24,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshnode.core.events import EntryReceived, PeerMisbehaved
-from meshnode.core.replication import LinkInfo
 from meshnode.daemon import ops
 from meshnode.daemon.control import ControlServer
-from meshnode.errors import LinkError, StoreError
+from meshnode.daemon.dialing import Dialer, Target, reconnect_delay_s
+from meshnode.daemon.links import LinkTable, loop_now, peer_name
+from meshnode.errors import LinkError
 from meshnode.host.address import PeerAddress, format_host_port
+from meshnode.host.eventlog import log_event
 from meshnode.links.radio import RadioInterface
-from meshnode.links.tcp import TcpLink, TcpSettings, accept, dial, query_key
-from meshnode.secure.identity import format_feed_id
-from meshnode.types import FeedId, PeerId
+from meshnode.links.tcp import TcpSettings
+from meshnode.types import PeerId
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
@@ -52,6 +44,7 @@ if TYPE_CHECKING:
     from meshnode.host.config import RadioSection
     from meshnode.host.sdnotify import Notifier
     from meshnode.links.discovery import PeerSeen
+    from meshnode.links.tcp import TcpLink
     from meshnode.secure.identity import Identity
 
 __all__ = ["Service", "ServiceSettings", "reconnect_delay_s"]
@@ -59,12 +52,10 @@ __all__ = ["Service", "ServiceSettings", "reconnect_delay_s"]
 log = logging.getLogger(__name__)
 
 _TASK_RESTART_S = (1.0, 60.0)
+# How long the larger id of a pair that found each other by mDNS waits before dialing.
 _SECOND_DIALER_DELAY_S = 2.0
-_LINK_MTU_BYTES = 65536
 _SHUTDOWN_GRACE_S = 2.0
-_MAX_MDNS_TARGETS = 64
-_MDNS_GIVE_UP = 5
-_BAN_S = (10.0, 3600.0)
+_Target = Target  # the name the daemon's tests build targets by, from before dialing.py
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,43 +70,6 @@ class ServiceSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
     radios: tuple[RadioSection, ...] = ()
-
-
-def _name(peer: PeerId) -> str:
-    return format_feed_id(FeedId(peer))
-
-
-def _peer_of(target: _Target) -> PeerId | None:
-    return None if target.address.feed_id is None else PeerId(target.address.feed_id)
-
-
-def reconnect_delay_s(failures: int, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Backoff before the next dial: doubling from ``min_s`` up to ``max_s``, jittered 50-100%."""
-    base = min(max_s, min_s * 2 ** min(max(failures - 1, 0), 30))
-    return float(base * rng.uniform(0.5, 1.0))
-
-
-class _ThisNode(Exception):
-    """A peer address that leads back to this node."""
-
-
-@dataclass(slots=True)
-class _Target:
-    """A peer we keep dialing."""
-
-    address: PeerAddress
-    source: str
-    failures: int = 0
-    last_error: str = ""
-
-
-@dataclass(slots=True)
-class _PeerStats:
-    """Counters of one peer, kept across its connections."""
-
-    entries_in: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 class Service:
@@ -138,22 +92,28 @@ class Service:
         self.notifier = notifier
         self.discovery = discovery
         self.rng = rng or random.Random()
-        self.links: dict[PeerId, TcpLink] = {}
-        self.targets: dict[str, _Target] = {}
-        self.stats: dict[PeerId, _PeerStats] = {}
+        self.table = LinkTable(
+            node,
+            identity,
+            tcp=settings.tcp,
+            max_connections=settings.max_connections,
+            pump=self._pump,
+        )
+        self.dialer = Dialer(
+            node,
+            identity,
+            self.table,
+            tcp=settings.tcp,
+            reconnect_s=(settings.reconnect_min_s, settings.reconnect_max_s),
+            rng=self.rng,
+            spawn=self._spawn_supervised,
+            second_dialer_delay_s=_SECOND_DIALER_DELAY_S,
+        )
         self.started_at = time.monotonic()
         self.listening: list[str] = []
-        self._handshakes = 0  # inbound connections not yet authenticated
-        self._dialing = 0
-        self._stopping = False
-        self._banned: dict[PeerId, tuple[float, int]] = {}  # until, offences
-        self._inbound: set[asyncio.Task[Any]] = set()
-        self._link_ended: dict[PeerId, asyncio.Event] = {}
         self._timer_wake = asyncio.Event()
         self._armed: float | None = None
         self._stop = asyncio.Event()
-        self._all_detached = asyncio.Event()
-        self._all_detached.set()  # no links yet
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.radios = [
@@ -168,6 +128,36 @@ class Service:
             after=self._pump,
             path=control_path,
         )
+
+    # -- the parts' state under the names it had here (status requests and tests read it) -----
+
+    @property
+    def links(self) -> dict[PeerId, TcpLink]:
+        """The open TCP links by peer."""
+        return self.table.links
+
+    @property
+    def targets(self) -> dict[str, Target]:
+        """The peers being dialed, by id (or address while the id is unknown)."""
+        return self.dialer.targets
+
+    @property
+    def _handshakes(self) -> int:
+        return self.table.handshakes
+
+    @property
+    def _link_ended(self) -> dict[PeerId, asyncio.Event]:
+        return self.table.link_ended
+
+    @property
+    def _all_detached(self) -> asyncio.Event:
+        return self.table.all_detached
+
+    def _add_target(self, address: PeerAddress, source: str) -> None:
+        self.dialer.add_target(address, source)
+
+    def _on_seen(self, seen: PeerSeen) -> None:
+        self.dialer.on_seen(seen)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -205,7 +195,7 @@ class Service:
         s = self.settings
         where = format_host_port(s.listen_host, s.listen_port)
         try:
-            server = await asyncio.start_server(self._on_inbound, s.listen_host, s.listen_port)
+            server = await asyncio.start_server(self.table.on_inbound, s.listen_host, s.listen_port)
         except OSError as exc:
             raise LinkError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         try:
@@ -229,37 +219,38 @@ class Service:
     async def _serve(self, server: asyncio.Server, control: asyncio.Server) -> None:
         s = self.settings
         log.info("listening on %s; control socket %s", ", ".join(self.listening), self.control.path)
-        self._spawn(self._supervise("timer", self._timer_loop))
+        self._spawn_supervised("timer", self._timer_loop)
         if self.notifier.watchdog_period_s:
             self._spawn(self._watchdog_loop(self.notifier.watchdog_period_s))
         if self.discovery is not None:
             discovery = self.discovery
             port = int(server.sockets[0].getsockname()[1])
-            self._spawn(self._supervise("mdns", lambda: discovery(self._on_seen, port)))
+            self._spawn_supervised("mdns", lambda: discovery(self.dialer.on_seen, port))
         for peer in s.peers:
-            self._add_target(peer, "config")
+            self.dialer.add_target(peer, "config")
         for interface in self.radios:
-            self._spawn(self._supervise(f"radio {interface.name}", interface.run))
+            self._spawn_supervised(f"radio {interface.name}", interface.run)
         self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
         await self._stop.wait()
-        self._stopping = True
         self.notifier.notify("STOPPING=1")
         server.close()
         control.close()
-        for link in list(self.links.values()):
-            link.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_SHUTDOWN_GRACE_S):
-                await self._all_detached.wait()  # each link's task sees its end and detaches
-        for task in [*self._tasks, *self._inbound]:
+        self.table.close_all()
+        await self.table.wait_detached(_SHUTDOWN_GRACE_S)
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._inbound, return_exceptions=True)
+        await self.table.cancel_inbound()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tg is not None
         task = self._tg.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _spawn_supervised(
+        self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        self._spawn(self._supervise(name, factory))
 
     async def _supervise(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``factory()``; when it fails, log it and start it again after a pause."""
@@ -276,9 +267,6 @@ class Service:
 
     # -- the core's clock and outputs --------------------------------------------------------
 
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
     def _pump(self) -> None:
         """Route the core's frames, handle its events, re-arm its timer."""
         batches: dict[PeerId, list[bytes]] = {}
@@ -290,9 +278,11 @@ class Service:
                 link.send(frames)
         for event in self.node.events():
             if isinstance(event, PeerMisbehaved):
-                self._ban(event.peer, event.reason)
+                self.table.ban(event.peer, event.reason)  # logs it, with the ban's length
             elif isinstance(event, EntryReceived):
-                self._stats(event.peer).entries_in += 1
+                self.table.stats_of(event.peer).entries_in += 1
+            else:
+                log_event(event)
         if self.node.next_deadline() != self._armed:
             self._timer_wake.set()
         for interface in self.radios:
@@ -301,13 +291,13 @@ class Service:
     async def _timer_loop(self) -> None:
         while True:
             self._armed = deadline = self.node.next_deadline()
-            delay = None if deadline is None else max(0.0, deadline - self._now())
+            delay = None if deadline is None else max(0.0, deadline - loop_now())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._timer_wake.wait()
             self._timer_wake.clear()
-            if deadline is not None and deadline <= self._now():
-                self.node.handle_timer(self._now())
+            if deadline is not None and deadline <= loop_now():
+                self.node.handle_timer(loop_now())
                 self._pump()
 
     async def _watchdog_loop(self, period_s: float) -> None:
@@ -317,254 +307,6 @@ class Service:
 
     def _status_line(self) -> str:
         return f"listening on {', '.join(self.listening)}; {len(self.links)} peers connected"
-
-    # -- links --------------------------------------------------------------------------------
-
-    def _stats(self, peer: PeerId) -> _PeerStats:
-        return self.stats.setdefault(peer, _PeerStats())
-
-    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        s = self.settings
-        full = (
-            f"{self._handshakes} handshakes in progress"
-            if self._handshakes >= s.max_connections
-            else f"{len(self.links)} links open"
-            if len(self.links) >= s.max_connections
-            else ""
-        )
-        if full or self._stopping:
-            peer = writer.get_extra_info("peername")
-            if full:
-                log.warning(
-                    "refusing a connection from %s: %s (lan.max_connections)",
-                    peer[0] if isinstance(peer, tuple) else "?",
-                    full,
-                )
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._inbound.add(task)
-        try:
-            self._handshakes += 1
-            try:
-                link = await accept(
-                    reader,
-                    writer,
-                    identity=self.identity,
-                    network_key=self.node.network_key,
-                    settings=s.tcp,
-                )
-            finally:
-                self._handshakes -= 1
-            if link is not None:
-                await self._serve_link(link)
-        except LinkError as exc:
-            log.warning("%s", exc)
-        except Exception:
-            log.exception("inbound connection failed")
-        finally:
-            self._inbound.discard(task)
-            writer.close()
-
-    async def _serve_link(self, link: TcpLink) -> None:
-        """Attach ``link`` to its peer's session, run it, detach it."""
-        if not self._attach(link):
-            link.close()
-            return
-        try:
-            await link.run(self._on_frames, self._on_sent)
-            log.info("link to %s at %s closed", _name(link.peer), link.address)
-        except LinkError as exc:
-            log.info("link to %s closed: %s", _name(link.peer), exc)
-        except StoreError as exc:
-            # The disk failed under this link's entries (full, or damaged): stop taking
-            # them; what is stored stays intact, and the peer is tried again later.
-            log.error("closing the link to %s: %s", _name(link.peer), exc)
-            link.abort()
-        finally:
-            self._detach(link)
-
-    def _attach(self, link: TcpLink) -> bool:
-        peer = link.peer
-        if self._stopping:
-            return False
-        if peer == PeerId(self.node.feed_id):
-            log.info("%s is this node itself; closing", link.address)
-            return False
-        if self._banned_for(peer):
-            log.info("refusing %s: it broke the rules recently", _name(peer))
-            return False
-        old = self.links.get(peer)
-        if old is None and len(self.links) >= self.settings.max_connections:
-            log.warning(
-                "refusing %s: %d links open (lan.max_connections)", _name(peer), len(self.links)
-            )
-            return False
-        if old is not None:
-            same_way = self._dialer(old) == self._dialer(link)
-            if not same_way and self._dialer(old) < self._dialer(link):
-                return False  # keep the connection dialed by the smaller id
-            old.close()  # the other one wins, or the peer redialed: the old link is stale
-            self._detach(old)
-        self.links[peer] = link
-        self._link_ended[peer] = asyncio.Event()
-        self._all_detached.clear()
-        log.info(
-            "connected to %s at %s (%s)",
-            _name(peer),
-            link.address,
-            "dialed" if link.outbound else "accepted",
-        )
-        self.node.connect(peer, now=self._now(), link=LinkInfo(mtu_bytes=_LINK_MTU_BYTES))
-        self._pump()
-        return True
-
-    def _ban(self, peer: PeerId, reason: str) -> None:
-        """The core dropped ``peer`` for breaking the rules: close it and refuse it a while."""
-        _, offences = self._banned.get(peer, (0.0, 0))
-        ban_s = min(_BAN_S[1], _BAN_S[0] * 2**offences)
-        self._banned[peer] = (self._now() + ban_s, offences + 1)
-        log.warning("dropping %s for %.0f s: %s", _name(peer), ban_s, reason)
-        link = self.links.get(peer)
-        if link is not None:
-            link.abort()
-            self._detach(link)
-
-    def _banned_for(self, peer: PeerId) -> float:
-        """Seconds ``peer`` is still refused (0 when it is not)."""
-        until, _ = self._banned.get(peer, (0.0, 0))
-        return max(0.0, until - self._now())
-
-    def _dialer(self, link: TcpLink) -> bytes:
-        return bytes(self.node.feed_id) if link.outbound else bytes(link.peer)
-
-    def _detach(self, link: TcpLink) -> None:
-        stats = self._stats(link.peer)
-        stats.bytes_in += link.bytes_in
-        stats.bytes_out += link.bytes_out
-        link.bytes_in = link.bytes_out = 0  # counted once, even if detached twice
-        if self.links.get(link.peer) is not link:
-            return
-        del self.links[link.peer]
-        self._link_ended.pop(link.peer).set()
-        if not self.links:
-            self._all_detached.set()
-        self.node.disconnect(link.peer, now=self._now())
-        self._pump()
-
-    def _on_frames(self, link: TcpLink, frames: list[bytes]) -> None:
-        if self.links.get(link.peer) is not link:
-            return
-        now = self._now()
-        for frame in frames:
-            self.node.receive_frame(link.peer, frame, now=now)
-            if self.links.get(link.peer) is not link:
-                break  # the core dropped this peer
-        self._pump()
-
-    def _on_sent(self, link: TcpLink, entry_bytes: int) -> None:
-        if entry_bytes and self.links.get(link.peer) is link:
-            self.node.delivered(link.peer, entry_bytes)
-            self._pump()
-
-    # -- dialing ------------------------------------------------------------------------------
-
-    def _on_seen(self, seen: PeerSeen) -> None:
-        address = PeerAddress(host=seen.host, port=seen.port, feed_id=seen.feed_id)
-        for target in self.targets.values():
-            if target.address.feed_id == seen.feed_id:
-                if target.source == "mdns":
-                    target.address = address  # it may have moved; static peers stay put
-                return
-        if sum(t.source == "mdns" for t in self.targets.values()) >= _MAX_MDNS_TARGETS:
-            log.debug("ignoring %s: %d peers from mDNS already", address, _MAX_MDNS_TARGETS)
-            return
-        self._add_target(address, seen.source)
-
-    def _add_target(self, address: PeerAddress, source: str) -> None:
-        key = _name(PeerId(address.feed_id)) if address.feed_id else str(address)
-        if key in self.targets:
-            return
-        target = _Target(address=address, source=source)
-        self.targets[key] = target
-
-        async def dial_loop() -> None:
-            await self._dial_loop(target)
-            self.targets.pop(key, None)
-
-        self._spawn(self._supervise(f"dialer for {address}", dial_loop))
-
-    async def _dial_loop(self, target: _Target) -> None:
-        """Keep a link to ``target``; return when it turns out to be us, or mDNS lost it."""
-        s = self.settings
-        peer = _peer_of(target)
-        # Both sides of a pair discover each other at once: the larger id waits a little,
-        # so usually one connection is made and the tie-break has nothing to do.
-        second = target.source == "mdns" and peer is not None and peer < self.node.feed_id
-        delay = _SECOND_DIALER_DELAY_S if second else 0.0
-        while True:
-            if delay:
-                await asyncio.sleep(delay)
-            delay = reconnect_delay_s(1, s.reconnect_min_s, s.reconnect_max_s, self.rng)
-            peer = _peer_of(target)
-            if peer is not None and peer in self.links:
-                await self._link_ended[peer].wait()
-                continue
-            if peer is not None and self._banned_for(peer):
-                delay = self._banned_for(peer)
-                continue
-            if len(self.links) >= s.max_connections:
-                continue  # our own limit, not the peer's fault: try again soon
-            try:
-                await self._dial_once(target)
-                target.failures = 0
-            except _ThisNode:
-                log.info("%s is this node itself; not dialing it", target.address)
-                target.last_error = "this node itself"
-                return
-            except LinkError as exc:
-                target.failures += 1
-                target.last_error = str(exc)
-                if target.source == "mdns" and target.failures >= _MDNS_GIVE_UP:
-                    log.info("giving up on %s: %s", target.address, exc)
-                    return  # it comes back if it announces itself again
-                delay = reconnect_delay_s(
-                    target.failures, s.reconnect_min_s, s.reconnect_max_s, self.rng
-                )
-                log.info("cannot reach %s: %s; retrying in %.0f s", target.address, exc, delay)
-
-    async def _dial_once(self, target: _Target) -> None:
-        a, s = target.address, self.settings
-        self._dialing += 1
-        try:
-            if a.feed_id is None:
-                key = await query_key(
-                    a.host,
-                    a.port,
-                    network_key=self.node.network_key,
-                    timeout_s=s.tcp.handshake_timeout_s,
-                )
-                if key == PeerId(self.node.feed_id):
-                    raise _ThisNode
-                log.info("%s is %s (learned on first contact)", a, _name(key))
-                target.address = a = PeerAddress(host=a.host, port=a.port, feed_id=FeedId(key))
-            assert a.feed_id is not None
-            if a.feed_id == self.node.feed_id:
-                raise _ThisNode
-            if PeerId(a.feed_id) in self.links:
-                return
-            link = await dial(
-                a.host,
-                a.port,
-                identity=self.identity,
-                network_key=self.node.network_key,
-                server=PeerId(a.feed_id),
-                settings=s.tcp,
-            )
-        finally:
-            self._dialing -= 1
-        await self._serve_link(link)
 
     # -- control requests ---------------------------------------------------------------------
 
@@ -581,7 +323,7 @@ class Service:
                 "peers_connected": len(self.links),
                 "peers_by_link": self._peers_by_link(),
                 "backlog": self._backlog(),
-                "handshakes": self._handshakes,
+                "handshakes": self.table.handshakes,
                 "radios": [interface.status() for interface in self.radios],
             },
         }
@@ -603,11 +345,11 @@ class Service:
         }
 
     def _peers_request(self, node: Node, args: Mapping[str, object]) -> dict[str, object]:
-        known: dict[PeerId, _Target | None] = dict.fromkeys({*self.stats, *self.links})
+        known: dict[PeerId, Target | None] = dict.fromkeys({*self.table.stats, *self.links})
         for target in self.targets.values():
             if target.address.feed_id is not None:
                 known[PeerId(target.address.feed_id)] = target
-        ordered = sorted(known.items(), key=lambda item: _name(item[0]))
+        ordered = sorted(known.items(), key=lambda item: peer_name(item[0]))
         peers = [self._peer_json(peer, target) for peer, target in ordered]
         radios = [interface.status() for interface in self.radios]
         for interface, status in zip(self.radios, radios, strict=True):
@@ -631,14 +373,14 @@ class Service:
                 )
         return {"peers": peers, "radios": radios}
 
-    def _peer_json(self, peer: PeerId, target: _Target | None) -> dict[str, object]:
+    def _peer_json(self, peer: PeerId, target: Target | None) -> dict[str, object]:
         link = self.links.get(peer)
-        stats = self._stats(peer)
+        stats = self.table.stats_of(peer)
         dialed = (
             None if target is None else format_host_port(target.address.host, target.address.port)
         )
         return {
-            "id": _name(peer),
+            "id": peer_name(peer),
             "link": "tcp",
             "connected": link is not None,
             "direction": None if link is None else ("out" if link.outbound else "in"),

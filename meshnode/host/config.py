@@ -3,7 +3,9 @@
 Every key is optional; a missing file means all defaults. An unknown key or a bad value
 raises ConfigError naming the full dotted key, so a typo never passes silently. Sizes take
 an integer number of bytes or a string such as "64MiB", "500MB" or "1GiB". The program
-never writes the file; EXAMPLE_CONFIG is the documented template.
+never writes the file; EXAMPLE_CONFIG (config_example.py) is the documented template. The
+[[radio]] table's type and device checks are in radio_section.py; this module re-exports
+them with the rest of the config's names.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
 from meshnode.errors import ConfigError, DecodeError
 from meshnode.host.address import DEFAULT_PORT, parse_host_port, parse_peer
+from meshnode.host.config_example import EXAMPLE_CONFIG
+from meshnode.host.radio_section import (
+    RADIO_DRIVERS,
+    REGION_FREQUENCY_HZ,
+    RadioDriver,
+    RadioSection,
+    check_radio,
+    default_frequency_hz,
+    lora_params,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from meshnode.radio.airtime import LoRaParams
     from meshnode.store.flatfile import StoreConfig
 
 __all__ = [
@@ -119,30 +130,6 @@ class LanSection:
     reconnect_max_s: float = 300.0
 
 
-RadioDriver = Literal["serial", "kiss", "e22", "rylr"]
-_DRIVERS: tuple[str, ...] = ("serial", "kiss", "e22", "rylr")
-# A sensible channel per region when the config names none (radio.md 5: 869.525 MHz in EU).
-_REGION_FREQUENCY_HZ = {"EU868": 868_300_000, "EU868_869_5": 869_525_000, "US915": 904_600_000}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RadioSection:
-    """One [[radio]] table: a serial cable or a LoRa radio, and its channel settings."""
-
-    name: str
-    driver: RadioDriver
-    port: str
-    baud: int = 115200
-    region: str = ""
-    frequency_hz: int = 0
-    bandwidth_hz: int = 125_000
-    spreading_factor: int = 9
-    coding_rate: int = 5
-    tx_power_dbm: int = 14
-    control_share: float = 0.10
-    model: str = ""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole config file; ``source`` is its path, or "defaults"."""
@@ -154,96 +141,6 @@ class Config:
     usb: UsbSection = field(default_factory=UsbSection)
     radios: tuple[RadioSection, ...] = ()
     source: str = "defaults"
-
-
-EXAMPLE_CONFIG = """\
-# meshnode configuration (TOML). Every key is optional; the values shown are the defaults.
-# Location: --config FILE, else $MESHNODE_CONFIG, else under systemd
-# $CONFIGURATION_DIRECTORY/meshnode.toml (normally /etc/meshnode/meshnode.toml),
-# else $XDG_CONFIG_HOME/meshnode/meshnode.toml (~/.config/meshnode/meshnode.toml) when it
-# exists, else /etc/meshnode/meshnode.toml when that exists (a box's operator then sees
-# the service's node).
-# Sizes are a number of bytes or a string such as "64MiB", "500MB" or "1GiB".
-# `meshnode config --example` prints this file; `meshnode config` shows what is in force.
-
-[node]
-# Data directory (identity, network key, store). Empty: --data DIR, else $MESHNODE_DATA,
-# else $STATE_DIRECTORY under systemd, else $XDG_DATA_HOME/meshnode
-# (~/.local/share/meshnode). A relative path is taken from this file's directory.
-data_dir = ""
-# Largest content of one entry, in bytes (1..65536). Entries from others above it are refused.
-max_content_bytes = 8192
-# Unix socket of the running daemon, which `meshnode status`, `post` and the rest use. Empty:
-# $RUNTIME_DIRECTORY/control.sock under systemd (/run/meshnode), else DATA_DIR/control.sock.
-control_socket = ""
-
-[store]
-# When appends reach the disk: "always" (fsync every entry; safest, slowest on SD cards),
-# "batch" (fsync every fsync_batch_entries entries; a power cut loses at most that many),
-# or "never" (leave it to the OS). A killed process loses nothing in any mode.
-fsync = "batch"
-fsync_batch_entries = 1000
-# Size at which the log starts a new segment file (64KiB .. 1TiB).
-segment_bytes = "64MiB"
-
-[policy]
-# Feeds further than this many follow hops from us are not stored (0..6).
-max_hops = 2
-# Feeds this close (ours is 0, the ones we follow 1) are kept whole.
-full_hops = 1
-# Feeds between full_hops and max_hops keep only their latest N entries (N >= 1).
-partial_entries = 100
-# Byte cap per feed, for feeds at hop 1 or further; 0 means no cap.
-feed_cap_bytes = 0
-# Byte cap for the whole store; the least wanted feeds are cut first. 0 means no cap.
-global_cap_bytes = 0
-
-[lan]
-# Address and port to listen on for peers over TCP ("[::]:7420" for IPv6 as well).
-# `meshnode run --listen HOST:PORT` overrides it.
-listen = "0.0.0.0:7420"
-# Announce this node and find others of the same network by mDNS (_meshnode._tcp).
-# `meshnode run --no-mdns` switches it off.
-mdns = true
-# Peers to dial always, for networks where multicast is blocked: "HOST:PORT", or
-# "HOST:PORT@ID" to pin the peer's key (without it the key is learned on first contact).
-# `meshnode run --peer HOST:PORT` adds one.
-peers = []
-# Seconds a new connection has to finish the secret handshake (slow Wi-Fi needs some).
-handshake_timeout_s = 15.0
-# A link that receives nothing for this long is closed; keepalives go every third of it.
-idle_timeout_s = 90.0
-# Most TCP connections at once, in and out; more are refused and logged.
-max_connections = 64
-# Redial a lost or unreachable peer after a delay that doubles from min to max (jittered).
-reconnect_min_s = 1.0
-reconnect_max_s = 300.0
-
-[usb]
-# Plugging in a USB drive syncs it when it has a meshnode/ folder (`meshnode usb init`).
-# A drive whose filesystem label is this one gets the folder on first plug-in. Empty: none.
-label = ""
-# Most space a new drive's folder takes (`meshnode usb init --cap` overrides it).
-cap_bytes = "1GiB"
-
-# Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
-# "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte
-# E22/E32, Waveshare SX1262 HAT, transparent mode), "rylr" (REYAX RYLR896/998). See
-# firmware-notes/ for each radio's settings. Regions: "EU868" (868.0-868.6 MHz, 1% per
-# hour), "EU868_869_5" (869.4-869.65 MHz, 10% per hour), "US915" (under 400 ms per frame).
-# [[radio]]
-# name = "lora"
-# driver = "kiss"
-# port = "/dev/serial/by-id/usb-..."   # or /dev/serial0, or a pyserial URL
-# baud = 115200
-# region = "EU868_869_5"
-# frequency_hz = 869525000
-# bandwidth_hz = 125000
-# spreading_factor = 9
-# coding_rate = 5                     # 5..8 for 4/5..4/8
-# tx_power_dbm = 14
-# control_share = 0.10                # beacons and wants stay under this share of airtime
-"""
 
 
 def parse_size(value: object, key: str) -> int:
@@ -427,16 +324,16 @@ def _parse_radios(data: object) -> tuple[RadioSection, ...]:
 def _parse_radio(i: int, data: object) -> RadioSection:
     fields = [f.name for f in dataclasses.fields(RadioSection)]
     t = _Table(f"radio[{i}]", data, fields)
-    driver = cast("RadioDriver", t.choice("driver", "", _DRIVERS))
+    driver = cast("RadioDriver", t.choice("driver", "", RADIO_DRIVERS))
     port = t.string("port", "")
     if not port:
         raise ConfigError(f"radio[{i}].port", "is required: a device path or a pyserial URL")
     region = t.string("region", "")
     lora = driver != "serial"
-    if lora and region not in _REGION_FREQUENCY_HZ:
+    if lora and region not in REGION_FREQUENCY_HZ:
         raise ConfigError(
             f"radio[{i}].region",
-            f"must be one of {', '.join(_REGION_FREQUENCY_HZ)} for a LoRa radio, got {region!r}",
+            f"must be one of {', '.join(REGION_FREQUENCY_HZ)} for a LoRa radio, got {region!r}",
         )
     radio = RadioSection(
         name=t.string("name", f"radio{i}"),
@@ -444,7 +341,7 @@ def _parse_radio(i: int, data: object) -> RadioSection:
         port=port,
         baud=t.integer("baud", 9600 if driver == "e22" else 115200, 1200, 4_000_000),
         region=region,
-        frequency_hz=t.integer("frequency_hz", _default_frequency_hz(driver, region), 0),
+        frequency_hz=t.integer("frequency_hz", default_frequency_hz(driver, region), 0),
         bandwidth_hz=t.integer("bandwidth_hz", 125_000, 7_800, 500_000),
         spreading_factor=t.integer("spreading_factor", 9, 5, 12),
         coding_rate=t.integer("coding_rate", 5, 5, 8),
@@ -452,84 +349,8 @@ def _parse_radio(i: int, data: object) -> RadioSection:
         control_share=t.seconds("control_share", 0.10, 0.0, 1.0),
         model=t.choice("model", "rylr998", ("rylr896", "rylr998")) if driver == "rylr" else "",
     )
-    if driver == "e22":
-        _check_e22(f"radio[{i}]", radio)
-    if lora:
-        _check_lora(f"radio[{i}]", radio)
-    if driver == "rylr":
-        _check_rylr(f"radio[{i}]", radio)
+    check_radio(f"radio[{i}]", radio)
     return radio
-
-
-def _default_frequency_hz(driver: str, region: str) -> int:
-    """The region's usual frequency; for an E22, the first whole channel inside the band."""
-    if driver != "e22" or region not in _REGION_FREQUENCY_HZ:
-        return _REGION_FREQUENCY_HZ.get(region, 0)
-    from meshnode.radio.airtime import REGIONS
-    from meshnode.radio.e22 import E22Band
-
-    band = REGIONS[region]
-    base, step = E22Band.MHZ_900.base_hz, 1_000_000
-    first = base + max(0, -(-(int(band.low_hz) - base) // step)) * step
-    return first if first <= band.high_hz else 0  # 0: none; _check_e22 says so
-
-
-def _check_e22(key: str, radio: RadioSection) -> None:
-    """An E22 tunes whole channels only (1-MHz steps from 850.125 or 410.125 MHz)."""
-    from meshnode.radio.e22 import E22Band, channel_for_frequency
-
-    if not radio.frequency_hz:
-        raise ConfigError(
-            f"{key}.region",
-            f"an E22 has no channel inside {radio.region} (1-MHz steps from 850.125 MHz); "
-            'use region "EU868" (868.125 MHz) or "US915"',
-        )
-    band = E22Band.MHZ_900 if radio.frequency_hz > 600_000_000 else E22Band.MHZ_400
-    try:
-        channel_for_frequency(radio.frequency_hz, band)
-    except ValueError as exc:
-        raise ConfigError(f"{key}.frequency_hz", str(exc)) from None
-
-
-def _check_rylr(key: str, radio: RadioSection) -> None:
-    """The REYAX model accepts these LoRa settings."""
-    from meshnode.radio.rylr import RylrModel, meshnode_params
-
-    try:
-        meshnode_params(
-            RylrModel(radio.model),
-            frequency_hz=radio.frequency_hz,
-            bandwidth_hz=radio.bandwidth_hz,
-            spreading_factor=radio.spreading_factor,
-            coding_rate=radio.coding_rate,
-            tx_power_dbm=radio.tx_power_dbm,
-        )
-    except ValueError as exc:
-        raise ConfigError(key, f"{radio.model}: {exc}") from None
-
-
-def _check_lora(key: str, radio: RadioSection) -> None:
-    """The LoRa settings make a valid channel inside the region's band and power limit."""
-    from meshnode.radio.airtime import REGIONS, check_params
-
-    try:
-        check_params(REGIONS[radio.region], lora_params(radio))
-    except ValueError as exc:
-        field_name, _, reason = str(exc).partition(": ")
-        raise ConfigError(f"{key}.{field_name}", reason or str(exc)) from None
-
-
-def lora_params(radio: RadioSection) -> LoRaParams:
-    """The LoRa PHY settings of a [[radio]] table."""
-    from meshnode.radio.airtime import LoRaParams
-
-    return LoRaParams(
-        frequency_hz=radio.frequency_hz,
-        bandwidth_hz=radio.bandwidth_hz,
-        spreading_factor=radio.spreading_factor,
-        coding_rate=radio.coding_rate,
-        tx_power_dbm=radio.tx_power_dbm,
-    )
 
 
 _SECTIONS = {

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.host.config import Config, load_config
-from meshnode.host.importer import fsync_dir
 from meshnode.secure.identity import (
     DEFAULT_NETWORK_KEY,
     KEY_BYTES,
@@ -39,6 +38,7 @@ from meshnode.secure.identity import (
     format_feed_id,
     parse_network_key,
 )
+from meshnode.store._files import fsync_dir, write_atomically
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -210,12 +210,7 @@ def _write_network_key(data_dir: Path, key: bytes) -> None:
             return
         # The store may hold entries of that network; swapping keys would strand them.
         raise DataDirError(f"{path} already holds another network key; remove it first")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="ascii") as f:
-        f.write(key.hex() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    write_atomically(path, (key.hex() + "\n").encode("ascii"))
 
 
 def load_identity(data_dir: Path) -> Identity:

@@ -1,4 +1,4 @@
-"""Ingest many untrusted entries at once (a bundle file, a USB drive), and write files safely.
+"""Ingest many untrusted entries at once (a bundle file, a USB drive).
 
 ``ingest_all`` verifies and stores entries in order through ``Node.ingest``, flushing every
 ``BATCH`` entries and yielding the count done so far between batches (a caller on an event
@@ -8,7 +8,6 @@ yet are tried again once a contact entry among them changed the follow graph.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from meshnode.core.feed import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from pathlib import Path
 
     from meshnode.core.feed import IngestResult
     from meshnode.core.node import Node
 
-__all__ = ["BATCH", "ImportTally", "fsync_dir", "ingest_all", "write_atomically"]
+__all__ = ["BATCH", "ImportTally", "ingest_all"]
 
 # Flush and report every this many entries: each count yielded means the entries before it
 # are on disk, which is what a crash test may rely on.
@@ -100,34 +98,3 @@ def _ingest(node: Node, raw: bytes, tally: ImportTally, unwanted: list[bytes]) -
         and entry is not None
         and entry.content_type == ContentType.CONTACT
     )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file, fsync, rename, fsync the directory: never a half file.
-
-    Raises:
-        OSError: it could not be written (the temp file is removed; ``path`` is untouched).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (where the filesystem supports it)."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass  # some FUSE filesystems refuse fsync on a directory; the rename stands
-    finally:
-        os.close(dir_fd)

@@ -1,10 +1,11 @@
-"""File-level helpers of the flat-file store: the OS write seam, atomic replace, the lock."""
+"""File-level helpers: the OS write seam, atomic replace (the store's and the host's), the lock."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import threading
 from typing import TYPE_CHECKING
 
 from meshnode.errors import StoreError, StoreFull, StoreLocked
@@ -13,7 +14,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["FileIo", "fsync_dir", "lock_store", "store_error", "write_all", "write_file"]
+__all__ = ["FileIo", "fsync_dir", "lock_store", "store_error", "write_all", "write_atomically"]
+
+# What fsync(2) of a directory gives where the filesystem cannot sync one (some FUSE and
+# network filesystems); a failed writeback is EIO, ENOSPC or EDQUOT, never these.
+_DIR_SYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 class FileIo:
@@ -32,6 +37,9 @@ class FileIo:
         os.ftruncate(fd, size)
 
 
+_OS = FileIo()
+
+
 def write_all(io: FileIo, fd: int, data: bytes) -> None:
     """Write all of ``data`` (a write may take only part of it)."""
     done = 0
@@ -42,31 +50,54 @@ def write_all(io: FileIo, fd: int, data: bytes) -> None:
         done += n
 
 
-def fsync_dir(io: FileIo, path: Path) -> None:
-    """Make renames and new files in directory ``path`` durable."""
+def fsync_dir(path: Path, *, io: FileIo = _OS) -> None:
+    """Make renames and new files in directory ``path`` durable.
+
+    A filesystem that cannot sync a directory (EINVAL, ENOTSUP: some FUSE and network
+    filesystems) is left as it is; any other failure raises OSError.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         io.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_SYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
 
 
-def write_file(io: FileIo, path: Path, chunks: Iterable[bytes]) -> None:
-    """Replace ``path`` atomically and durably: tmp file, fsync, rename, fsync of the dir."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_atomically(path: Path, data: bytes | Iterable[bytes], *, io: FileIo = _OS) -> None:
+    """Replace ``path`` with ``data`` (bytes, or chunks of it) so that it is never half written.
+
+    The bytes go to a temporary file in the same directory, named for this process and
+    thread (``.NAME.PID.TID.tmp``) and created exclusively (never through a link left
+    there), which is fsynced and renamed over ``path``; then the directory is fsynced (see
+    fsync_dir); both fsyncs go through ``io``. Once it returns, ``path`` holds ``data`` and
+    survives a power cut. If it raises OSError, the temporary file is gone and ``path``
+    holds its old bytes, or the new ones when only the directory fsync failed. Concurrent
+    writers never share a temporary file; the last rename wins.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for chunk in chunks:
-                write_all(io, fd, chunk)
-            io.fsync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(_create(tmp), "wb") as f:
+            for chunk in [data] if isinstance(data, bytes) else data:
+                f.write(chunk)
+            f.flush()
+            io.fsync(f.fileno())
         tmp.replace(path)
-        fsync_dir(io, path.parent)
-    except OSError as exc:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        raise store_error(f"cannot write {path}", exc) from exc
+        raise
+    fsync_dir(path.parent, io=io)
+
+
+def _create(tmp: Path) -> int:
+    """Create ``tmp`` exclusively; one already there was left by a dead writer of our ids."""
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        tmp.unlink()
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
 
 def store_error(what: str, exc: OSError) -> StoreError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from meshnode.codec.message import ContentType, decode_entry
+from meshnode.core.store import entries_to_evict, evict_oldest
 from meshnode.errors import DecodeError
 from meshnode.secure.identity import format_feed_id
 from meshnode.store._records import (
@@ -127,29 +128,26 @@ class Index:
     def evictable(self, feed: FeedId, below: Seq) -> int:
         """How many entries evict(feed, below) would drop (never the latest)."""
         fi = self.feeds.get(feed)
-        if fi is None:
-            return 0
-        return max(0, min(below - fi.first, len(fi.offsets) - 1))
+        return 0 if fi is None else entries_to_evict(fi.first, len(fi.offsets), below)
 
     def evict(self, feed: FeedId, below: Seq, offset: int, record_bytes: int) -> int:
         """Apply the EVICT record at ``offset``; returns entry bytes freed."""
-        n = self.evictable(feed, below)
         fi = self.feeds.get(feed)
         if fi is None:
             return 0
+        # Even when it cuts nothing, the record is now the one in force: the old one is dead.
         if fi.evict_off != MISSING:
             self._kill(fi.evict_off, fi.evict_len)
         fi.evict_off, fi.evict_len = offset, record_bytes
-        freed = sum(fi.sizes[:n])
-        for off, size in zip(fi.offsets[:n], fi.sizes[:n], strict=True):
-            if off != MISSING:
+        fi.first, fi.contacts, (offsets, sizes) = evict_oldest(
+            fi.first, below, (fi.offsets, fi.sizes), fi.contacts
+        )
+        for off, size in zip(offsets, sizes, strict=True):
+            if off != MISSING:  # an entry lost to damage has no record left to count dead
                 self._kill(off, HEADER_BYTES + size)
-        del fi.offsets[:n]
-        del fi.sizes[:n]
-        fi.first = Seq(fi.first + n)
-        fi.contacts = [s for s in fi.contacts if s >= fi.first]
+        freed: int = sum(sizes)
         fi.bytes -= freed
-        self.entries -= n
+        self.entries -= len(offsets)
         self.entry_bytes -= freed
         return freed
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.store._files import FileIo, write_all
+from meshnode.store._files import FileIo, fsync_dir, store_error, write_all
 from meshnode.store._records import (
     HEADER_BYTES,
     MISSING,
@@ -23,6 +23,7 @@ from meshnode.store._records import (
     scan_segment,
     segment_of,
 )
+from meshnode.store._recovery import segment_path
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
@@ -30,9 +31,17 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from meshnode.store._index import Index
+    from meshnode.store._segments import SegmentReader
     from meshnode.types import FeedId
 
-__all__ = ["LogProblem", "missing_entries", "reindex_segment", "verify_segment", "write_live"]
+__all__ = [
+    "LogProblem",
+    "missing_entries",
+    "reindex_segment",
+    "replace_segment",
+    "verify_segment",
+    "write_live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,38 @@ def write_live(
     finally:
         os.close(out)
     return written + len(buf), damaged
+
+
+def replace_segment(
+    index: Index, io: FileIo, reader: SegmentReader, number: int, *, active: bool
+) -> int:
+    """Swap segment ``number`` for a copy of its live records; returns its new size.
+
+    An emptied segment is deleted unless it is the ``active`` one. The index forgets the
+    entries of damaged records; the caller points it at the new segment (reindex_segment).
+    """
+    path = segment_path(reader.log_dir, number)
+    tmp, size = path.with_name(path.name + ".tmp"), index.segments[number]
+    try:
+        new_size, damaged = write_live(index, io, reader.fd(number), number, size, tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise store_error(f"cannot compact {path}", exc) from exc
+    reader.forget(number)
+    gone = new_size == 0 and not active
+    try:
+        if gone:
+            tmp.unlink()
+            path.unlink()
+        else:
+            tmp.replace(path)
+        fsync_dir(path.parent, io=io)
+    except OSError as exc:
+        raise store_error(f"cannot compact {path}", exc) from exc
+    if gone:
+        del index.segments[number], index.dead[number]
+    index.forget(damaged)
+    return new_size
 
 
 def reindex_segment(index: Index, number: int, fd: int, size: int) -> None:

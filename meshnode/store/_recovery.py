@@ -1,4 +1,4 @@
-"""Opening a flat-file store: checkpoint validation, tail scan, torn-tail cut (format: flatfile)."""
+"""Opening a flat-file store: epoch, checkpoint check, tail scan, torn-tail cut (see flatfile)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
+from meshnode.store._files import store_error, write_atomically
 from meshnode.store._index import Covered, Index, decode_checkpoint
 from meshnode.store._records import Record, scan_segment
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from meshnode.store._files import FileIo
 
-__all__ = ["recover", "segment_path", "tail_crc"]
+__all__ = ["load_epoch", "recover", "segment_path", "tail_crc"]
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,34 @@ def tail_crc(path: Path, pos: int) -> int:
         return zlib.crc32(f.read(pos - start))
 
 
+def load_epoch(path: Path, io: FileIo) -> bytes:
+    """The store's EPOCH, written with a new random one when missing or malformed."""
+    path = path / "EPOCH"
+    try:
+        text = path.read_text().strip()
+        if len(text) == 16:
+            return bytes.fromhex(text)
+        log.warning("%s is malformed; starting a new epoch", path)
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        log.warning("%s is malformed; starting a new epoch", path)
+    epoch = os.urandom(8)
+    try:
+        write_atomically(path, epoch.hex().encode() + b"\n", io=io)
+    except OSError as exc:
+        raise store_error(f"cannot write {path}", exc) from exc
+    return epoch
+
+
 def recover(path: Path, epoch: bytes, io: FileIo, checkpoint_bytes: int) -> tuple[Index, int]:
     """Index from the checkpoint plus the log after it; returns it and bytes scanned.
 
     Without a usable checkpoint, the bytes scanned count as ``checkpoint_bytes`` at least,
     so that the caller writes one at once.
     """
-    (path / "index.bin.tmp").unlink(missing_ok=True)
+    for tmp in path.glob("*.tmp"):  # of an interrupted checkpoint or EPOCH write
+        tmp.unlink()
     log_dir = path / "log"
     numbers = _segment_numbers(log_dir)
     loaded, durable = _load_checkpoint(path, epoch, numbers) if numbers else (None, {})

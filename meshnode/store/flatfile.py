@@ -81,34 +81,26 @@ from typing import TYPE_CHECKING, Literal
 
 from meshnode.core.feed import FeedHead
 from meshnode.core.store import ForkRecord, StoreStats
-from meshnode.errors import (
-    ConfigError,
-    DecodeError,
-    LocalProtocolError,
-    StoreCorrupt,
-    StoreError,
-)
-from meshnode.secure.identity import format_feed_id
+from meshnode.errors import ConfigError, DecodeError, LocalProtocolError, StoreError
 from meshnode.store._files import (
     FileIo,
     fsync_dir,
     lock_store,
     store_error,
     write_all,
-    write_file,
+    write_atomically,
 )
 from meshnode.store._index import Covered, encode_checkpoint
 from meshnode.store._maintenance import (
     LogProblem,
     missing_entries,
     reindex_segment,
+    replace_segment,
     verify_segment,
-    write_live,
 )
 from meshnode.store._records import (
     HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
-    MISSING,
     Kind,
     decode_fork,
     decode_peer,
@@ -116,12 +108,10 @@ from meshnode.store._records import (
     encode_fork,
     encode_peer,
     encode_record,
-    entry_key,
     pack_offset,
-    read_record,
-    segment_of,
 )
-from meshnode.store._recovery import recover, segment_path, tail_crc
+from meshnode.store._recovery import load_epoch, recover, segment_path, tail_crc
+from meshnode.store._segments import SegmentReader
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:
@@ -133,8 +123,6 @@ if TYPE_CHECKING:
 __all__ = ["FileIo", "FileStore", "LogProblem", "StoreConfig"]
 
 log = logging.getLogger(__name__)
-
-_MAX_READERS = 32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,14 +155,14 @@ class FileStore:
         self._io = io if io is not None else FileIo()
         self._log_dir = self.path / "log"
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        self._readers: dict[int, int] = {}
+        self._reader = SegmentReader(self.path, self._log_dir)
         self._fd = -1
         self._closed = False
         self._broken: str | None = None
         self._unsynced = 0
         self._lock_fd = lock_store(self.path)
         try:
-            self._epoch = self._load_epoch()
+            self._epoch = load_epoch(self.path, self._io)
             self._index, self._since_checkpoint = recover(
                 self.path, self._epoch, self._io, self.config.checkpoint_bytes
             )
@@ -188,23 +176,6 @@ class FileStore:
             raise
         if self._since_checkpoint >= self.config.checkpoint_bytes:
             self._checkpoint()
-
-    # -- opening ------------------------------------------------------------------------
-
-    def _load_epoch(self) -> bytes:
-        path = self.path / "EPOCH"
-        try:
-            text = path.read_text().strip()
-            if len(text) == 16:
-                return bytes.fromhex(text)
-            log.warning("%s is malformed; starting a new epoch", path)
-        except FileNotFoundError:
-            pass
-        except ValueError:
-            log.warning("%s is malformed; starting a new epoch", path)
-        epoch = os.urandom(8)
-        write_file(self._io, path, [epoch.hex().encode() + b"\n"])
-        return epoch
 
     # -- reads --------------------------------------------------------------------------
 
@@ -228,40 +199,8 @@ class FileStore:
         fi = self._index.feeds.get(feed)
         if fi is None or not fi.first <= seq <= fi.latest:
             raise KeyError((feed, seq))
-        offset, size = fi.offsets[seq - fi.first], fi.sizes[seq - fi.first]
-        where = f"entry {seq} of {format_feed_id(feed)}"
-        if offset == MISSING:
-            raise StoreCorrupt(f"{where} was lost to a damaged record")
-        number, pos = segment_of(offset)
-        found = self._read(number, pos, size)
-        if isinstance(found, tuple) and found[0] is Kind.ENTRY:
-            try:
-                if entry_key(found[1]) == (feed, seq):
-                    return found[1]
-            except DecodeError:
-                pass
-            found = "record holds another entry"
-        elif isinstance(found, tuple):
-            found = "record is not an entry"
-        path = self._segment_path(number)
-        raise StoreCorrupt(f"{where} at offset {offset} ({path} position {pos}): {found}")
-
-    def _read(self, number: int, pos: int, size: int | None) -> tuple[Kind, bytes] | str:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
-        try:
-            return read_record(self._reader(number), pos, size)
-        except OSError as exc:
-            raise StoreError(f"cannot read {self._segment_path(number)}: {exc}") from exc
-
-    def _reader(self, number: int) -> int:
-        fd = self._readers.pop(number, None)
-        if fd is None:
-            if len(self._readers) >= _MAX_READERS:
-                os.close(self._readers.pop(next(iter(self._readers))))
-            fd = os.open(self._segment_path(number), os.O_RDONLY)
-        self._readers[number] = fd  # re-inserted last: the dict is kept in LRU order
-        return fd
+        i = seq - fi.first
+        return self._reader.entry(feed, seq, fi.offsets[i], fi.sizes[i])
 
     def entry_id(self, feed: FeedId, seq: Seq) -> MsgId | None:
         """Id of the held entry, or None; StoreCorrupt if its record is damaged."""
@@ -313,7 +252,7 @@ class FileStore:
         """Fork proofs (damaged ones are logged and left out)."""
         out = []
         for offset in self._index.forks:
-            found = self._read(*segment_of(offset), None)
+            found = self._reader.read(offset, None)
             try:
                 if isinstance(found, str):
                     raise DecodeError(found)
@@ -329,8 +268,7 @@ class FileStore:
         held = self._index.peers.get(peer)
         if held is None:
             return None
-        number, pos = segment_of(held[0])
-        found = self._read(number, pos, held[1] - HEADER_BYTES)
+        found = self._reader.read(held[0], held[1] - HEADER_BYTES)
         if isinstance(found, str):
             log.warning("forgetting damaged memory of a peer: %s", found)
             return None
@@ -426,7 +364,7 @@ class FileStore:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if not existed:
-                fsync_dir(self._io, self._log_dir)
+                fsync_dir(self._log_dir, io=self._io)
         except OSError as exc:
             raise store_error(f"cannot create {path}", exc) from exc
         return fd
@@ -460,7 +398,8 @@ class FileStore:
                 self._pos,
                 tail_crc(self._segment_path(self._segment), self._pos),
             )
-            write_file(self._io, path, encode_checkpoint(self._index, self._epoch, covered))
+            chunks = encode_checkpoint(self._index, self._epoch, covered)
+            write_atomically(path, chunks, io=self._io)
         except (OSError, StoreError) as exc:
             log.warning("could not write index checkpoint %s: %s", path, exc)
             self._since_checkpoint = 0  # not again at every append; a later one may succeed
@@ -477,7 +416,7 @@ class FileStore:
         # is consistent whichever of each segment's old and compacted forms it finds.
         (self.path / "index.bin").unlink(missing_ok=True)
         self._checkpointed = False
-        fsync_dir(self._io, self.path)
+        fsync_dir(self.path, io=self._io)
         reclaimed = 0
         for number in sorted(n for n, dead in self._index.dead.items() if dead > 0):
             if number in self._index.segments:
@@ -487,40 +426,22 @@ class FileStore:
 
     def _compact_segment(self, number: int) -> int:
         """Replace one segment by its live records; returns bytes reclaimed."""
-        index, path = self._index, self._segment_path(number)
-        tmp, size = path.with_name(path.name + ".tmp"), index.segments[number]
-        try:
-            new_size, damaged = write_live(index, self._io, self._reader(number), number, size, tmp)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise store_error(f"cannot compact {path}", exc) from exc
-        os.close(self._readers.pop(number))
-        gone = new_size == 0 and number != self._segment
-        try:
-            if gone:
-                tmp.unlink()
-                path.unlink()
-            else:
-                tmp.replace(path)
-            fsync_dir(self._io, self._log_dir)
-        except OSError as exc:
-            raise store_error(f"cannot compact {path}", exc) from exc
-        if gone:
-            del index.segments[number], index.dead[number]
-        index.forget(damaged)
-        if number == self._segment:
+        index, active = self._index, number == self._segment
+        size = index.segments[number]
+        new_size = replace_segment(index, self._io, self._reader, number, active=active)
+        if active:
             os.close(self._fd)
             self._fd, self._pos = self._open_segment(number), new_size
         if number in index.segments:
-            reindex_segment(index, number, self._reader(number), new_size)
-        log.info("compacted %s from %d to %d bytes", path, size, new_size)
+            reindex_segment(index, number, self._reader.fd(number), new_size)
+        log.info("compacted %s from %d to %d bytes", self._segment_path(number), size, new_size)
         return size - new_size
 
     def verify_log(self) -> Iterator[LogProblem]:
         """Walk every record of every segment; yield each damaged stretch and what it hit."""
         for number in sorted(self._index.segments):
             path = str(self._segment_path(number))
-            yield from verify_segment(self._index, number, self._reader(number), path)
+            yield from verify_segment(self._index, number, self._reader.fd(number), path)
         yield from missing_entries(self._index, str(self._log_dir))
 
     # -- files --------------------------------------------------------------------------
@@ -549,10 +470,10 @@ class FileStore:
             self._release()
 
     def _release(self) -> None:
-        for fd in [*self._readers.values(), self._fd, self._lock_fd]:
+        self._reader.close()
+        for fd in [self._fd, self._lock_fd]:
             if fd >= 0:
                 os.close(fd)
-        self._readers.clear()
         self._fd = self._lock_fd = -1
 
     def __enter__(self) -> FileStore:

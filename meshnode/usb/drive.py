@@ -47,8 +47,8 @@ from meshnode.codec.manifest import (
 )
 from meshnode.codec.message import MAX_SEQ, entry_author, entry_seq
 from meshnode.errors import DecodeError, MeshnodeError
-from meshnode.host.importer import write_atomically
 from meshnode.secure.identity import network_tag
+from meshnode.store._files import write_atomically
 from meshnode.types import FeedId, Seq
 
 if TYPE_CHECKING:

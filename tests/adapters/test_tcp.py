@@ -34,7 +34,7 @@ from meshnode.links.tcp import TcpSettings
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.secure.shs import ACCEPT_BYTES, HELLO_BYTES, ClientHandshake
 from meshnode.types import FeedId, PeerId
-from tests.fakes import TS_MS, identity
+from tests.fakes import TS_MS, identity, make_chain
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
@@ -447,3 +447,19 @@ def test_mdns_cannot_move_a_static_peer_and_a_redial_replaces_a_stale_link() -> 
             second[1].close()
 
     run(scenario())
+
+
+def test_the_daemon_logs_the_core_events_of_its_node(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+
+    async def scenario() -> None:
+        a = make_node(A, C)
+        a.ingest(make_chain(C, 1)[0].raw)
+        async with running(a, A) as sa:
+            # what a drive synced through the daemon would do: a second seq 1 proves a fork
+            a.ingest(make_chain(C, 1, size=30)[0].raw)
+            sa._pump()
+            await until(lambda: "forked at seq 1" in caplog.text)
+
+    run(scenario())
+    assert [r.name for r in caplog.records if "forked" in r.getMessage()] == ["meshnode.events"]

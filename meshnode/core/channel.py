@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from meshnode.codec.message import Entry
     from meshnode.core.node import Node
-    from meshnode.core.policy import Want as PolicyWant
+    from meshnode.core.policy import Scope
 
 __all__ = ["Channel", "ChannelConfig", "ChannelStats", "Transmission"]
 
@@ -147,7 +147,7 @@ class _Serve:
 @dataclass(slots=True)
 class _State:
     tags: dict[bytes, list[FeedId]] = field(default_factory=dict)
-    wants: dict[FeedId, PolicyWant] | None = None
+    replicated: dict[FeedId, Scope] | None = None
 
 
 class Channel:
@@ -285,22 +285,22 @@ class Channel:
 
     # -- what we hold and want ---------------------------------------------------------
 
-    def _wants(self) -> dict[FeedId, PolicyWant]:
-        wants = self.node.replicated()
-        if self._state.wants is not wants:  # the policy changed: rebuild the tag table
+    def _replicated(self) -> dict[FeedId, Scope]:
+        replicated = self.node.replicated()
+        if self._state.replicated is not replicated:  # the policy changed: rebuild the tags
             tags: dict[bytes, list[FeedId]] = {}
-            for feed in wants:
+            for feed in replicated:
                 tags.setdefault(channel_tag(feed, self.node.network_key), []).append(feed)
-            self._state = _State(tags=tags, wants=wants)
-        return wants
+            self._state = _State(tags=tags, replicated=replicated)
+        return replicated
 
     def _feeds(self, tag: bytes) -> list[FeedId]:
-        self._wants()
+        self._replicated()
         return self._state.tags.get(tag, [])
 
     def _held(self) -> dict[FeedId, int]:
         store = self.node.store
-        return {f: store.latest_seq(f) for f in self._wants()}
+        return {f: store.latest_seq(f) for f in self._replicated()}
 
     def _tag(self, feed: FeedId) -> bytes:
         return channel_tag(feed, self.node.network_key)
@@ -432,7 +432,7 @@ class Channel:
             return None
 
     def _appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
-        if source == self.source or feed not in self._wants():
+        if source == self.source or feed not in self._replicated():
             return
         waiting = self._waiting.get(feed)
         if waiting is not None and waiting[0] == seq:
@@ -494,7 +494,7 @@ class Channel:
     def _send_want(self) -> Transmission | None:
         """A WANT for the feeds we are behind on (or all, in turn), less those overheard."""
         self._want.next_interval(self.now, self.rng)
-        wants = self._wants()
+        wants = self._replicated()
         store = self.node.store
         behind: list[tuple[bytes, int, bool]] = []
         rest: list[tuple[bytes, int, bool]] = []

@@ -6,13 +6,13 @@ Note layout (inside NOTES and RUN frames, codec/frame.py)::
                      latest: highest seq held (0: none)
                      bit 0: lazy (1: just tell me what you have; 0: push new entries to me)
                      bit 1: a ``first`` varint follows (the range held starts there, not at 1)
-                     bit 2: a ``want`` varint follows (send from there, not from latest + 1;
+                     bit 2: a ``start`` varint follows (push from there, not from latest + 1;
                             0 means "I do not replicate this feed")
     first   varint   optional
-    want    varint   optional
+    start   varint   optional
 
 A node holding seq a..b of a feed says so with first = a, latest = b; a capped node asks
-for the tail it wants with ``want``; so nobody waits for entries nobody can serve.
+for the tail it keeps with ``start``; so nobody waits for entries nobody can serve.
 
 Peer memory (kept in the store between sessions, for request skipping)::
 
@@ -49,7 +49,7 @@ __all__ = [
     "feed_tag",
 ]
 
-_LAZY, _FIRST, _WANT = 1, 2, 4
+_LAZY, _FIRST, _START = 1, 2, 4
 _MAX_SEQ = (1 << 53) - 1
 _MEMORY_VERSION = 1
 
@@ -61,17 +61,17 @@ class Note:
     latest: int
     lazy: bool
     first: int = 0  # 0: the range starts at 1 (or nothing is held)
-    want: int = -1  # -1: from latest + 1; 0: not replicated
+    start: int = -1  # first seq to push: -1 from latest + 1; 0 not replicated
 
     @property
     def replicating(self) -> bool:
         """False when the sender does not replicate the feed at all."""
-        return self.want != 0
+        return self.start != 0
 
     @property
-    def want_from(self) -> int:
-        """First seq the sender wants pushed."""
-        return self.latest + 1 if self.want < 0 else self.want
+    def push_from(self) -> int:
+        """First seq the sender asks to be pushed."""
+        return self.latest + 1 if self.start < 0 else self.start
 
 
 NOT_REPLICATING = Note(0, True, 0, 0)
@@ -79,12 +79,12 @@ NOT_REPLICATING = Note(0, True, 0, 0)
 
 def encode_note(note: Note) -> bytes:
     """Encode a note."""
-    flags = int(note.lazy) | (_FIRST if note.first else 0) | (_WANT if note.want >= 0 else 0)
+    flags = int(note.lazy) | (_FIRST if note.first else 0) | (_START if note.start >= 0 else 0)
     out = encode_varint(note.latest << 3 | flags)
     if note.first:
         out += encode_varint(note.first)
-    if note.want >= 0:
-        out += encode_varint(note.want)
+    if note.start >= 0:
+        out += encode_varint(note.start)
     return out
 
 
@@ -95,16 +95,16 @@ def decode_note(buf: bytes, pos: int) -> tuple[Note, int]:
         DecodeError: malformed.
     """
     value, pos = decode_varint(buf, pos)
-    first = want = 0
+    first = start = 0
     if value & _FIRST:
         first, pos = decode_varint(buf, pos)
         if first == 0:
             raise DecodeError("note: first seq must be >= 1")
-    if value & _WANT:
-        want, pos = decode_varint(buf, pos)
-    if value >> 3 > _MAX_SEQ or first > _MAX_SEQ or want > _MAX_SEQ:
+    if value & _START:
+        start, pos = decode_varint(buf, pos)
+    if value >> 3 > _MAX_SEQ or first > _MAX_SEQ or start > _MAX_SEQ:
         raise DecodeError("note: seq out of range (2**53)")
-    return Note(value >> 3, bool(value & _LAZY), first, want if value & _WANT else -1), pos
+    return Note(value >> 3, bool(value & _LAZY), first, start if value & _START else -1), pos
 
 
 def feed_tag(feed: bytes, salt: bytes) -> int:

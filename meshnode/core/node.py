@@ -35,7 +35,7 @@ from meshnode.core.events import (
     StoreOverCap,
 )
 from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, judge_entry
-from meshnode.core.policy import Policy, PolicyConfig, Want
+from meshnode.core.policy import Policy, PolicyConfig, Scope
 from meshnode.core.replication import LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
 from meshnode.errors import DecodeError, ForkError, StoreCorrupt
@@ -105,7 +105,7 @@ class Node:
         self.config = config or NodeConfig()
         self.policy = Policy(self.feed_id, self.config.policy)
         self._forked = {f.feed: f.seq for f in store.forks()}
-        self._wants: dict[FeedId, Want] | None = None
+        self._wants: dict[FeedId, Scope] | None = None
         self._events = EventQueue()
         self._load_contacts()
         self._append_listeners: list[Callable[[FeedId, int, PeerId | None], None]] = []
@@ -150,13 +150,13 @@ class Node:
         """Drain the node's events, then the replicator's."""
         return self._events.drain() + self.replicator.events()
 
-    def replicated(self) -> dict[FeedId, Want]:
+    def replicated(self) -> dict[FeedId, Scope]:
         """Every feed the policy wants, with how much of it."""
         if self._wants is None:
-            self._wants = {f: w for f in self.policy.hops() if (w := self.policy.want(f))}
+            self._wants = {f: w for f in self.policy.hops() if (w := self.policy.scope(f))}
         return self._wants
 
-    def want(self, feed: FeedId) -> Want | None:
+    def scope(self, feed: FeedId) -> Scope | None:
         """How much of ``feed`` the policy wants, or None."""
         return self.replicated().get(feed)
 
@@ -191,7 +191,7 @@ class Node:
             content=content,
             max_content_bytes=self.config.max_content_bytes,
         )
-        self._append(entry, Want(0, None))
+        self._append(entry, Scope(0, None))
         return entry
 
     def post(self, text: str, *, timestamp_ms: int) -> Entry:
@@ -235,8 +235,8 @@ class Node:
 
     def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
         """``ingest`` for an entry already decoded (within ``max_content_bytes``)."""
-        want = self.replicated().get(entry.author)
-        if want is None:
+        scope = self.replicated().get(entry.author)
+        if scope is None:
             return IngestResult(outcome=Outcome.UNWANTED, reason="feed not in replication scope")
         forked_at = self._forked.get(entry.author)
         if forked_at is not None:
@@ -260,7 +260,7 @@ class Node:
             return IngestResult(outcome=Outcome.REJECTED, reason=str(exc), entry=entry)
         verdict = judge_entry(entry, head, stored_id)
         if verdict is Verdict.APPEND:
-            self._append(entry, want, source)
+            self._append(entry, scope, source)
             return IngestResult(outcome=Outcome.ADDED, entry=entry)
         if verdict is Verdict.FORK:
             return self._record_fork(entry)
@@ -280,12 +280,12 @@ class Node:
         reason = f"fork: conflicts with the stored chain at seq {entry.seq}"
         return IngestResult(outcome=Outcome.FORKED, reason=reason, entry=entry)
 
-    def _append(self, entry: Entry, want: Want, source: PeerId | None = None) -> None:
+    def _append(self, entry: Entry, scope: Scope, source: PeerId | None = None) -> None:
         self.store.append(entry)
         if entry.content_type == ContentType.CONTACT and self._apply_contact(entry):
             self._wants = None
             self.replicator.policy_changed()
-        self._enforce_caps(entry.author, want)
+        self._enforce_caps(entry.author, scope)
         self.replicator.appended(entry.author, entry.seq, source)
         for listener in self._append_listeners:
             listener(entry.author, entry.seq, source)
@@ -317,17 +317,17 @@ class Node:
 
     def hops(self, feed: FeedId) -> int | None:
         """Hop distance of a wanted feed, None when it is not replicated."""
-        want = self.policy.want(feed)
-        return None if want is None else want.hops
+        scope = self.policy.scope(feed)
+        return None if scope is None else scope.hops
 
-    def _enforce_caps(self, feed: FeedId, want: Want) -> None:
-        if want.max_entries is not None:
+    def _enforce_caps(self, feed: FeedId, scope: Scope) -> None:
+        if scope.max_entries is not None:
             head = self.store.head(feed)
             assert head is not None
-            if head.latest - head.first + 1 > want.max_entries:
-                self.store.evict(feed, Seq(head.latest - want.max_entries + 1))
+            if head.latest - head.first + 1 > scope.max_entries:
+                self.store.evict(feed, Seq(head.latest - scope.max_entries + 1))
         cap = self.config.policy.feed_cap_bytes
-        if cap and want.hops >= 1 and self.store.feed_bytes(feed) > cap:
+        if cap and scope.hops >= 1 and self.store.feed_bytes(feed) > cap:
             self._evict_bytes(feed, self.store.feed_bytes(feed) - cap)
         global_cap = self.config.policy.global_cap_bytes
         if global_cap:

@@ -16,7 +16,7 @@ from meshnode.codec.content import Contact, ContactAction
 if TYPE_CHECKING:
     from meshnode.types import FeedId, Seq
 
-__all__ = ["Policy", "PolicyConfig", "SocialGraph", "Want"]
+__all__ = ["Policy", "PolicyConfig", "Scope", "SocialGraph"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,8 +31,8 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Want:
-    """How much of a feed to hold: ``max_entries`` None means the whole feed."""
+class Scope:
+    """How much of a feed the policy keeps: ``max_entries`` None means the whole feed."""
 
     hops: int
     max_entries: int | None
@@ -120,11 +120,11 @@ class Policy:
             self._hops = self.graph.distances(self.me, self.config.max_hops)
         return self._hops
 
-    def want(self, feed: FeedId) -> Want | None:
+    def scope(self, feed: FeedId) -> Scope | None:
         """How much of ``feed`` to keep, or None when it is not stored at all."""
         hops = self.hops().get(feed)
         if hops is None:
             return None
         if hops <= self.config.full_hops:
-            return Want(hops, None)
-        return Want(hops, self.config.partial_entries)
+            return Scope(hops, None)
+        return Scope(hops, self.config.partial_entries)

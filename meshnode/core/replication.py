@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from meshnode.codec.message import Entry
-    from meshnode.core.policy import Want
+    from meshnode.core.policy import Scope
 
 __all__ = [
     "EntryReceived",
@@ -214,19 +214,19 @@ class Replicator:
 
     def policy_changed(self) -> None:
         """Who we replicate changed: tell every peer about feeds newly wanted or dropped."""
-        wants = self.host.replicated()
+        replicated = self.host.replicated()
         for s in self.sessions.values():
             s.names.tags_in = None
-            self.names.resolve_unknown(s, [f for f in wants if f not in s.memory.sent])
-            for feed in wants:
+            self.names.resolve_unknown(s, [f for f in replicated if f not in s.memory.sent])
+            for feed in replicated:
                 if s.memory.sent.get(feed, -1) == -1:  # new, or "not replicated" before
                     self.choice.adopt(s, feed)
                     s.clock.notes[feed] = True
             for feed in list(s.memory.sent):
-                if feed not in wants and s.memory.sent[feed] != -1:
+                if feed not in replicated and s.memory.sent[feed] != -1:
                     s.clock.notes[feed] = True
                     s.rx.discard(feed)
-        self.choice.drop_unwanted(wants)
+        self.choice.drop_unwanted(replicated)
 
     def behind(self, peer: PeerId) -> int:
         """Entries of wanted feeds that ``peer`` says it holds and we lack."""
@@ -284,12 +284,12 @@ class Replicator:
         index, pos = decode_varint(frame, 1)
         if index + len(frame) > MAX_INDEX:
             raise DecodeError("RUN indexes exceed 32 bits")
-        wants = self.host.replicated()
+        replicated = self.host.replicated()
         declined: list[bytes] = []
         while pos < len(frame):
             note, pos = decode_note(frame, pos)
             feed = self.names.feed_of(s, make_ref(index, False), self.now)
-            unwanted = feed not in wants if feed is not None else index in s.memory.unknown
+            unwanted = feed not in replicated if feed is not None else index in s.memory.unknown
             if not s.leader and unwanted and note.replicating:
                 # Silence would mean "same seq, push to me": decline feeds we do not keep.
                 declined.append(encode_varint(make_ref(index, True)) + encode_note(NOT_REPLICATING))
@@ -297,17 +297,17 @@ class Replicator:
             if feed is None:
                 continue
             self._on_note(s, feed, note)
-            if not s.leader and feed in wants:
-                self._answer_leader(s, feed, note, wants)
+            if not s.leader and feed in replicated:
+                self._answer_leader(s, feed, note, replicated)
         send_notes(s, declined)
 
     def _answer_leader(
-        self, s: Session, feed: FeedId, note: Note, wants: dict[FeedId, Want]
+        self, s: Session, feed: FeedId, note: Note, replicated: dict[FeedId, Scope]
     ) -> None:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
         self.choice.adopt(s, feed)
-        mine = self.notes.my_note(s, feed, wants[feed])
-        if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.want < 0:
+        mine = self.notes.my_note(s, feed, replicated[feed])
+        if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.start < 0:
             s.memory.sent[feed] = told(mine)
             return
         s.clock.notes[feed] = True
@@ -321,17 +321,17 @@ class Replicator:
             return
         ours = self.host.store.latest_seq(feed)
         # An explicit want is a resend request; otherwise keep entries already in flight.
-        keep = note.want < 0 and feed in s.clock.heard and not before.lazy and s.reliable
+        keep = note.start < 0 and feed in s.clock.heard and not before.lazy and s.reliable
         s.clock.heard.add(feed)
         assumed = s.flow.assumed.get(feed, -1)
         s.flow.assumed[feed] = max(assumed, note.latest) if keep else note.latest
         if note.lazy:
             s.flow.push.pop(feed, None)
-            if note.want >= 0:  # a query: answer with our state even if we said it before
+            if note.start >= 0:  # a query: answer with our state even if we said it before
                 s.memory.sent.pop(feed, None)
                 self._queue_note(s, feed, urgent=True)
-        elif ours >= note.want_from:
-            start = s.flow.assumed[feed] + 1 if keep else note.want_from
+        elif ours >= note.push_from:
+            start = s.flow.assumed[feed] + 1 if keep else note.push_from
             schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
             self.choice.behind(s, feed, self.now)
@@ -373,7 +373,7 @@ class Replicator:
             remote = s.memory.remote.get(entry.author)
             if remote is not None and remote.latest < entry.seq:
                 s.memory.remote[entry.author] = Note(
-                    entry.seq, remote.lazy, remote.first, remote.want
+                    entry.seq, remote.lazy, remote.first, remote.start
                 )
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
             self.choice.first_from[entry.author] = s.peer

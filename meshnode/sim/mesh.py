@@ -329,7 +329,7 @@ class Mesh:
             wanting = {
                 i
                 for i in range(len(self.nodes))
-                if self.alive(i) and self.node(i).want(feed) is not None
+                if self.alive(i) and self.node(i).scope(feed) is not None
             }
             while wanting:
                 group = self._component(wanting.pop(), wanting)

@@ -26,7 +26,7 @@ def test_leader_does_not_push_feeds_the_follower_does_not_replicate() -> None:
     mesh.follow(author, leader)
     mesh.add_links([(leader, author), (leader, follower)])
     mesh.run_until_quiet(limit_s=30)
-    assert mesh.node(follower).want(mesh.feed(author)) is None
+    assert mesh.node(follower).scope(mesh.feed(author)) is None
     before = mesh.traffic().entries
     for k in range(10):
         mesh.publish(author, f"x{k}")
@@ -87,7 +87,7 @@ def test_full_node_gets_the_whole_feed_after_meeting_a_capped_peer() -> None:
     mesh.run_until_quiet(limit_s=mesh.now + 30)
     mesh.add_links([(3, 1)])  # then a node that holds the whole feed
     mesh.run_until_quiet(limit_s=mesh.now + 60)
-    assert mesh.node(3).want(mesh.feed(0)) is not None
+    assert mesh.node(3).scope(mesh.feed(0)) is not None
     assert mesh.node(3).store.ranges()[mesh.feed(0)] == (1, 20)  # (16, 20) for good today
 
 

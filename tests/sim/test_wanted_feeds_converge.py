@@ -53,7 +53,7 @@ def test_follow_after_block_resumes_replication() -> None:
     mesh.run_until_quiet(limit_s=mesh.now + 10)
     mesh.follow(0, 1)  # unblock by following again: node 0 wants feed 1 once more
     mesh.run_until_quiet(limit_s=mesh.now + 10)
-    assert mesh.node(0).want(mesh.feed(1)) is not None
+    assert mesh.node(0).scope(mesh.feed(1)) is not None
     mesh.publish(1, "after the re-follow")
     mesh.run_until_quiet(limit_s=mesh.now + 60)
     assert mesh.node(0).store.latest_seq(mesh.feed(1)) == mesh.node(1).store.latest_seq(

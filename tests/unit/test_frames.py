@@ -63,7 +63,7 @@ def test_define_vectors() -> None:
 
 @pytest.mark.parametrize("case", V["notes"], ids=lambda c: str(c["hex"]))
 def test_note_vectors(case: dict[str, Any]) -> None:
-    note = Note(case["latest"], bool(case["lazy"]), case["first"], case["want"])
+    note = Note(case["latest"], bool(case["lazy"]), case["first"], case["start"])
     hex_: str = case["hex"]
     assert encode_note(note).hex() == hex_
     assert decode_note(bytes.fromhex(hex_), 0) == (note, len(hex_) // 2)

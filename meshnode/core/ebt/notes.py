@@ -19,7 +19,7 @@ from meshnode.core.ebt.session import Phase
 if TYPE_CHECKING:
     from meshnode.core.ebt.names import FeedNames
     from meshnode.core.ebt.session import Host, ReplicationConfig, Session
-    from meshnode.core.policy import Want
+    from meshnode.core.policy import Scope
     from meshnode.types import FeedId, Rng
 
 __all__ = ["Notes", "send_notes", "send_run", "told"]
@@ -42,25 +42,25 @@ class Notes:
     rng: Rng
     names: FeedNames
 
-    def my_note(self, s: Session, feed: FeedId, want: Want | None) -> Note:
+    def my_note(self, s: Session, feed: FeedId, scope: Scope | None) -> Note:
         """Our state of ``feed`` as we would tell it to ``s`` now."""
-        if want is None:
+        if scope is None:
             return NOT_REPLICATING
         head = self.host.store.head(feed)
         latest = head.latest if head else 0
         first = head.first if head and head.first > 1 else 0
         lazy = feed not in s.rx
-        wanted = -1
+        start = -1
         remote = s.memory.remote.get(feed)
-        if want.max_entries is not None and head is None:
+        if scope.max_entries is not None and head is None:
             # A capped feed we hold nothing of: ask for its tail only, once we know it.
             if remote is None or feed not in s.clock.heard:
                 lazy = True
-            elif remote.latest > want.max_entries:
-                wanted = remote.latest - want.max_entries + 1
+            elif remote.latest > scope.max_entries:
+                start = remote.latest - scope.max_entries + 1
         if remote is None and lazy:
-            wanted = latest + 1  # a query: "I do not know your state of this feed"
-        return Note(latest, lazy, first, wanted)
+            start = latest + 1  # a query: "I do not know your state of this feed"
+        return Note(latest, lazy, first, start)
 
     def queue(self, s: Session, feed: FeedId, *, urgent: bool, now: float) -> None:
         """Note ``feed`` to ``s``: with the next frames if urgent, else after a delay."""
@@ -77,14 +77,14 @@ class Notes:
         parts = []
         for feed in [f for f, urgent in s.clock.notes.items() if urgent or not urgent_only]:
             del s.clock.notes[feed]
-            note = self.my_note(s, feed, self.host.want(feed))
+            note = self.my_note(s, feed, self.host.scope(feed))
             said = s.memory.sent.get(feed)
-            if said == told(note) and note.want < 0:
+            if said == told(note) and note.start < 0:
                 continue  # the peer already knows exactly this
             same_flag = said is not None and said >= 0 and (said & 1) == note.lazy
             # (On a lossy link the note doubles as an ack, so it goes out regardless.)
             has_it = s.reliable and s.flow.assumed.get(feed, -1) >= note.latest
-            if same_flag and note.want < 0 and has_it:
+            if same_flag and note.start < 0 and has_it:
                 continue  # the peer has as much as we do: nothing worth saying
             s.memory.sent[feed] = told(note)
             parts.append(self.encode(s, feed, note))

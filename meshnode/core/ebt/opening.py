@@ -100,13 +100,13 @@ class Opening:
 
     def _send_full(self, s: Session) -> None:
         """Leader's whole clock: every replicated feed, defined and noted in index order."""
-        wants = self.host.replicated()
-        self.names.define(s, [f for f in wants if f not in s.names.my_index])
-        for feed in wants:
+        replicated = self.host.replicated()
+        self.names.define(s, [f for f in replicated if f not in s.names.my_index])
+        for feed in replicated:
             self.choice.adopt(s, feed)
         notes = []
         for feed in s.memory.my_table:
-            note = self.notes.my_note(s, feed, wants.get(feed))
+            note = self.notes.my_note(s, feed, replicated.get(feed))
             s.memory.sent[feed] = told(note)
             if note.replicating and feed not in s.memory.remote:
                 # Until the follower says otherwise, its silence means "same seq, eager".
@@ -117,22 +117,22 @@ class Opening:
 
     def _send_delta(self, s: Session, now: float) -> None:
         """Reconnect: mention only what changed since we last told the peer; push what it lacks."""
-        wants = self.host.replicated()
+        replicated = self.host.replicated()
         self.names.define(
-            s, [f for f in wants if f not in s.names.my_index and f not in s.names.their_index]
+            s, [f for f in replicated if f not in s.names.my_index and f not in s.names.their_index]
         )
-        for feed, want in wants.items():
+        for feed, scope in replicated.items():
             self.choice.adopt(s, feed)
             # Request skipping: say nothing when the peer already knows our state.
-            if s.memory.sent.get(feed) != told(self.notes.my_note(s, feed, want)):
+            if s.memory.sent.get(feed) != told(self.notes.my_note(s, feed, scope)):
                 s.clock.notes[feed] = True
         for feed, said in s.memory.sent.items():
-            if feed not in wants and said != -1:
+            if feed not in replicated and said != -1:
                 s.clock.notes[feed] = True
         self.notes.flush(s, urgent_only=True)
         for feed, remote in s.memory.remote.items():
             ahead = remote.latest > self.host.store.latest_seq(feed)
-            if remote.replicating and feed in wants and ahead:
+            if remote.replicating and feed in replicated and ahead:
                 self.choice.behind(s, feed, now)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
                 s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))

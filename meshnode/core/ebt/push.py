@@ -74,7 +74,7 @@ class Pusher:
             known = s.flow.assumed.get(feed, remote.latest)
             if known >= seq:
                 continue
-            if not remote.lazy and seq >= remote.want_from:
+            if not remote.lazy and seq >= remote.push_from:
                 schedule_push(s, feed, known + 1)
             else:
                 self.notes.queue(s, feed, urgent=False, now=now)
@@ -91,7 +91,7 @@ class Pusher:
             remote = memory.remote.get(feed)
             if head is None or remote is None or not remote.replicating:
                 continue
-            seq = max(seq, remote.want_from if remote.want >= 0 else seq)
+            seq = max(seq, remote.push_from if remote.start >= 0 else seq)
             if seq < head.first:
                 if remote.latest > 0:
                     continue  # we are capped and lack its next entry: it asks someone else

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from meshnode.codec.message import Entry
     from meshnode.core.clocks import PeerMemory
     from meshnode.core.feed import IngestResult
-    from meshnode.core.policy import Want
+    from meshnode.core.policy import Scope
     from meshnode.core.store import Store
     from meshnode.types import FeedId, PeerId
 
@@ -88,11 +88,11 @@ class Host(Protocol):
     feed_id: FeedId
     store: Store
 
-    def replicated(self) -> dict[FeedId, Want]:
+    def replicated(self) -> dict[FeedId, Scope]:
         """Every feed the policy wants, with how much of it (cached by the node)."""
         ...
 
-    def want(self, feed: FeedId) -> Want | None:
+    def scope(self, feed: FeedId) -> Scope | None:
         """How much of ``feed`` the policy wants, or None."""
         ...
 

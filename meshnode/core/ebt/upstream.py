@@ -56,7 +56,7 @@ class UpstreamChoice:
 
     def behind(self, s: Session, feed: FeedId, now: float) -> None:
         """``s`` says it has more of ``feed`` than we do."""
-        if self.host.want(feed) is None:
+        if self.host.scope(feed) is None:
             return
         up = self.upstream.get(feed)
         ours = self.host.store.latest_seq(feed)
@@ -120,9 +120,9 @@ class UpstreamChoice:
         for feed in [f for f, (_, p) in self.stalls.items() if p == peer]:
             del self.stalls[feed]
 
-    def drop_unwanted(self, wants: Container[FeedId]) -> None:
+    def drop_unwanted(self, replicated: Container[FeedId]) -> None:
         """Forget the upstream of every feed the policy no longer wants."""
-        for feed in [f for f in self.upstream if f not in wants]:
+        for feed in [f for f in self.upstream if f not in replicated]:
             del self.upstream[feed]
 
     def handle_timer(self, now: float) -> None:

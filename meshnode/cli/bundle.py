@@ -10,7 +10,7 @@ from meshnode.codec.bundle import decode_bundle, encode_bundle
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.host.importer import ImportTally, ingest_all
 from meshnode.secure.identity import format_feed_id
-from meshnode.store._files import write_atomically
+from meshnode.store.files import write_atomically
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _feed_raws(node: Node, feed: FeedId) -> list[bytes]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write the whole bundle or nothing (store._files.write_atomically)."""
+    """Write the whole bundle or nothing (store.files.write_atomically)."""
     try:
         write_atomically(path, data)
     except OSError as exc:

@@ -21,7 +21,7 @@ from meshnode.errors import ConfigError
 from meshnode.host.config import parse_size
 from meshnode.host.datadir import load_network_key
 from meshnode.secure.identity import format_feed_id
-from meshnode.store._files import write_atomically
+from meshnode.store.files import write_atomically
 from meshnode.usb.drive import DRIVE_DIR, DriveError, carried, init_drive, open_drive
 
 if TYPE_CHECKING:

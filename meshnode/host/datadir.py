@@ -38,7 +38,7 @@ from meshnode.secure.identity import (
     format_feed_id,
     parse_network_key,
 )
-from meshnode.store._files import fsync_dir, write_atomically
+from meshnode.store.files import fsync_dir, write_atomically
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.store._files import FileIo, fsync_dir, store_error, write_all
 from meshnode.store._records import (
     HEADER_BYTES,
     MISSING,
@@ -24,6 +23,7 @@ from meshnode.store._records import (
     segment_of,
 )
 from meshnode.store._recovery import segment_path
+from meshnode.store.files import FileIo, fsync_dir, store_error, write_all
 from meshnode.types import Seq
 
 if TYPE_CHECKING:

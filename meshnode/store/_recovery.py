@@ -9,14 +9,14 @@ import zlib
 from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
-from meshnode.store._files import store_error, write_atomically
 from meshnode.store._index import Covered, Index, decode_checkpoint
 from meshnode.store._records import Record, scan_segment
+from meshnode.store.files import store_error, write_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from meshnode.store._files import FileIo
+    from meshnode.store.files import FileIo
 
 __all__ = ["load_epoch", "recover", "segment_path", "tail_crc"]
 

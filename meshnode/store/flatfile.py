@@ -82,14 +82,6 @@ from typing import TYPE_CHECKING, Literal
 from meshnode.core.feed import FeedHead
 from meshnode.core.store import ForkRecord, StoreStats
 from meshnode.errors import ConfigError, DecodeError, LocalProtocolError, StoreError
-from meshnode.store._files import (
-    FileIo,
-    fsync_dir,
-    lock_store,
-    store_error,
-    write_all,
-    write_atomically,
-)
 from meshnode.store._index import Covered, encode_checkpoint
 from meshnode.store._maintenance import (
     LogProblem,
@@ -112,6 +104,14 @@ from meshnode.store._records import (
 )
 from meshnode.store._recovery import load_epoch, recover, segment_path, tail_crc
 from meshnode.store._segments import SegmentReader
+from meshnode.store.files import (
+    FileIo,
+    fsync_dir,
+    lock_store,
+    store_error,
+    write_all,
+    write_atomically,
+)
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ from meshnode.codec.manifest import (
 from meshnode.codec.message import MAX_SEQ, entry_author, entry_seq
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.secure.identity import network_tag
-from meshnode.store._files import write_atomically
+from meshnode.store.files import write_atomically
 from meshnode.types import FeedId, Seq
 
 if TYPE_CHECKING:

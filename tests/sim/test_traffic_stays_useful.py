@@ -51,7 +51,7 @@ def test_idle_unreliable_link_does_not_restate_every_feed() -> None:
     assert mesh.traffic().control_bytes - before < 500  # about 5,500 today, forever
 
 
-@pytest.mark.xfail(strict=True, reason="_my_note asks for a tail only when nothing is held")
+@pytest.mark.xfail(strict=True, reason="Notes.my_note asks for a tail only when nothing is held")
 def test_capped_node_fetches_only_its_tail_after_a_long_absence() -> None:
     mesh = Mesh(3, seed=11, config=NodeConfig(policy=PolicyConfig(partial_entries=5)))
     mesh.follow(1, 0)
@@ -121,7 +121,7 @@ def test_slow_but_working_upstream_is_not_replaced_mid_transfer() -> None:
     assert len(duplicates) <= 5  # 56 today: O is made upstream while U is still delivering
 
 
-@pytest.mark.xfail(strict=True, reason="_behind waits 2 * note_delay_s, not 'at once'")
+@pytest.mark.xfail(strict=True, reason="UpstreamChoice.behind waits 2 * note_delay_s, not at once")
 def test_peer_with_entries_the_upstream_lacks_serves_within_two_round_trips() -> None:
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=0)

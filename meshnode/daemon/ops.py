@@ -8,13 +8,12 @@ one; a handler never returns non-JSON values.
 
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from meshnode.codec.content import Contact, ContactAction, decode_contact
-from meshnode.codec.message import ContentType
+from meshnode.codec.content import Contact, ContactAction
+from meshnode.core.views import entry_json
 from meshnode.errors import DecodeError, ForkError, MeshnodeError, StoreCorrupt
 from meshnode.secure.identity import format_feed_id, format_msg_id, parse_feed_id
 from meshnode.usb.merge import SyncReport, sync_drive
@@ -38,8 +37,6 @@ __all__ = [
     "entry_ref",
 ]
 
-# Entries from others were checked against their sender's limit, which may exceed ours.
-_PLAIN_LIMIT = 1 << 16
 _FLUSH_EVERY = 1000
 # post_many runs on the daemon's event loop: a bigger batch would stall its links.
 MAX_POSTS_PER_REQUEST = 1000
@@ -178,38 +175,6 @@ def usb_sync(node: Node, args: Mapping[str, object]) -> Iterator[dict[str, objec
         raise RequestError("argument 'path' must be the drive's absolute path")
     for item in sync_drive(node, Path(path), now_ms=int(time.time() * 1000)):
         yield {"summary": item.to_json()} if isinstance(item, SyncReport) else item
-
-
-def _type_name(content_type: int) -> str | int:
-    try:
-        return ContentType(content_type).name.lower()
-    except ValueError:
-        return content_type
-
-
-def entry_json(entry: Entry) -> dict[str, object]:
-    """JSON form of an entry: text for posts, contact for contacts, content_b64 otherwise."""
-    out: dict[str, object] = {
-        "author": format_feed_id(entry.author),
-        "seq": entry.seq,
-        "id": format_msg_id(entry.id),
-        "timestamp": entry.timestamp_ms,
-        "type": _type_name(entry.content_type),
-    }
-    try:
-        plain = entry.plain_content(_PLAIN_LIMIT)
-        if entry.content_type == ContentType.POST:
-            out["text"] = plain.decode("utf-8")
-            return out
-        if entry.content_type == ContentType.CONTACT:
-            parsed = decode_contact(plain)
-            target = format_feed_id(parsed.target)
-            out["contact"] = {"action": parsed.action.name.lower(), "target": target}
-            return out
-    except (DecodeError, UnicodeDecodeError):
-        plain = entry.content
-    out["content_b64"] = base64.b64encode(plain).decode("ascii")
-    return out
 
 
 HANDLERS: dict[str, Callable[[Node, Mapping[str, object]], dict[str, object]]] = {

@@ -59,6 +59,7 @@ __all__ = [
 FsyncPolicy = Literal["always", "batch", "never"]
 
 MAX_HOPS_LIMIT = 6
+MAX_BOX_NAME_CHARS = 40
 _MAX_CONTENT_LIMIT = 65536
 # A segment must hold a few entries of the largest size, and segment offsets have 40 bits.
 _MIN_SEGMENT_BYTES = 64 << 10
@@ -117,6 +118,15 @@ class UsbSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebSection:
+    """[web]: the page and JSON API that phones on the box's WiFi use."""
+
+    enabled: bool = True
+    listen: str = "0.0.0.0:8080"
+    box_name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LanSection:
     """[lan]: TCP links, mDNS discovery and static peers."""
 
@@ -139,6 +149,7 @@ class Config:
     policy: PolicySection = field(default_factory=PolicySection)
     lan: LanSection = field(default_factory=LanSection)
     usb: UsbSection = field(default_factory=UsbSection)
+    web: WebSection = field(default_factory=WebSection)
     radios: tuple[RadioSection, ...] = ()
     source: str = "defaults"
 
@@ -227,7 +238,7 @@ class _Table:
 
 
 def _names(
-    cls: type[NodeSection | StoreSection | PolicySection | LanSection | UsbSection],
+    cls: type[NodeSection | StoreSection | PolicySection | LanSection | UsbSection | WebSection],
 ) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
@@ -278,6 +289,17 @@ def _parse_usb(data: object) -> UsbSection:
         why = "must be a filesystem label: at most 16 printable characters"
         raise ConfigError("usb.label", f"{why}, got {label!r}")
     return UsbSection(label=label, cap_bytes=t.size("cap_bytes", d.cap_bytes, lo=1 << 20))
+
+
+def _parse_web(data: object) -> WebSection:
+    t, d = _Table("web", data, _names(WebSection)), WebSection()
+    listen = t.string("listen", d.listen)
+    _check_address(listen, "web.listen", lambda text: parse_host_port(text, any_port=True))
+    box_name = t.string("box_name", d.box_name)
+    if len(box_name) > MAX_BOX_NAME_CHARS or not box_name.isprintable():
+        why = f"must be at most {MAX_BOX_NAME_CHARS} printable characters"
+        raise ConfigError("web.box_name", f"{why}, got {box_name!r}")
+    return WebSection(enabled=t.boolean("enabled", d.enabled), listen=listen, box_name=box_name)
 
 
 def _parse_lan(data: object) -> LanSection:
@@ -359,6 +381,7 @@ _SECTIONS = {
     "policy": _parse_policy,
     "lan": _parse_lan,
     "usb": _parse_usb,
+    "web": _parse_web,
     "radio": _parse_radios,
 }
 
@@ -381,6 +404,7 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
         policy=_parse_policy(data.get("policy", {})),
         lan=_parse_lan(data.get("lan", {})),
         usb=_parse_usb(data.get("usb", {})),
+        web=_parse_web(data.get("web", {})),
         radios=_parse_radios(data.get("radio", [])),
         source=source,
     )

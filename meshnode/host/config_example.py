@@ -74,6 +74,14 @@ label = ""
 # Most space a new drive's folder takes (`meshnode usb init --cap` overrides it).
 cap_bytes = "1GiB"
 
+[web]
+# The page that phones on the box's WiFi open in their browser, and its JSON API.
+enabled = true
+# Address and port it listens on ("127.0.0.1:8080": only this machine).
+listen = "0.0.0.0:8080"
+# The name the page and mDNS show for this box; empty: the host name.
+box_name = ""
+
 # Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
 # "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte
 # E22/E32, Waveshare SX1262 HAT, transparent mode), "rylr" (REYAX RYLR896/998). See

@@ -1,0 +1,51 @@
+"""JSON-ready views of entries, shared by the CLI, the control socket and the page."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING
+
+from meshnode.codec.content import decode_contact
+from meshnode.codec.message import ContentType
+from meshnode.errors import DecodeError
+from meshnode.secure.identity import format_feed_id, format_msg_id
+
+if TYPE_CHECKING:
+    from meshnode.codec.message import Entry
+
+__all__ = ["entry_json"]
+
+# Entries from others were checked against their sender's limit, which may exceed ours.
+_PLAIN_LIMIT = 1 << 16
+
+
+def _type_name(content_type: int) -> str | int:
+    try:
+        return ContentType(content_type).name.lower()
+    except ValueError:
+        return content_type
+
+
+def entry_json(entry: Entry) -> dict[str, object]:
+    """JSON form of an entry: text for posts, contact for contacts, content_b64 otherwise."""
+    out: dict[str, object] = {
+        "author": format_feed_id(entry.author),
+        "seq": entry.seq,
+        "id": format_msg_id(entry.id),
+        "timestamp": entry.timestamp_ms,
+        "type": _type_name(entry.content_type),
+    }
+    try:
+        plain = entry.plain_content(_PLAIN_LIMIT)
+        if entry.content_type == ContentType.POST:
+            out["text"] = plain.decode("utf-8")
+            return out
+        if entry.content_type == ContentType.CONTACT:
+            parsed = decode_contact(plain)
+            target = format_feed_id(parsed.target)
+            out["contact"] = {"action": parsed.action.name.lower(), "target": target}
+            return out
+    except (DecodeError, UnicodeDecodeError):
+        plain = entry.content
+    out["content_b64"] = base64.b64encode(plain).decode("ascii")
+    return out

@@ -213,6 +213,8 @@ class DaemonPool:
         stderr_path = self.root / f"{name}.{n}.stderr"
         command = [*wrap, sys.executable, "-m", "meshnode", *pre, "--data", str(data), "run"]
         command += [*([] if mdns else ["--no-mdns"]), "--listen", f"127.0.0.1:{port}", *args]
+        if "--web" not in args and "--no-web" not in args:
+            command += ["--web", "127.0.0.1:0"]  # daemons of one test never share a page port
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
                 command,

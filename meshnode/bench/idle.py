@@ -87,7 +87,7 @@ def _start(root: Path, config: Path) -> tuple[subprocess.Popen[bytes], bool]:
     data = root / "data"
     argv = [sys.executable, "-m", "meshnode", "--data", str(data), "--config", str(config)]
     subprocess.run([*argv, "init"], env=env, check=True, capture_output=True)
-    run = [*argv, "run", "--listen", "127.0.0.1:0"]
+    run = [*argv, "run", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0"]
     isolated = _can_isolate()
     if isolated:
         # A new network namespace with loopback up: mDNS runs, and stays on this machine.

@@ -52,7 +52,7 @@ class _Daemon:
         env["XDG_CONFIG_HOME"] = str(data_dir / "xdg")  # no user config
         cmd = [sys.executable, "-m", "meshnode", "--data", str(data_dir), "run", "--no-mdns"]
         self.proc = subprocess.Popen(
-            [*cmd, "--listen", "127.0.0.1:0", *extra],
+            [*cmd, "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", *extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

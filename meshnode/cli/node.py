@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from meshnode.host.sdnotify import Notifier
 from meshnode.links.tcp import TcpSettings
 from meshnode.secure.identity import format_feed_id, network_tag, parse_network_key
 from meshnode.store.flatfile import FileStore
+from meshnode.web.server import WebSettings
 
 if TYPE_CHECKING:
     import argparse
@@ -86,6 +88,8 @@ def add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="a peer to dial, HOST:PORT or HOST:PORT@ID (repeatable; adds to lan.peers)",
     )
     p.add_argument("--no-mdns", action="store_true", help="do not announce or browse by mDNS")
+    p.add_argument("--web", metavar="HOST:PORT", help="serve the village page there (web.listen)")
+    p.add_argument("--no-web", action="store_true", help="do not serve the village page")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("peers", help="known and connected peers (needs the daemon)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -396,11 +400,17 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings:
     lan = ctx.config.lan
+    web = ctx.config.web
     try:
         host, port = parse_host_port(args.listen or lan.listen, any_port=True)
         peers = [parse_peer(p) for p in (*lan.peers, *args.peer)]
+        web_host, web_port = parse_host_port(args.web or web.listen, any_port=True)
     except DecodeError as exc:
         raise MeshnodeError(f"bad address: {exc}") from None
+    page = None
+    if web.enabled and not args.no_web:
+        name = web.box_name or socket.gethostname()
+        page = WebSettings(host=web_host, port=web_port, box_name=name)
     return ServiceSettings(
         listen_host=host,
         listen_port=port,
@@ -412,6 +422,7 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         reconnect_min_s=lan.reconnect_min_s,
         reconnect_max_s=lan.reconnect_max_s,
         radios=ctx.config.radios,
+        web=page,
     )
 
 

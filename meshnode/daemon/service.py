@@ -34,6 +34,7 @@ from meshnode.host.eventlog import log_event
 from meshnode.links.radio import RadioInterface
 from meshnode.links.tcp import TcpSettings
 from meshnode.types import PeerId
+from meshnode.web.server import WebServer, WebSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
@@ -70,6 +71,7 @@ class ServiceSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
     radios: tuple[RadioSection, ...] = ()
+    web: WebSettings | None = None  # the village page; None: not served
 
 
 class Service:
@@ -122,6 +124,9 @@ class Service:
         ]
         for interface in self.radios:
             interface.on_receive = self._pump
+        self.web = (
+            None if settings.web is None else WebServer(node, settings.web, on_change=self._pump)
+        )
         self.control = ControlServer(
             node,
             extra={"peers": self._peers_request, "status": self._status_request},
@@ -189,6 +194,8 @@ class Service:
             server.close()
             control.close()
             self.control.close()
+            if self.web is not None:
+                await self.web.close()
             self.node.flush()
 
     async def _open_sockets(self) -> tuple[asyncio.Server, asyncio.Server]:
@@ -206,6 +213,13 @@ class Service:
             raise LinkError(
                 f"cannot open the control socket {path}: {exc.strerror or exc}"
             ) from None
+        if self.web is not None:
+            try:
+                await self.web.start()
+            except LinkError:
+                server.close()
+                control.close()
+                raise
         self.listening = [
             format_host_port(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
             for sock in server.sockets

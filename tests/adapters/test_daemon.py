@@ -100,7 +100,7 @@ def test_cli_goes_through_the_control_socket_and_a_second_run_is_refused(
     assert status["follows"] == 1
     assert pool.json(a, "peers") == {"running": True, "peers": [], "radios": []}
 
-    second = pool.cli(a, "run", "--no-mdns", "--listen", "127.0.0.1:1")
+    second = pool.cli(a, "run", "--no-mdns", "--web", "127.0.0.1:0", "--listen", "127.0.0.1:1")
     assert second.returncode == 1
     assert f"in use by another meshnode process (pid {daemon.proc.pid})" in second.stderr
     assert "Traceback" not in second.stderr
@@ -255,7 +255,7 @@ def test_bad_lan_config_exits_78_naming_the_key(pool: DaemonPool) -> None:
     a, _ = pool.init("a")
     config = pool.root / "bad.toml"
     config.write_text('[lan]\nlisten = "nonsense"\n', encoding="utf-8")
-    done = pool.cli(a, "run", "--no-mdns", pre=("--config", str(config)))
+    done = pool.cli(a, "run", "--no-mdns", "--web", "127.0.0.1:0", pre=("--config", str(config)))
     assert done.returncode == 78
     assert "lan.listen" in done.stderr
     assert "Traceback" not in done.stderr
@@ -267,7 +267,9 @@ def test_port_in_use_is_one_error_line(pool: DaemonPool) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = int(taken.getsockname()[1])
-        done = pool.cli(a, "run", "--no-mdns", "--listen", f"127.0.0.1:{port}")
+        done = pool.cli(
+            a, "run", "--no-mdns", "--web", "127.0.0.1:0", "--listen", f"127.0.0.1:{port}"
+        )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("meshnode: error:")]

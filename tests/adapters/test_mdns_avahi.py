@@ -139,7 +139,7 @@ def _start(pool: DaemonPool, name: str, namespace: str, host: str) -> Daemon:
     # Not DaemonPool.start: that one listens on 127.0.0.1, which the other namespace cannot reach.
     data = pool.data(name)
     stderr_path = pool.root / f"{name}.stderr"
-    command = [sys.executable, "-m", "meshnode", "--data", str(data), "run"]
+    command = [sys.executable, "-m", "meshnode", "--data", str(data), "run", "--web", "127.0.0.1:0"]
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
             netns_exec(namespace, *command, "--listen", f"{host}:{PORT}"),

@@ -588,7 +588,7 @@ def _read_lines(fd: int, count: int, timeout_s: float) -> list[str]:
 def run_process(home: Path) -> Iterator[subprocess.Popen[bytes]]:
     data = home / "daemon"
     with subprocess.Popen(
-        [sys.executable, "-m", "meshnode", "--data", str(data), "run"],
+        [sys.executable, "-m", "meshnode", "--data", str(data), "run", "--web", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(home),

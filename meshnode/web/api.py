@@ -1,0 +1,237 @@
+"""The JSON API the page speaks: read the timeline and feeds, post signed entries, follow live.
+
+Every request is checked before it costs anything: bodies are capped (``MAX_BODY_BYTES``),
+query values parsed strictly, and a state-changing request must come from the page's own
+origin with a type no HTML form can send (``application/octet-stream``), so another site
+cannot post through a phone. Entries from browsers are verified exactly like entries from
+peers; the box never holds a person's secret key, so it cannot forge their entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from meshnode.codec.content import ContactAction
+from meshnode.codec.message import entry_author
+from meshnode.core.feed import Outcome
+from meshnode.core.views import entry_json
+from meshnode.errors import DecodeError, StoreError
+from meshnode.secure.identity import format_feed_id, format_msg_id, network_tag, parse_feed_id
+from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
+from meshnode.web.timeline import decode_cursor, encode_cursor, timeline_page
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from meshnode.core.node import Node
+    from meshnode.types import FeedId
+
+__all__ = ["MAX_BODY_BYTES", "MAX_CLIENTS", "PostLimiter", "routes"]
+
+MAX_BODY_BYTES = 64 * 1024  # an entry is at most ~8.3 KB; nothing the page sends is larger
+MAX_CLIENTS = 1024  # clients whose posting rate is remembered; the oldest are forgotten
+POSTS_PER_MINUTE = 30  # per client address: a person posts far less; a script is slowed
+NEW_PEOPLE_PER_MINUTE = 1  # per client address: feeds the box starts keeping for a poster
+
+
+class PostLimiter:
+    """Token buckets per client address, in a table of at most MAX_CLIENTS."""
+
+    def __init__(
+        self, per_minute: int = POSTS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate_per_s = per_minute / 60.0
+        self.burst = float(per_minute)
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str) -> bool:
+        """Take one token for ``client``; False when it has none left."""
+        now = self.clock()
+        tokens, at = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate_per_s)
+        allowed = tokens >= 1.0
+        self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > MAX_CLIENTS:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+class Box:
+    """What the handlers share: the node, its live hub and the daemon's wake-up."""
+
+    def __init__(self, node: Node, *, name: str, on_change: Callable[[], None]) -> None:
+        self.node = node
+        self.name = name
+        self.on_change = on_change
+        self.hub = Hub()
+        self.posts = PostLimiter()
+        self.people = PostLimiter(NEW_PEOPLE_PER_MINUTE)
+        self.rejected = 0
+
+
+_BOX_KEY = web.AppKey("box", Box)
+
+
+def _box(request: web.Request) -> Box:
+    return request.app[_BOX_KEY]
+
+
+def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _query_feed(request: web.Request) -> FeedId:
+    try:
+        # A "+" of the base64 id sent unescaped arrives as a space; an id has no spaces.
+        return parse_feed_id(request.query.get("feed", "").replace(" ", "+"))
+    except DecodeError as exc:
+        raise web.HTTPBadRequest(text=f"feed: {exc}") from None
+
+
+async def box_info(request: web.Request) -> web.Response:
+    """GET /api/box: the box's name, id and network."""
+    box = _box(request)
+    return web.json_response(
+        {
+            "name": box.name,
+            "id": format_feed_id(box.node.feed_id),
+            "network": network_tag(box.node.network_key),
+        }
+    )
+
+
+async def timeline(request: web.Request) -> web.Response:
+    """GET /api/timeline?limit=N&before=CURSOR: newest first, with the next page's cursor."""
+    box = _box(request)
+    limit = _query_int(request, "limit", 20, 1, 100)
+    before = request.query.get("before")
+    try:
+        cursor = decode_cursor(before) if before else None
+    except DecodeError as exc:
+        raise web.HTTPBadRequest(text=f"before: {exc}") from None
+    entries, following = timeline_page(box.node, limit=limit, before=cursor)
+    nxt = encode_cursor(following) if following else None
+    return web.json_response({"entries": [entry_json(e) for e in entries], "next": nxt})
+
+
+async def feed_head(request: web.Request) -> web.Response:
+    """GET /api/head?feed=ID: what the box holds of a feed (a phone signs after ``latest``)."""
+    box = _box(request)
+    feed = _query_feed(request)
+    head = box.node.store.head(feed)
+    out: dict[str, object] = {
+        "feed": format_feed_id(feed),
+        "kept": box.node.scope(feed) is not None,
+    }
+    if head is None:
+        out.update(first=0, latest=0, latest_id=None)
+    else:
+        out.update(first=head.first, latest=head.latest, latest_id=format_msg_id(head.latest_id))
+    return web.json_response(out)
+
+
+async def post_entry(request: web.Request) -> web.Response:
+    """POST /api/entries: one signed full-form entry, verified like any other."""
+    box = _box(request)
+    _same_origin(request)
+    if request.content_type != "application/octet-stream":
+        raise web.HTTPUnsupportedMediaType(text="send the entry as application/octet-stream")
+    client = request.remote or "unknown"
+    if not box.posts.allow(client):
+        raise web.HTTPTooManyRequests(text="too many posts from this address: wait a minute")
+    raw = await request.read()
+    try:
+        result = box.node.ingest(raw)
+        if result.outcome is Outcome.UNWANTED:
+            if not box.people.allow(client):
+                raise web.HTTPTooManyRequests(
+                    text="this box takes one new person a minute from each address: wait a minute"
+                )
+            _keep_feed(box, entry_author(raw))
+            result = box.node.ingest(raw)
+    except StoreError as exc:
+        raise web.HTTPServiceUnavailable(text=f"the box cannot store it: {exc}") from None
+    except DecodeError as exc:
+        result = None
+        reason = f"malformed: {exc}"
+    if result is not None and result.outcome in (Outcome.ADDED, Outcome.HELD):
+        box.on_change()
+        assert result.entry is not None
+        status = 201 if result.outcome is Outcome.ADDED else 200
+        body = {"outcome": result.outcome.value, "id": format_msg_id(result.entry.id)}
+        return web.json_response(body, status=status)
+    box.rejected += 1
+    if result is not None:
+        reason = result.reason
+        outcome = result.outcome.value
+    else:
+        outcome = Outcome.REJECTED.value
+    return web.json_response({"outcome": outcome, "reason": reason}, status=422)
+
+
+def _keep_feed(box: Box, feed: FeedId) -> None:
+    """The box keeps the feed of a person who posts through its page: it follows them."""
+    box.node.set_contact(ContactAction.FOLLOW, feed, timestamp_ms=time.time_ns() // 1_000_000)
+
+
+def _same_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # not a browser's cross-site request: browsers always send Origin on POST
+    scheme_host = origin.split("://", 1)[-1]
+    if scheme_host != request.host:
+        raise web.HTTPForbidden(text="requests that change the box must come from its own page")
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /api/events: server-sent events naming the feeds that gained entries."""
+    box = _box(request)
+    try:
+        queue = box.hub.open()
+    except StreamsFull:
+        raise web.HTTPServiceUnavailable(text="too many open pages: try again later") from None
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 3000\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                event = b": keepalive\n\n"
+            if event is None:
+                break
+            await response.write(event)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the phone went away; its page reconnects when it can
+    finally:
+        box.hub.close(queue)
+    return response
+
+
+def routes(app: web.Application, box: Box) -> None:
+    """Put the API on ``app``."""
+    app[_BOX_KEY] = box
+    app.router.add_get("/api/box", box_info)
+    app.router.add_get("/api/timeline", timeline)
+    app.router.add_get("/api/head", feed_head)
+    app.router.add_post("/api/entries", post_entry)
+    app.router.add_get("/api/events", events)

@@ -1,0 +1,119 @@
+"""The web server in the daemon's event loop: static page, JSON API, security headers.
+
+Only this room imports the HTTP server (aiohttp). The page's files ship in ``static/``
+inside the package: nothing comes from another origin, and the Content-Security-Policy
+says so to the browser, so text in an entry can never become a script.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from meshnode.errors import LinkError
+from meshnode.host.address import format_host_port
+from meshnode.web.api import MAX_BODY_BYTES, Box, routes
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from meshnode.core.node import Node
+
+__all__ = ["STATIC", "WebServer", "WebSettings", "make_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSettings:
+    """Where the page listens and what it calls the box."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    box_name: str = ""
+
+
+@web.middleware
+async def _security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure(request, exc)
+        raise
+    _secure(request, response)
+    return response
+
+
+def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(_HEADERS)
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    del request
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def make_app(
+    node: Node, *, box_name: str, on_change: Callable[[], None]
+) -> tuple[web.Application, Box]:
+    """The aiohttp application for ``node``, and the state its handlers share."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
+    box = Box(node, name=box_name, on_change=on_change)
+    routes(app, box)
+    app.router.add_get("/", _index)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)
+    return app, box
+
+
+class WebServer:
+    """Serves the page for ``node`` until closed; starts listening in ``start``."""
+
+    def __init__(self, node: Node, settings: WebSettings, *, on_change: Callable[[], None]) -> None:
+        self.settings = settings
+        self.app, self.box = make_app(node, box_name=settings.box_name, on_change=on_change)
+        node.add_append_listener(self.box.hub.entry_stored)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.listening: list[str] = []
+
+    async def start(self) -> None:
+        """Listen on the configured address; LinkError when it cannot."""
+        s = self.settings
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.host, s.port, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            where = format_host_port(s.host, s.port)
+            raise LinkError(f"cannot serve the page on {where}: {exc.strerror or exc}") from None
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.listening = [
+            format_host_port(str(x.getsockname()[0]), int(x.getsockname()[1])) for x in sockets
+        ]
+        log.info("page on %s", ", ".join(f"http://{a}/" for a in self.listening))
+
+    async def close(self) -> None:
+        """End every event stream and stop serving."""
+        self.box.hub.close_all()
+        await self._runner.cleanup()

@@ -390,7 +390,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                 settings,
                 notifier=Notifier(os.environ),
                 control_path=ctx.control_path(),
-                discovery=_mdns(node) if mdns else None,
+                discovery=_mdns(node, settings.web) if mdns else None,
             )
             asyncio.run(service.run())
     finally:
@@ -426,13 +426,25 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
     )
 
 
-def _mdns(node: Node) -> Callable[[Callable[[PeerSeen], None], int], Coroutine[Any, Any, None]]:
-    """Discovery for the daemon: announce on every interface, report nodes of our network."""
+def _mdns(
+    node: Node, web: WebSettings | None
+) -> Callable[[Callable[[PeerSeen], None], int], Coroutine[Any, Any, None]]:
+    """Discovery for the daemon: announce on every interface, report nodes of our network.
+
+    The village page is announced too (``_http._tcp``, by the box's name) when it listens
+    on a fixed port.
+    """
     from meshnode.links.discovery import MdnsDiscovery  # zeroconf loads only when it is used
+
+    page = (web.box_name, web.port) if web is not None and web.port else None
 
     def run(on_seen: Callable[[PeerSeen], None], port: int) -> Coroutine[Any, Any, None]:
         discovery = MdnsDiscovery(
-            feed_id=node.feed_id, network_key=node.network_key, port=port, on_seen=on_seen
+            feed_id=node.feed_id,
+            network_key=node.network_key,
+            port=port,
+            on_seen=on_seen,
+            page=page,
         )
         return discovery.run()
 

@@ -43,9 +43,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISCOVERY_VERSION",
+    "HTTP_SERVICE_TYPE",
     "SERVICE_TYPE",
     "MdnsDiscovery",
     "PeerSeen",
+    "page_instance_name",
     "parse_properties",
     "service_properties",
 ]
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DISCOVERY_VERSION = 1
 SERVICE_TYPE = "_meshnode._tcp.local."
+HTTP_SERVICE_TYPE = "_http._tcp.local."  # the village page, so browsers find it by name
 _RESOLVE_TIMEOUT_MS = 3000
 
 
@@ -93,6 +96,14 @@ def parse_properties(props: Mapping[bytes, bytes | None], network_key: bytes) ->
     if len(raw) != KEY_BYTES or base64.b64encode(raw) != text:
         return None
     return FeedId(raw)
+
+
+def page_instance_name(box_name: str) -> str:
+    """A DNS-SD instance name: printable, no dots, at most 63 bytes of UTF-8."""
+    name = "".join(c for c in box_name if c.isprintable() and c != ".").strip() or "meshnode"
+    while len(name.encode()) > 63:
+        name = name[:-1]
+    return name
 
 
 def _label(feed_id: FeedId) -> str:
@@ -142,6 +153,7 @@ class MdnsDiscovery:
         on_seen: Callable[[PeerSeen], None],
         interfaces: list[str] | None = None,
         rescan_s: float = 10.0,
+        page: tuple[str, int] | None = None,
     ) -> None:
         self._feed_id = feed_id
         self._network_key = network_key
@@ -149,6 +161,7 @@ class MdnsDiscovery:
         self._on_seen = on_seen
         self._interfaces = interfaces
         self._rescan_s = rescan_s
+        self._page = page  # (box name, port) of the village page, advertised as _http._tcp
         self._seen: set[tuple[FeedId, str, int]] = set()
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -182,6 +195,19 @@ class MdnsDiscovery:
             parsed_addresses=self._addresses(),
         )
 
+    def _page_info(self) -> AsyncServiceInfo | None:
+        if self._page is None:
+            return None
+        name, port = self._page
+        return AsyncServiceInfo(
+            HTTP_SERVICE_TYPE,
+            f"{page_instance_name(name)}.{HTTP_SERVICE_TYPE}",
+            port=port,
+            properties={"path": "/"},
+            server=f"{_label(self._feed_id)}.local.",
+            parsed_addresses=self._addresses(),
+        )
+
     async def _run_once(self) -> None:
         """One zeroconf instance; returns when it must be rebuilt for new interfaces."""
         choice = InterfaceChoice.All if self._interfaces is None else self._interfaces
@@ -201,11 +227,17 @@ class MdnsDiscovery:
         try:
             await aiozc.async_register_service(info, allow_name_change=True)
             log.info("advertising %s on %s port %d", info.name, info.parsed_addresses(), self._port)
-            await self._follow_interfaces(aiozc, info)
+            page = self._page_info()
+            if page is not None:
+                await aiozc.async_register_service(page, allow_name_change=True)
+                log.info("advertising the page as %s port %d", page.name, page.port)
+            await self._follow_interfaces(aiozc, info, page)
         finally:
             await browser.async_cancel()
 
-    async def _follow_interfaces(self, aiozc: AsyncZeroconf, info: AsyncServiceInfo) -> None:
+    async def _follow_interfaces(
+        self, aiozc: AsyncZeroconf, info: AsyncServiceInfo, page: AsyncServiceInfo | None
+    ) -> None:
         """Poll the adapters; re-announce and rebind when their addresses change."""
         can_rebind = hasattr(aiozc, "async_update_interfaces")
         known = _adapter_addresses(loopback=True)
@@ -218,9 +250,11 @@ class MdnsDiscovery:
                     return
                 if (addresses := self._addresses()) != sorted(info.parsed_addresses()):
                     # Records first: a new link must never hear our old (maybe loopback) ones.
-                    info.addresses = addresses
+                    for record in (info, page):
+                        if record is not None:
+                            record.addresses = addresses
+                            await aiozc.async_update_service(record)
                     log.info("advertising %s on %s", info.name, addresses)
-                    await aiozc.async_update_service(info)
             if can_rebind:
                 # Every time, not only on change: a no-op when nothing changed, and it retries
                 # binds that failed, such as an IPv6 address that was still tentative (DAD).

@@ -58,7 +58,7 @@ SYSTEMCTL   ?= systemctl
 SYSUSERS    ?= systemd-sysusers
 UDEVADM     ?= udevadm
 INSTALL_VENV ?= yes
-UNITS       := $(wildcard systemd/*.service)
+UNITS       := $(wildcard systemd/*.service systemd/*.socket)
 RULES       := $(wildcard systemd/*.rules)
 
 install-service:
@@ -81,6 +81,7 @@ install-service:
 	  $(SYSUSERS) $(SYSUSERSDIR)/meshnode.conf && \
 	  $(UDEVADM) control --reload && \
 	  $(SYSTEMCTL) daemon-reload && \
+	  $(SYSTEMCTL) enable meshnode-web.socket && \
 	  $(SYSTEMCTL) enable --now meshnode.service && \
 	  echo "meshnode is running: systemctl status meshnode; journalctl -u meshnode -f"; \
 	fi
@@ -88,7 +89,7 @@ install-service:
 uninstall-service:
 	@test -n "$(DESTDIR)" || test "$$(id -u)" = 0 || \
 	  { echo "uninstall-service changes the system: run it as root"; exit 1; }
-	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) disable --now meshnode.service; fi
+	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) disable --now meshnode.service meshnode-web.socket; fi
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
 	rm -f $(addprefix $(DESTDIR)$(UDEVDIR)/,$(notdir $(RULES)))
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/meshnode.conf

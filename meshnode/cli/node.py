@@ -34,7 +34,7 @@ from meshnode.host.datadir import (
     load_identity,
     load_network_key,
 )
-from meshnode.host.sdnotify import Notifier
+from meshnode.host.sdnotify import Notifier, listen_fds
 from meshnode.links.tcp import TcpSettings
 from meshnode.secure.identity import format_feed_id, network_tag, parse_network_key
 from meshnode.store.flatfile import FileStore
@@ -410,7 +410,12 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
     page = None
     if web.enabled and not args.no_web:
         name = web.box_name or socket.gethostname()
-        page = WebSettings(host=web_host, port=web_port, box_name=name)
+        # Under systemd, meshnode-web.socket holds port 80 for us: no capability needed.
+        fd = None if args.web else listen_fds(os.environ).get("web")
+        if fd is not None:
+            with socket.socket(fileno=os.dup(fd)) as passed:
+                web_port = int(passed.getsockname()[1])
+        page = WebSettings(host=web_host, port=web_port, box_name=name, fd=fd)
     return ServiceSettings(
         listen_host=host,
         listen_port=port,

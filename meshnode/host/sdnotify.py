@@ -13,9 +13,11 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, MutableMapping
 
-__all__ = ["Notifier"]
+__all__ = ["SD_LISTEN_FDS_START", "Notifier", "listen_fds"]
+
+SD_LISTEN_FDS_START = 3  # the first socket systemd passes (sd_listen_fds(3))
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +63,23 @@ def _watchdog_period_s(env: Mapping[str, str]) -> float | None:
     if pid and (not (pid.isascii() and pid.isdigit()) or int(pid) != os.getpid()):
         return None  # the watchdog is meant for another process
     return int(usec) / 2e6
+
+
+def listen_fds(env: MutableMapping[str, str]) -> dict[str, int]:
+    """Sockets systemd passed to this process, by their FileDescriptorName, once.
+
+    The protocol of sd_listen_fds(3): $LISTEN_PID names this process, $LISTEN_FDS counts
+    the descriptors from 3 on, $LISTEN_FDNAMES names them. The variables are removed from
+    ``env`` so that child processes do not take the sockets for theirs.
+    """
+    pid, count = env.pop("LISTEN_PID", ""), env.pop("LISTEN_FDS", "")
+    names = env.pop("LISTEN_FDNAMES", "").split(":")
+    if not pid.isdigit() or int(pid) != os.getpid() or not count.isdigit():
+        return {}
+    found: dict[str, int] = {}
+    for i in range(int(count)):
+        fd = SD_LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)
+        name = names[i] if i < len(names) and names[i] else "unknown"
+        found.setdefault(name, fd)
+    return found

@@ -8,6 +8,7 @@ says so to the browser, so text in an entry can never become a script.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ class WebSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     box_name: str = ""
+    fd: int | None = None  # a listening socket systemd passed (meshnode-web.socket)
 
 
 @web.middleware
@@ -99,7 +101,12 @@ class WebServer:
         """Listen on the configured address; LinkError when it cannot."""
         s = self.settings
         await self._runner.setup()
-        site = web.TCPSite(self._runner, s.host, s.port, shutdown_timeout=1.0)
+        site: web.BaseSite
+        if s.fd is not None:
+            sock = socket.socket(fileno=s.fd)
+            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+        else:
+            site = web.TCPSite(self._runner, s.host, s.port, shutdown_timeout=1.0)
         try:
             await site.start()
         except OSError as exc:

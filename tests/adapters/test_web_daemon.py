@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -13,7 +17,7 @@ import pytest
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from meshnode.types import Seq
-from tests.daemons import DaemonPool, daemon_pool, wait_for
+from tests.daemons import DaemonPool, daemon_pool, free_port, wait_for
 from tests.fakes import TS_MS, identity
 
 if TYPE_CHECKING:
@@ -87,3 +91,30 @@ def test_no_web_serves_no_page(pool: DaemonPool) -> None:
     daemon = pool.start("a", "--no-web")
     assert _found(daemon.stderr()) is None
     assert "page on" not in daemon.stderr()
+
+
+def test_the_page_serves_on_a_socket_that_systemd_passes(pool: DaemonPool) -> None:
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        pytest.skip("systemd-socket-activate is not installed (apt-get install systemd)")
+    a, a_id = pool.init("a")
+    port = free_port()
+    command = [tool, "-l", f"127.0.0.1:{port}", "--fdname=web", sys.executable, "-m", "meshnode"]
+    command += ["--data", str(a), "run", "--no-mdns", "--listen", "127.0.0.1:0"]
+    log = pool.root / "activated.stderr"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(command, env=pool.env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        status, info = wait_for("the passed socket to serve", lambda: _box(port), 20.0)
+        assert (status, info["id"]) == (200, a_id)
+        assert f"page on http://127.0.0.1:{port}/" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+
+
+def _box(port: int) -> tuple[int, dict[str, object]] | None:
+    try:
+        return http(f"http://127.0.0.1:{port}/api/box")
+    except (urllib.error.URLError, ConnectionError):
+        return None

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from meshnode.host.sdnotify import Notifier
+from meshnode.host.sdnotify import SD_LISTEN_FDS_START, Notifier, listen_fds
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -159,3 +162,34 @@ def test_missing_socket_warns_once(caplog: pytest.LogCaptureFixture) -> None:
 )
 def test_non_ascii_digits_mean_no_watchdog(env: dict[str, str]) -> None:
     assert Notifier(env).watchdog_period_s is None
+
+
+def test_listen_fds_takes_only_sockets_meant_for_this_process() -> None:
+    env = {"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
+    assert listen_fds(env) == {}
+    assert env == {}  # never passed on to children either
+    assert listen_fds({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "x"}) == {}
+    assert listen_fds({}) == {}
+
+
+_CHILD = """
+import json, os, socket
+from meshnode.host.sdnotify import SD_LISTEN_FDS_START, listen_fds
+first, second = socket.socket(), socket.socket()
+os.dup2(first.fileno(), SD_LISTEN_FDS_START)
+os.dup2(second.fileno(), SD_LISTEN_FDS_START + 1)
+env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:"}
+found = listen_fds(env)
+print(json.dumps([found, os.get_inheritable(SD_LISTEN_FDS_START), env]))
+"""
+
+
+def test_listen_fds_names_each_passed_socket() -> None:
+    # In a child: fds 3 and 4 of this test process may belong to pytest.
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=30, check=True
+    )
+    found, inheritable, env = json.loads(done.stdout)
+    assert found == {"web": SD_LISTEN_FDS_START, "unknown": SD_LISTEN_FDS_START + 1}
+    assert inheritable is False
+    assert env == {}

@@ -53,6 +53,24 @@ def add_feed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_feed)
 
+    p = sub.add_parser("reply", help="answer an entry: a post in its thread")
+    p.add_argument("parent", metavar="ID", help="the entry's id %%...sha256")
+    p.add_argument("text", metavar="TEXT", type=_post_text, help="the text")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_reply)
+
+    p = sub.add_parser("about", help="publish this feed's name and description")
+    p.add_argument("--name", required=True, help="the name people see")
+    p.add_argument("--description", default="", help="a few words about you")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_about)
+
+    p = sub.add_parser("timeline", help="entries of every kept feed, newest first")
+    p.add_argument("--limit", metavar="N", type=_positive, default=20, help="at most N (100)")
+    p.add_argument("--before", metavar="CURSOR", help="the page after this one (from --json)")
+    p.add_argument("--json", action="store_true", help="print JSON: entries and next cursor")
+    p.set_defaults(func=cmd_timeline)
+
     for action, verb in _CONTACT_VERBS.items():
         name = action.name.lower()
         p = sub.add_parser(name, help=f"publish a contact entry: {name} a feed")
@@ -151,6 +169,44 @@ def _post_lines(access: Access) -> int:
     return posted
 
 
+def cmd_reply(ctx: Context, args: argparse.Namespace) -> int:
+    """reply ID TEXT."""
+    with open_access(ctx) as access:
+        ref = access.call("reply", parent=args.parent, text=args.text)
+    if args.json:
+        emit_json(ref)
+    else:
+        print(f"replied #{ref['seq']} {ref['id']}")
+    return 0
+
+
+def cmd_about(ctx: Context, args: argparse.Namespace) -> int:
+    """about --name NAME [--description TEXT]."""
+    with open_access(ctx) as access:
+        ref = access.call("about", name=args.name, description=args.description)
+    if args.json:
+        emit_json(ref)
+    else:
+        print(f"about #{ref['seq']}: {args.name}")
+    return 0
+
+
+def cmd_timeline(ctx: Context, args: argparse.Namespace) -> int:
+    """timeline: newest first, one line per entry, and how to get the next page."""
+    with open_access(ctx) as access:
+        page = access.call("timeline", limit=min(args.limit, 100), before=args.before or "")
+    if args.json:
+        emit_json(page)
+        return 0
+    entries = page.get("entries")
+    for item in entries if isinstance(entries, list) else []:
+        author = str(item.get("author", ""))[:9]
+        print(f"{author}… {_entry_line(item)}")
+    if page.get("next"):
+        print(f"more: meshnode timeline --before {page['next']}")
+    return 0
+
+
 def cmd_feed(ctx: Context, args: argparse.Namespace) -> int:
     """Print a feed's entries, oldest first; damaged ones are skipped, then reported."""
     name = format_feed_id(args.feed) if args.feed is not None else None
@@ -183,7 +239,11 @@ def _entry_line(data: dict[str, object]) -> str:
     head = f"#{seq!s:<5} {_format_time(timestamp if isinstance(timestamp, int) else 0)}"
     if "text" in data:
         # One line per entry: a multi-line post is joined; --json keeps it exact.
-        return f"{head}  " + " ".join(str(data["text"]).splitlines())
+        text = " ".join(str(data["text"]).splitlines())
+        return f"{head}  {'[reply] ' if 'parent' in data else ''}{text}"
+    about = data.get("about")
+    if isinstance(about, dict):
+        return f"{head}  [about] {about['name']}: {about['description']}"
     contact = data.get("contact")
     if isinstance(contact, dict):
         return f"{head}  [{contact['action']}] {contact['target']}"

@@ -78,6 +78,8 @@ class ContentType(IntEnum):
     RAW = 0
     POST = 1
     CONTACT = 2
+    REPLY = 3
+    ABOUT = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from meshnode.codec.content import decode_contact, decode_post
+from meshnode.codec.content import decode_about, decode_contact, decode_post, decode_reply
 from meshnode.codec.message import ContentType, Entry
 from meshnode.secure.identity import verify_signature
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from meshnode.types import MsgId, Seq
 
 __all__ = ["FeedHead", "IngestResult", "Outcome", "Verdict", "check_content", "judge_entry"]
@@ -77,6 +79,15 @@ def judge_entry(entry: Entry, head: FeedHead | None, stored_id: MsgId | None) ->
     return Verdict.HELD if stored_id == entry.id else Verdict.FORK
 
 
+# Content types whose bytes the node checks before it stores an entry; others are opaque.
+_CONTENT_DECODERS: dict[int, Callable[[bytes], object]] = {
+    ContentType.POST: decode_post,
+    ContentType.CONTACT: decode_contact,
+    ContentType.REPLY: decode_reply,
+    ContentType.ABOUT: decode_about,
+}
+
+
 def check_content(entry: Entry, network_key: bytes, max_content_bytes: int) -> None:
     """Verify the signature and that the content decodes for its type.
 
@@ -85,9 +96,8 @@ def check_content(entry: Entry, network_key: bytes, max_content_bytes: int) -> N
         DecodeError: content does not decompress or does not fit its type.
     """
     verify_signature(entry.author, network_key, entry.body, entry.signature)
-    if entry.compressed or entry.content_type in (ContentType.POST, ContentType.CONTACT):
+    decode = _CONTENT_DECODERS.get(entry.content_type)
+    if entry.compressed or decode is not None:
         plain = entry.plain_content(max_content_bytes)
-        if entry.content_type == ContentType.POST:
-            decode_post(plain)
-        elif entry.content_type == ContentType.CONTACT:
-            decode_contact(plain)
+        if decode is not None:
+            decode(plain)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from meshnode.codec.content import decode_contact
+from meshnode.codec.content import decode_about, decode_contact, decode_reply
 from meshnode.codec.message import ContentType
 from meshnode.errors import DecodeError
 from meshnode.secure.identity import format_feed_id, format_msg_id
@@ -44,6 +44,14 @@ def entry_json(entry: Entry) -> dict[str, object]:
             parsed = decode_contact(plain)
             target = format_feed_id(parsed.target)
             out["contact"] = {"action": parsed.action.name.lower(), "target": target}
+            return out
+        if entry.content_type == ContentType.REPLY:
+            reply = decode_reply(plain)
+            out.update(text=reply.text, parent=format_msg_id(reply.parent))
+            return out
+        if entry.content_type == ContentType.ABOUT:
+            about = decode_about(plain)
+            out["about"] = {"name": about.name, "description": about.description}
             return out
     except (DecodeError, UnicodeDecodeError):
         plain = entry.content

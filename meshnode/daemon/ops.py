@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from meshnode.codec.content import Contact, ContactAction
+from meshnode.codec.content import About, Contact, ContactAction, Reply, encode_about, encode_reply
+from meshnode.codec.message import ContentType
+from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
 from meshnode.core.views import entry_json
 from meshnode.errors import DecodeError, ForkError, MeshnodeError, StoreCorrupt
-from meshnode.secure.identity import format_feed_id, format_msg_id, parse_feed_id
+from meshnode.secure.identity import format_feed_id, format_msg_id, parse_feed_id, parse_msg_id
 from meshnode.usb.merge import SyncReport, sync_drive
 
 if TYPE_CHECKING:
@@ -119,6 +121,52 @@ def post_many(node: Node, args: Mapping[str, object]) -> dict[str, object]:
     return {"posted": posted, "error": error, "failed_index": failed}
 
 
+def _publish(node: Node, content_type: int, content: bytes) -> dict[str, object]:
+    try:
+        entry = node.publish(content_type, content, timestamp_ms=_now_ms())
+    except (ValueError, ForkError) as exc:  # content too long; our own feed forked
+        raise PostError(str(exc)) from exc
+    node.flush()
+    return entry_ref(entry)
+
+
+def reply(node: Node, args: Mapping[str, object]) -> dict[str, object]:
+    """{"parent", "text"} -> {"id", "author", "seq"}: a post that answers entry ``parent``."""
+    text = _arg_str(args, "text")
+    if not text.strip():
+        raise PostError("nothing to post: the text is empty")
+    try:
+        parent = parse_msg_id(_arg_str(args, "parent"))
+    except DecodeError as exc:
+        raise RequestError(f"argument 'parent': {exc}") from None
+    return _publish(node, ContentType.REPLY, encode_reply(Reply(parent=parent, text=text)))
+
+
+def about(node: Node, args: Mapping[str, object]) -> dict[str, object]:
+    """{"name", "description"?} -> {"id", "author", "seq"}: who this feed says it is."""
+    description = args.get("description", "")
+    if not isinstance(description, str):
+        raise RequestError("argument 'description' must be a string")
+    try:
+        content = encode_about(About(name=_arg_str(args, "name"), description=description))
+    except ValueError as exc:
+        raise PostError(str(exc)) from None
+    return _publish(node, ContentType.ABOUT, content)
+
+
+def timeline(node: Node, args: Mapping[str, object]) -> dict[str, object]:
+    """{"limit"?, "before"?} -> {"entries", "next"}: every kept feed, newest first."""
+    limit = _arg_int(args, "limit", 20) or 20
+    before = args.get("before")
+    try:
+        cursor = decode_cursor(before) if isinstance(before, str) and before else None
+    except DecodeError as exc:
+        raise RequestError(f"argument 'before': {exc}") from None
+    entries, following = timeline_page(node, limit=limit, before=cursor)
+    nxt = encode_cursor(following) if following else None
+    return {"entries": [entry_json(e) for e in entries], "next": nxt}
+
+
 def contact(node: Node, args: Mapping[str, object]) -> dict[str, object]:
     """{"action", "target"} -> {"changed", ...}: a contact entry, unless it changes nothing."""
     try:
@@ -180,6 +228,9 @@ def usb_sync(node: Node, args: Mapping[str, object]) -> Iterator[dict[str, objec
 HANDLERS: dict[str, Callable[[Node, Mapping[str, object]], dict[str, object]]] = {
     "post": post,
     "post_many": post_many,
+    "reply": reply,
+    "about": about,
+    "timeline": timeline,
     "contact": contact,
     "status": status,
 }

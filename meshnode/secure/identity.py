@@ -28,6 +28,7 @@ __all__ = [
     "format_msg_id",
     "network_tag",
     "parse_feed_id",
+    "parse_msg_id",
     "parse_network_key",
     "verify_signature",
 ]
@@ -84,16 +85,26 @@ def format_feed_id(feed: FeedId) -> str:
 
 def parse_feed_id(text: str) -> FeedId:
     """Parse ``@<base64>.ed25519`` (the ``@`` may be omitted); DecodeError if malformed."""
-    body = text.strip().removeprefix("@")
-    if not body.endswith(".ed25519"):
-        raise DecodeError(f"not a feed id (expected @<base64>.ed25519): {text!r}")
+    return FeedId(_parse_id(text, "@", ".ed25519", ("a", "feed id")))
+
+
+def parse_msg_id(text: str) -> MsgId:
+    """Parse ``%<base64>.sha256`` (the ``%`` may be omitted); DecodeError if malformed."""
+    return MsgId(_parse_id(text, "%", ".sha256", ("an", "entry id")))
+
+
+def _parse_id(text: str, sigil: str, suffix: str, name: tuple[str, str]) -> bytes:
+    article, what = name
+    body = text.strip().removeprefix(sigil)
+    if not body.endswith(suffix):
+        raise DecodeError(f"not {article} {what} (expected {sigil}<base64>{suffix}): {text!r}")
     try:
-        raw = base64.b64decode(body.removesuffix(".ed25519"), validate=True)
+        raw = base64.b64decode(body.removesuffix(suffix), validate=True)
     except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
-        raise DecodeError(f"feed id is not valid base64: {text!r}") from exc
+        raise DecodeError(f"{what} is not valid base64: {text!r}") from exc
     if len(raw) != KEY_BYTES:
-        raise DecodeError(f"feed id must hold 32 bytes, got {len(raw)}: {text!r}")
-    return FeedId(raw)
+        raise DecodeError(f"{what} must hold 32 bytes, got {len(raw)}: {text!r}")
+    return raw
 
 
 def format_msg_id(msg: MsgId) -> str:

@@ -19,11 +19,11 @@ from aiohttp import web
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import entry_author
 from meshnode.core.feed import Outcome
+from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
 from meshnode.core.views import entry_json
 from meshnode.errors import DecodeError, StoreError
 from meshnode.secure.identity import format_feed_id, format_msg_id, network_tag, parse_feed_id
 from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
-from meshnode.web.timeline import decode_cursor, encode_cursor, timeline_page
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -654,3 +654,44 @@ def test_restating_a_contact_publishes_nothing(cli: Cli) -> None:
     assert len(entries) == 1
     assert cli("block", ALICE_ID).code == 0
     assert len(cli("feed", "--json").out.splitlines()) == 2
+
+
+# -- about, reply and timeline ----------------------------------------------------------------
+
+
+def test_about_reply_and_timeline(cli: Cli) -> None:
+    assert cli("init").code == 0
+    post = cli("post", "the well has water", "--json").json()
+    assert cli("about", "--name", "Amina", "--description", "teacher").code == 0
+    replied = cli("reply", str(post["id"]), "good news!", "--json")
+    assert replied.code == 0
+    page = cli("timeline", "--limit", "2", "--json").json()
+    entries = page["entries"]
+    assert isinstance(entries, list)
+    assert [e["type"] for e in entries] == ["reply", "about"]
+    assert entries[0]["parent"] == post["id"]
+    assert entries[1]["about"] == {"name": "Amina", "description": "teacher"}
+    rest = cli("timeline", "--before", str(page["next"]), "--json").json()
+    assert [e["text"] for e in rest["entries"]] == ["the well has water"]
+    assert rest["next"] is None
+    text = cli("timeline").out.splitlines()
+    assert "[reply] good news!" in text[0]
+    assert "[about] Amina: teacher" in text[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("reply", "%nope", "x"), "not an entry id"),
+        (("about", "--name", ""), "a name is 1 to 64 bytes"),
+        (("about", "--name", "n" * 65), "a name is 1 to 64 bytes"),
+        (("timeline", "--before", "1-2-3"), "TIMESTAMP-FEEDHEX-SEQ"),
+    ],
+)
+def test_about_reply_and_timeline_refuse_bad_input(
+    cli: Cli, argv: tuple[str, ...], message: str
+) -> None:
+    assert cli("init").code == 0
+    result = cli(*argv)
+    assert result.code == 1
+    assert message in _one_error_line(result)

@@ -7,6 +7,8 @@ let next = null;
 
 function describe(entry) {
   if (entry.type === "post") return entry.text;
+  if (entry.type === "reply") return `↳ ${entry.text}`;
+  if (entry.type === "about") return `is now called ${entry.about.name}`;
   if (entry.type === "contact") return `${entry.contact.action}s ${entry.contact.target.slice(0, 9)}…`;
   return `(${entry.type})`;
 }

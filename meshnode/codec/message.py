@@ -16,6 +16,11 @@ Full form (stored on disk, sent to a receiver that lacks entry n-1)::
 Entry id = sha256(full form, signature included). The signature covers exactly the bytes
 that are stored, so a stored record is verified without re-encoding anything.
 
+Compression is the encoder's choice: create_entry uses lz4 when that makes the content
+smaller; a browser encoder (meshnode/web/static/codec.js) never compresses (bit 0 clear).
+Both are valid entries and every decoder reads either; for content that lz4 shrinks they
+differ in bytes and so in id.
+
 Short form (sent to a receiver that holds entry n-1, and so knows author, seq and previous)::
 
     header        1 byte   as above, with bit 1 set

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from meshnode.codec.channel import encode_entry_message
 from meshnode.codec.content import ContactAction
 from meshnode.codec.message import entry_author
 from meshnode.core.feed import Outcome
 from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
 from meshnode.core.views import entry_json
 from meshnode.errors import DecodeError, StoreError
+from meshnode.radio import rnode
+from meshnode.radio.fragment import max_payload
 from meshnode.secure.identity import format_feed_id, format_msg_id, network_tag, parse_feed_id
 from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
 
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_BODY_BYTES", "MAX_CLIENTS", "PostLimiter", "routes"]
 
+# The largest short-form entry that one LoRa frame carries at the default radio settings (an
+# RNode): the frame's message room less an ENTRY message's header with a 3-byte seq.
+_ENTRY_HEAD_BYTES = len(encode_entry_message(bytes(4), bytes(4), 1 << 20, b""))
+LORA_ENTRY_BYTES = max_payload(rnode.MTU_BYTES) - _ENTRY_HEAD_BYTES
 MAX_BODY_BYTES = 64 * 1024  # an entry is at most ~8.3 KB; nothing the page sends is larger
 MAX_CLIENTS = 1024  # clients whose posting rate is remembered; the oldest are forgotten
 POSTS_PER_MINUTE = 30  # per client address: a person posts far less; a script is slowed
@@ -104,13 +111,18 @@ def _query_feed(request: web.Request) -> FeedId:
 
 
 async def box_info(request: web.Request) -> web.Response:
-    """GET /api/box: the box's name, id and network."""
+    """GET /api/box: the box's name, id and network, and what a phone needs to sign."""
     box = _box(request)
     return web.json_response(
         {
             "name": box.name,
             "id": format_feed_id(box.node.feed_id),
             "network": network_tag(box.node.network_key),
+            # Every signature covers the network key, so a phone must know it to post; on a
+            # private network the page is how its people join (SECURITY.md).
+            "network_key": box.node.network_key.hex(),
+            "max_content_bytes": box.node.max_content_bytes,
+            "lora_entry_bytes": LORA_ENTRY_BYTES,
         }
     )
 

@@ -89,7 +89,14 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy() -> None:
 def test_box_info_names_the_box_and_its_network() -> None:
     async def test(client: TestClient[Any, Any]) -> None:
         info = await (await client.get("/api/box")).json()
-        assert info == {"name": "Village", "id": format_feed_id(BOX.feed_id), "network": "b3c4a8b5"}
+        assert info == {
+            "name": "Village",
+            "id": format_feed_id(BOX.feed_id),
+            "network": "b3c4a8b5",
+            "network_key": DEFAULT_NETWORK_KEY.hex(),
+            "max_content_bytes": 8192,
+            "lora_entry_bytes": 239,  # an RNode frame of 254 bytes less the link's headers
+        }
 
     run_client(make_box(), test)
 

@@ -1,9 +1,40 @@
-// The page: the box's timeline, newest first, kept live by one server-sent event stream.
-// Every piece of entry text goes into the page with textContent, never as HTML.
+// The page: this phone's own key and feed, a composer, and the box's timeline kept live by
+// one server-sent event stream. Entries are signed here, in the browser (codec.js); the box
+// only ever sees signed entries. Every piece of entry text goes into the page with
+// textContent, never as HTML.
 
+import {
+  ContentType,
+  createEntry,
+  decodeEntry,
+  encodePost,
+  formatFeedId,
+  formatMsgId,
+  entryId,
+} from "./codec.js";
+
+const nacl = globalThis.nacl; // set by the vendored tweetnacl, which codec.js loads
 const $ = (id) => document.getElementById(id);
+const KEY = "meshnode.seed"; // this phone's secret seed, hex; it never leaves the browser
+const HEAD = "meshnode.head"; // { seq, id } of our own latest entry, as this phone made it
+const OUTBOX = "meshnode.outbox"; // signed entries (hex) waiting for the box
 const shown = new Set();
+let box = null;
+let keys = null;
 let next = null;
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+const unhex = (text) => Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
+const b64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+function loadKeys() {
+  let seed = localStorage.getItem(KEY);
+  if (!seed) {
+    seed = hex(nacl.randomBytes(32)); // getRandomValues: present without a secure context
+    localStorage.setItem(KEY, seed);
+  }
+  return nacl.sign.keyPair.fromSeed(unhex(seed));
+}
 
 function describe(entry) {
   if (entry.type === "post") return entry.text;
@@ -18,7 +49,8 @@ function item(entry) {
   const meta = document.createElement("span");
   meta.className = "meta";
   const when = new Date(entry.timestamp).toLocaleString();
-  meta.textContent = `${entry.author.slice(0, 9)}… · #${entry.seq} · ${when}`;
+  const who = keys && entry.author === formatFeedId(keys.publicKey) ? "you" : `${entry.author.slice(0, 9)}…`;
+  meta.textContent = `${who} · #${entry.seq} · ${when}`;
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = describe(entry);
@@ -36,46 +68,148 @@ async function getJson(url) {
 async function loadPage(before) {
   const url = before ? `/api/timeline?before=${encodeURIComponent(before)}` : "/api/timeline";
   const page = await getJson(url);
-  const list = $("timeline");
   for (const entry of page.entries) {
     if (shown.has(entry.id)) continue;
     shown.add(entry.id);
-    list.append(item(entry));
+    $("timeline").append(item(entry));
   }
   next = page.next;
   $("more").hidden = !next;
 }
 
 async function refresh() {
-  // New entries: read the first page again and put what is new on top, in order.
   const page = await getJson("/api/timeline");
-  const list = $("timeline");
   const fresh = page.entries.filter((e) => !shown.has(e.id));
   for (const entry of fresh.reverse()) {
     shown.add(entry.id);
-    list.prepend(item(entry));
+    $("timeline").prepend(item(entry));
   }
 }
+
+// -- our own feed ------------------------------------------------------------------------
+
+function localHead() {
+  const saved = JSON.parse(localStorage.getItem(HEAD) || "null");
+  return saved ? { seq: saved.seq, id: unhex(saved.id) } : { seq: 0, id: null };
+}
+
+async function syncHead() {
+  // The box may know entries of ours this browser forgot (cleared, or restored from a
+  // backup): sign after the box's latest, so the feed never forks.
+  const me = encodeURIComponent(formatFeedId(keys.publicKey));
+  const head = await getJson(`/api/head?feed=${me}`);
+  const mine = localHead();
+  if (head.latest > mine.seq) {
+    localStorage.setItem(HEAD, JSON.stringify({ seq: head.latest, id: hex(b64(head.latest_id.slice(1, -7))) }));
+  } else if (head.latest === mine.seq && head.latest && formatMsgId(mine.id) !== head.latest_id) {
+    $("outbox").textContent = "Another device posts with this key: use one device per key.";
+  }
+}
+
+function outbox() {
+  return JSON.parse(localStorage.getItem(OUTBOX) || "[]");
+}
+
+function showOutbox() {
+  const waiting = outbox().length;
+  $("outbox").textContent = waiting ? `${waiting} waiting for the box; sent when it is back.` : "";
+}
+
+async function flushOutbox() {
+  let waiting = outbox();
+  while (waiting.length) {
+    const response = await fetch("/api/entries", {
+      method: "POST",
+      headers: { "Content-Type": "application/octet-stream" },
+      body: unhex(waiting[0]),
+    });
+    if (response.status >= 500 || response.status === 429) throw new Error("the box is busy");
+    if (!response.ok) {
+      const answer = await response.json().catch(() => ({}));
+      $("outbox").textContent = `The box refused a post: ${answer.reason ?? response.status}`;
+    }
+    waiting = waiting.slice(1);
+    localStorage.setItem(OUTBOX, JSON.stringify(waiting));
+  }
+  showOutbox();
+}
+
+function sign(contentType, content) {
+  const head = localHead();
+  const raw = createEntry({
+    keyPair: keys,
+    networkKey: unhex(box.network_key),
+    seq: head.seq + 1,
+    previous: head.id,
+    timestampMs: Date.now(),
+    contentType,
+    content,
+  });
+  localStorage.setItem(HEAD, JSON.stringify({ seq: head.seq + 1, id: hex(entryId(raw)) }));
+  localStorage.setItem(OUTBOX, JSON.stringify([...outbox(), hex(raw)]));
+  return raw;
+}
+
+function countBytes() {
+  const text = $("text").value;
+  const content = encodePost(text).length;
+  const shortForm = 1 + 6 + 1 + content + 64; // header, time, type, text, signature
+  const fits = box && shortForm <= box.lora_entry_bytes;
+  $("counter").textContent = `${content} bytes · ${fits ? "fits one radio frame" : "more than one radio frame"}`;
+}
+
+async function post(event) {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text.trim() || !box) return;
+  try {
+    await syncHead();
+  } catch {
+    // The box is out of reach: sign after what this phone knows, send later.
+  }
+  sign(ContentType.POST, encodePost(text));
+  $("text").value = "";
+  countBytes();
+  showOutbox();
+  try {
+    await flushOutbox();
+    await refresh();
+  } catch {
+    showOutbox();
+  }
+}
+
+// -- start -------------------------------------------------------------------------------
 
 function follow() {
   const events = new EventSource("/api/events");
   events.addEventListener("entries", () => refresh().catch(() => {}));
-  events.onopen = () => { $("box-status").textContent = "Connected to the box."; };
+  events.onopen = () => {
+    $("box-status").textContent = "Connected to the box.";
+    flushOutbox().then(refresh).catch(showOutbox);
+  };
   events.onerror = () => { $("box-status").textContent = "The box is out of reach; retrying…"; };
 }
 
 async function start() {
+  keys = loadKeys();
+  $("me-id").textContent = formatFeedId(keys.publicKey);
+  $("compose").addEventListener("submit", post);
+  $("text").addEventListener("input", countBytes);
+  $("more").addEventListener("click", () => loadPage(next));
+  showOutbox();
   try {
-    const box = await getJson("/api/box");
+    box = await getJson("/api/box");
     const name = box.name || "meshnode box";
     $("box-name").textContent = name;
     document.title = name;
+    countBytes();
+    await syncHead();
     await loadPage(null);
     $("box-status").textContent = "Connected to the box.";
   } catch (error) {
     $("box-status").textContent = "The box is out of reach; retrying…";
   }
-  $("more").addEventListener("click", () => loadPage(next));
   follow();
 }
 

@@ -1,0 +1,109 @@
+"""The village page in headless Chromium at phone size, served by a real `meshnode run`.
+
+The page is loaded from ``village.test`` (the browser alone resolves it to 127.0.0.1), so,
+as on a phone at a LAN address, it is not a secure context and has no WebCrypto.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.daemons import DaemonPool, daemon_pool, wait_for
+from tests.web.conftest import LAN_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selenium.webdriver.chrome.webdriver import WebDriver
+
+    from tests.daemons import Daemon
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+_PAGE = re.compile(r"page on http://127\.0\.0\.1:(\d+)/")
+WAIT_S = 20.0
+
+
+@pytest.fixture
+def pool() -> Iterator[DaemonPool]:
+    with daemon_pool() as p:
+        yield p
+
+
+def page_url(daemon: Daemon) -> str:
+    port = wait_for("the page to listen", lambda: _port(daemon.stderr()), 10.0)
+    return f"http://{LAN_NAME}:{port}/"
+
+
+def _port(log: str) -> str | None:
+    match = _PAGE.search(log)
+    return match.group(1) if match else None
+
+
+def _text(browser: WebDriver, element_id: str) -> str:
+    value = browser.execute_script(f"return document.getElementById({element_id!r}).textContent")
+    return str(value)
+
+
+def _timeline(browser: WebDriver) -> list[str]:
+    script = "return [...document.querySelectorAll('#timeline .text')].map(e => e.textContent)"
+    texts = browser.execute_script(script)
+    return [str(t) for t in texts]
+
+
+def _post(browser: WebDriver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = browser.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys(text)
+    browser.find_element(By.ID, "send").click()
+
+
+def test_a_phone_makes_its_key_posts_and_the_box_and_its_peer_keep_the_post(
+    browser: WebDriver, pool: DaemonPool
+) -> None:
+    a, a_id = pool.init("a")
+    b, _ = pool.init("b")
+    daemon_a = pool.start("a")
+    pool.start("b", "--peer", daemon_a.address)
+    pool.ok(b, "follow", a_id)
+    browser.delete_all_cookies()
+    browser.get(page_url(daemon_a))
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    wait_for(
+        "the page to reach the box",
+        lambda: "Connected" in _text(browser, "box-status") or None,
+        WAIT_S,
+    )
+    assert browser.execute_script("return window.isSecureContext") is False
+    assert browser.execute_script("return Boolean(window.crypto && window.crypto.subtle)") is False
+    phone_id = _text(browser, "me-id")
+    assert phone_id.startswith("@")
+    assert phone_id.endswith(".ed25519")
+    assert "fits one radio frame" in _text(browser, "counter")
+
+    _post(browser, "hello from my phone <script>alert(1)</script>")
+    wait_for(
+        "the post on the page",
+        lambda: any("hello from my phone" in t for t in _timeline(browser)) or None,
+        WAIT_S,
+    )
+    assert (
+        browser.execute_script("return document.querySelectorAll('#timeline script').length") == 0
+    )
+    held = pool.feed(a, phone_id)
+    assert [e["text"] for e in held] == ["hello from my phone <script>alert(1)</script>"]
+    wait_for("the box's peer to hold it", lambda: pool.feed(b, phone_id) or None, WAIT_S)
+
+    # A reload keeps the identity, and the next post continues the same feed.
+    browser.refresh()
+    wait_for("the page again", lambda: "Connected" in _text(browser, "box-status") or None, WAIT_S)
+    assert _text(browser, "me-id") == phone_id
+    _post(browser, "second post")
+    wait_for("the second post on the box", lambda: len(pool.feed(a, phone_id)) == 2 or None, WAIT_S)
+    assert [e["seq"] for e in pool.feed(a, phone_id)] == [1, 2]

@@ -7,6 +7,8 @@ says so to the browser, so text in an entry can never become a script.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -70,9 +72,64 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Cache-Control", "no-store")
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    del request
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Asset:
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str
+
+
+def load_assets(folder: Path = STATIC) -> dict[str, _Asset]:
+    """Every regular file of the page (no links followed), read and compressed once."""
+    assets: dict[str, _Asset] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        body = path.read_bytes()
+        kind = _TYPES.get(path.suffix, "text/plain; charset=utf-8")
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+        assets[path.relative_to(folder).as_posix()] = _Asset(body, gzipped, kind, etag)
+    return assets
+
+
+def _serve(asset: _Asset, request: web.Request, cache: str) -> web.Response:
+    headers = {"Cache-Control": cache, "ETag": asset.etag, "Vary": "Accept-Encoding"}
+    if request.headers.get("If-None-Match") == asset.etag:
+        return web.Response(status=304, headers=headers)
+    body = asset.body
+    if "gzip" in request.headers.get("Accept-Encoding", "") and len(asset.gzipped) < len(body):
+        headers["Content-Encoding"] = "gzip"
+        body = asset.gzipped
+    response = web.Response(body=body, headers=headers)
+    response.headers["Content-Type"] = asset.content_type
+    return response
+
+
+def _static_routes(app: web.Application) -> None:
+    assets = load_assets()
+
+    async def index(request: web.Request) -> web.Response:
+        return _serve(assets["index.html"], request, "no-cache")
+
+    async def static(request: web.Request) -> web.Response:
+        asset = assets.get(request.match_info["path"])
+        if asset is None:
+            raise web.HTTPNotFound(text="no such file")
+        return _serve(asset, request, "no-cache")
+
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{path:.+}", static)
 
 
 def make_app(
@@ -82,8 +139,7 @@ def make_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
     box = Box(node, name=box_name, on_change=on_change)
     routes(app, box)
-    app.router.add_get("/", _index)
-    app.router.add_static("/static/", STATIC, follow_symlinks=False, append_version=False)
+    _static_routes(app)
     return app, box
 
 

@@ -296,3 +296,19 @@ def test_one_address_brings_one_new_person_a_minute() -> None:
     node = make_box()
     run_client(node, test)
     assert node.store.latest_seq(other.feed_id) == 0
+
+
+def test_the_page_goes_compressed_and_is_not_sent_again_unchanged() -> None:
+    async def test(client: TestClient[Any, Any]) -> None:
+        zipped = await client.get("/static/codec.js", headers={"Accept-Encoding": "gzip"})
+        assert zipped.status == 200
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert zipped.headers["Content-Type"].startswith("text/javascript")
+        assert "export function createEntry" in await zipped.text()
+        plain = await client.get("/static/codec.js", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers
+        etag = plain.headers["ETag"]
+        again = await client.get("/static/codec.js", headers={"If-None-Match": etag})
+        assert again.status == 304
+
+    run_client(make_box(), test)

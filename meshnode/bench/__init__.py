@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, str] = {
     "reopen": "meshnode.bench.reopen:bench_reopen",
     "replication": "meshnode.bench.replication:bench_replication",
     "usb": "meshnode.bench.usb:bench_usb",
+    "web": "meshnode.bench.web:bench_web",
 }

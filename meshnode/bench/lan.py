@@ -36,14 +36,14 @@ from meshnode.host.datadir import init_data_dir, store_path
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from meshnode.store.flatfile import FileStore, StoreConfig
 
-__all__ = ["bench_lan"]
+__all__ = ["BenchDaemon", "bench_lan"]
 
 _TS_MS = 1_700_000_000_000
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 _TIMEOUT_S = 600.0
 
 
-class _Daemon:
+class BenchDaemon:
     """A ``meshnode run`` child process whose stderr lines are timestamped as they come."""
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
@@ -101,6 +101,8 @@ class _Daemon:
             self.proc.wait()
             raise RuntimeError("daemon did not stop within 30 s of SIGTERM") from None
         self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
         if code != 0:
             raise RuntimeError(f"daemon exited {code}")
 
@@ -133,7 +135,7 @@ def _verify_per_s(raws: list[bytes]) -> float:
     return len(raws) / (time.perf_counter() - start)
 
 
-def _held(daemon: _Daemon) -> tuple[int, int]:
+def _held(daemon: BenchDaemon) -> tuple[int, int]:
     status = daemon.control.call("status", brief=True)
     entries, size = status.get("entries"), status.get("bytes")
     assert isinstance(entries, int)
@@ -146,11 +148,11 @@ def bench_lan(feeds: int = 1000, per_feed: int = 100) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mnlan") as tmp:
         a_dir, b_dir, a_id, raws = _prepare(Path(tmp), feeds, per_feed)
         verify_per_s = _verify_per_s(raws)
-        a = _Daemon(a_dir)
-        b: _Daemon | None = None
+        a = BenchDaemon(a_dir)
+        b: BenchDaemon | None = None
         try:
             _, match = a.wait_for(_LISTENING)
-            b = _Daemon(b_dir, "--peer", f"127.0.0.1:{match.group(1)}{a_id}")
+            b = BenchDaemon(b_dir, "--peer", f"127.0.0.1:{match.group(1)}{a_id}")
             start, _ = b.wait_for(_LISTENING)
             base_entries, base_bytes = _held(b)
             cpu_start = a.cpu_s(), b.cpu_s()

@@ -42,7 +42,7 @@ _ENTRY_HEAD_BYTES = len(encode_entry_message(bytes(4), bytes(4), 1 << 20, b""))
 LORA_ENTRY_BYTES = max_payload(rnode.MTU_BYTES) - _ENTRY_HEAD_BYTES
 MAX_BODY_BYTES = 64 * 1024  # an entry is at most ~8.3 KB; nothing the page sends is larger
 MAX_CLIENTS = 1024  # clients whose posting rate is remembered; the oldest are forgotten
-POSTS_PER_MINUTE = 30  # per client address: a person posts far less; a script is slowed
+POSTS_PER_MINUTE = 60  # per client address: a person posts far less; a script is slowed
 NEW_PEOPLE_PER_MINUTE = 1  # per client address: feeds the box starts keeping for a poster
 
 

@@ -54,3 +54,17 @@ def test_a_short_radio_run_delivers_within_the_duty_cycle() -> None:
     assert 0 < float(str(result["air_bytes_per_entry"])) < 200
     assert float(str(result["duty_cycle_max"])) <= 0.01
     assert 0 < float(str(result["control_share"])) < 1
+
+
+@pytest.mark.integration
+def test_a_short_web_run_reports_every_figure_the_goals_name() -> None:
+    """A small box, five phones, five posts: every post reaches every phone, none rejected."""
+    from meshnode.bench.web import bench_web
+
+    figures = bench_web(feeds=10, per_feed=10, phones=5, posts=5, interval_s=0.1)
+    assert figures["posts_rejected"] == 0
+    goals = ("page_p99_ms", "fanout_p99_ms", "rss_added_mb", "first_load_kb")
+    assert all(isinstance(figures[name], float) for name in goals)
+    assert 0 < float(str(figures["fanout_p99_ms"])) < 5000  # 5 s: a post never seen
+    assert 10 < float(str(figures["first_load_kb"])) < 150
+    json.dumps(figures)

@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m meshnode.bench radio --json
 	$(BIN)/python -m meshnode.bench idle --json
 	$(BIN)/python -m meshnode.bench usb --json
+	$(BIN)/python -m meshnode.bench web --json
 
 # A village box: `sudo make install-service` installs meshnode into a venv under $(PREFIX)
 # (Debian's PEP 668 forbids system pip), the systemd units, the system user, the udev rule

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meshnode.codec.message import ContentType, Entry, create_entry
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity
 from meshnode.types import MsgId, Seq
 
-__all__ = ["TS_MS", "everyone_follows", "identity", "make_chain"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["TS_MS", "entry_from_vector", "everyone_follows", "identity", "make_chain"]
 
 TS_MS = 1_700_000_000_000
 
@@ -57,3 +60,17 @@ def everyone_follows(mesh: Follows, n: int) -> None:
         for j in range(n):
             if i != j:
                 mesh.follow(i, j)
+
+
+def entry_from_vector(case: Mapping[str, Any]) -> Entry:
+    """Sign the fields of a known-answer entry vector (tests/vectors/*.json) afresh."""
+    previous = bytes.fromhex(case["previous_hex"]) if case["previous_hex"] else None
+    return create_entry(
+        Identity(bytes.fromhex(case["seed_hex"])),
+        bytes.fromhex(case["network_key_hex"]),
+        seq=Seq(case["seq"]),
+        previous=MsgId(previous) if previous else None,
+        timestamp_ms=case["timestamp_ms"],
+        content_type=case["content_type"],
+        content=bytes.fromhex(case["content_plain_hex"]),
+    )

@@ -21,12 +21,13 @@ from meshnode.codec.content import (
     encode_about,
     encode_reply,
 )
-from meshnode.codec.message import ContentType, create_entry, decode_entry, encode_short_entry
+from meshnode.codec.message import ContentType, decode_entry, encode_short_entry
 from meshnode.core.feed import check_content
 from meshnode.core.views import entry_json
 from meshnode.errors import DecodeError
-from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, format_msg_id
-from meshnode.types import MsgId, Seq
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_msg_id
+from meshnode.types import MsgId
+from tests.fakes import entry_from_vector
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "vectors" / "content.json").read_text()
@@ -51,16 +52,7 @@ def test_about_vectors(name: str) -> None:
 
 @pytest.mark.parametrize("case", VECTORS["entries"], ids=lambda c: c["name"])
 def test_entry_vectors_encode_exactly_and_check(case: dict[str, Any]) -> None:
-    previous = bytes.fromhex(case["previous_hex"]) if case["previous_hex"] else None
-    entry = create_entry(
-        Identity(bytes.fromhex(case["seed_hex"])),
-        bytes.fromhex(case["network_key_hex"]),
-        seq=Seq(case["seq"]),
-        previous=MsgId(previous) if previous else None,
-        timestamp_ms=case["timestamp_ms"],
-        content_type=case["content_type"],
-        content=bytes.fromhex(case["content_plain_hex"]),
-    )
+    entry = entry_from_vector(case)
     assert entry.raw.hex() == case["full_hex"]
     assert encode_short_entry(entry).hex() == case["short_hex"]
     assert entry.id.hex() == case["id_hex"]

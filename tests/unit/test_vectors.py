@@ -10,15 +10,15 @@ import pytest
 
 from meshnode.codec.message import (
     FORMAT_VERSION,
-    create_entry,
     decode_entry,
     decode_short_entry,
     encode_short_entry,
 )
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.core.feed import check_content
-from meshnode.secure.identity import DEFAULT_NETWORK_KEY, Identity, format_feed_id, network_tag
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id, network_tag
 from meshnode.types import FeedId, MsgId, Seq
+from tests.fakes import entry_from_vector
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "entries.json").read_text())
 CASES: list[dict[str, Any]] = VECTORS["entries"]
@@ -63,16 +63,7 @@ def test_entry_vector_decodes_and_verifies(case: dict[str, Any]) -> None:
     "case", [c for c in CASES if not c["compressed"]], ids=lambda c: str(c["name"])
 )
 def test_entry_vector_encodes_exactly(case: dict[str, Any]) -> None:
-    previous = bytes.fromhex(case["previous_hex"]) if case["previous_hex"] else None
-    entry = create_entry(
-        Identity(bytes.fromhex(case["seed_hex"])),
-        bytes.fromhex(case["network_key_hex"]),
-        seq=Seq(case["seq"]),
-        previous=MsgId(previous) if previous else None,
-        timestamp_ms=case["timestamp_ms"],
-        content_type=case["content_type"],
-        content=bytes.fromhex(case["content_plain_hex"]),
-    )
+    entry = entry_from_vector(case)
     assert entry.raw.hex() == case["full_hex"]
 
 

@@ -220,3 +220,21 @@ def test_codec_never_touches_webcrypto(vectors_page: VectorsPage) -> None:
     # The spy works: a read of crypto.subtle from the page is counted.
     vectors_page.driver.execute_script("return typeof crypto.subtle")
     assert len(vectors_page.web_crypto()["subtleReads"]) == 1
+
+
+CONTENT = json.loads((Path(__file__).parents[1] / "vectors" / "content.json").read_text())
+
+
+def test_reply_and_about_vectors(vectors_page: VectorsPage) -> None:
+    report = vectors_page.call("contents", CONTENT)
+    reply = CONTENT["reply"]
+    assert report["reply"] == {
+        "encoded": reply["content_hex"],
+        "decoded": {"parent": reply["parent_hex"], "text": reply["text"]},
+    }
+    for name in ("about", "about_name_only"):
+        case = CONTENT[name]
+        assert report[name]["encoded"] == case["content_hex"]
+        assert report[name]["decoded"] == {"name": case["name"], "description": case["description"]}
+    assert report["entries"] == [c["full_hex"] for c in CONTENT["entries"]]
+    assert report["refused"].startswith("error RangeError: a name is 1 to 64 bytes")

@@ -15,7 +15,14 @@ const SHA256_MESSAGES = {
 /** Load the vectors, run them all, and publish the report as window.results and in the DOM. */
 export async function main() {
   const vectors = await (await fetch("/vectors/entries.json")).json();
-  window.meshnodeVectors = { run, decodeVarints, decompressBlocks, verifyEntries, createEntries };
+  window.meshnodeVectors = {
+    run,
+    decodeVarints,
+    decompressBlocks,
+    verifyEntries,
+    createEntries,
+    contents,
+  };
   window.results = run(vectors);
   document.getElementById("report").textContent = JSON.stringify(window.results, null, 1);
 }
@@ -129,4 +136,24 @@ function attempt(compute) {
 
 function describe(error) {
   return `error ${error.name}: ${error.message}`;
+}
+
+/** The REPLY and ABOUT payloads of tests/vectors/content.json, encoded and decoded here. */
+function contents(vectors) {
+  const about = (v) => ({
+    encoded: attempt(() => hex(codec.encodeAbout({ name: v.name, description: v.description }))),
+    decoded: attempt(() => ({ ...codec.decodeAbout(unhex(v.content_hex)) })),
+  });
+  const reply = vectors.reply;
+  const decodedReply = attempt(() => codec.decodeReply(unhex(reply.content_hex)));
+  return {
+    reply: {
+      encoded: attempt(() => hex(codec.encodeReply({ parent: unhex(reply.parent_hex), text: reply.text }))),
+      decoded: typeof decodedReply === "string" ? decodedReply : { parent: hex(decodedReply.parent), text: decodedReply.text },
+    },
+    about: about(vectors.about),
+    about_name_only: about(vectors.about_name_only),
+    entries: createEntries(vectors.entries),
+    refused: attempt(() => hex(codec.encodeAbout({ name: "" }))),
+  };
 }

@@ -38,7 +38,9 @@ export const MAX_VARINT_BYTES = 10;
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
 
-export const ContentType = Object.freeze({ RAW: 0, POST: 1, CONTACT: 2 });
+export const ContentType = Object.freeze({ RAW: 0, POST: 1, CONTACT: 2, REPLY: 3, ABOUT: 4 });
+export const MAX_NAME_BYTES = 64;
+export const MAX_DESCRIPTION_BYTES = 1024;
 export const ContactAction = Object.freeze({ FOLLOW: 1, UNFOLLOW: 2, BLOCK: 3, UNBLOCK: 4 });
 
 const VERSION_BITS = FORMAT_VERSION << 4;
@@ -311,6 +313,47 @@ export function decodeContact(data) {
   return Object.freeze({ action: data[0], target: data.slice(1) });
 }
 
+/** REPLY content: the 32-byte id of the entry it answers, then the text as UTF-8. */
+export function encodeReply({ parent, text }) {
+  return concat(bytesOf(parent, "parent", KEY_BYTES), encodePost(text));
+}
+
+/** Decode REPLY content to { parent, text }; DecodeError if malformed. */
+export function decodeReply(data) {
+  if (data.length < KEY_BYTES) {
+    throw new DecodeError(`reply content must start with a ${KEY_BYTES}-byte parent id`);
+  }
+  return Object.freeze({ parent: data.slice(0, KEY_BYTES), text: decodePost(data.slice(KEY_BYTES)) });
+}
+
+/** ABOUT content: name length (1 byte), name, then the description, both UTF-8. */
+export function encodeAbout({ name, description = "" }) {
+  const nameBytes = encodePost(name);
+  const descriptionBytes = encodePost(description);
+  if (nameBytes.length < 1 || nameBytes.length > MAX_NAME_BYTES || !name.trim()) {
+    throw new RangeError(`a name is 1 to ${MAX_NAME_BYTES} bytes of UTF-8, not blank`);
+  }
+  if (descriptionBytes.length > MAX_DESCRIPTION_BYTES) {
+    throw new RangeError(`a description is at most ${MAX_DESCRIPTION_BYTES} bytes of UTF-8`);
+  }
+  return concat(Uint8Array.of(nameBytes.length), nameBytes, descriptionBytes);
+}
+
+/** Decode ABOUT content to { name, description }; DecodeError if malformed. */
+export function decodeAbout(data) {
+  const size = data[0];
+  if (!data.length || size < 1 || size > MAX_NAME_BYTES || data.length < 1 + size) {
+    throw new DecodeError(`about content must start with a name of 1 to ${MAX_NAME_BYTES} bytes`);
+  }
+  if (data.length - 1 - size > MAX_DESCRIPTION_BYTES) {
+    throw new DecodeError(`about description is over ${MAX_DESCRIPTION_BYTES} bytes`);
+  }
+  return Object.freeze({
+    name: decodePost(data.slice(1, 1 + size)),
+    description: decodePost(data.slice(1 + size)),
+  });
+}
+
 /**
  * Inverse of compress.py's compress_block: varint(plain length) || lz4 block.
  * Refuses a claimed length over maxBytes before decoding anything. Throws DecodeError.
@@ -399,9 +442,11 @@ function checkHeader(header, short) {
 
 // What feed.check_content requires of plain content: POST is UTF-8, CONTACT decodes.
 function checkContent(contentType, plain) {
-  const type = Number(contentType); // a BigInt type is never POST or CONTACT
+  const type = Number(contentType); // a BigInt type is never one the box checks
   if (type === ContentType.POST) decodePost(plain);
   else if (type === ContentType.CONTACT) decodeContact(plain);
+  else if (type === ContentType.REPLY) decodeReply(plain);
+  else if (type === ContentType.ABOUT) decodeAbout(plain);
 }
 
 function toU64(value, name) {

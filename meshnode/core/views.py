@@ -6,17 +6,22 @@ import base64
 from typing import TYPE_CHECKING
 
 from meshnode.codec.content import decode_about, decode_contact, decode_reply
-from meshnode.codec.message import ContentType
-from meshnode.errors import DecodeError
+from meshnode.codec.message import ContentType, decode_entry
+from meshnode.errors import DecodeError, StoreCorrupt
 from meshnode.secure.identity import format_feed_id, format_msg_id
+from meshnode.types import Seq
 
 if TYPE_CHECKING:
+    from meshnode.codec.content import About
     from meshnode.codec.message import Entry
+    from meshnode.core.node import Node
+    from meshnode.types import FeedId
 
-__all__ = ["entry_json"]
+__all__ = ["ABOUT_LOOK_BACK", "entry_json", "latest_about"]
 
 # Entries from others were checked against their sender's limit, which may exceed ours.
 _PLAIN_LIMIT = 1 << 16
+ABOUT_LOOK_BACK = 64  # entries of a feed searched, newest first, for its owner's name
 
 
 def _type_name(content_type: int) -> str | int:
@@ -57,3 +62,18 @@ def entry_json(entry: Entry) -> dict[str, object]:
         plain = entry.content
     out["content_b64"] = base64.b64encode(plain).decode("ascii")
     return out
+
+
+def latest_about(node: Node, feed: FeedId) -> About | None:
+    """The newest ABOUT among the last ABOUT_LOOK_BACK entries held of ``feed``, if any."""
+    head = node.store.head(feed)
+    if head is None:
+        return None
+    for seq in range(head.latest, max(head.first, head.latest - ABOUT_LOOK_BACK + 1) - 1, -1):
+        try:
+            entry = decode_entry(node.store.get(feed, Seq(seq)), max_content_bytes=_PLAIN_LIMIT)
+            if entry.content_type == ContentType.ABOUT:
+                return decode_about(entry.plain_content(_PLAIN_LIMIT))
+        except (DecodeError, StoreCorrupt, KeyError):
+            continue  # a damaged or evicted entry says nothing about a name
+    return None

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from meshnode.codec.channel import encode_entry_message
-from meshnode.codec.content import ContactAction
+from meshnode.codec.content import About, ContactAction
 from meshnode.codec.message import entry_author
 from meshnode.core.feed import Outcome
 from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
-from meshnode.core.views import entry_json
+from meshnode.core.views import entry_json, latest_about
 from meshnode.errors import DecodeError, StoreError
 from meshnode.radio import rnode
 from meshnode.radio.fragment import max_payload
@@ -74,6 +74,9 @@ class Box:
 
     def __init__(self, node: Node, *, name: str, on_change: Callable[[], None]) -> None:
         self.node = node
+        # Each kept feed's name, found once per latest seq (the table is as big as the feeds
+        # the box keeps, which its policy bounds).
+        self.names: dict[FeedId, tuple[int, About | None]] = {}
         self.name = name
         self.on_change = on_change
         self.hub = Hub()
@@ -196,6 +199,41 @@ async def post_entry(request: web.Request) -> web.Response:
     return web.json_response({"outcome": outcome, "reason": reason}, status=422)
 
 
+def _name_of(box: Box, feed: FeedId) -> About | None:
+    latest = box.node.store.latest_seq(feed)
+    known = box.names.get(feed)
+    if known is None or known[0] != latest:
+        known = (latest, latest_about(box.node, feed))
+        box.names[feed] = known
+    return known[1]
+
+
+async def people(request: web.Request) -> web.Response:
+    """GET /api/people?feed=ID: every feed the box keeps, its name, and what ID says of it."""
+    box = _box(request)
+    me = _query_feed(request) if "feed" in request.query else None
+    graph = box.node.policy.graph
+    follows = graph.follows.get(me, set()) if me else set()
+    blocks = graph.blocks.get(me, set()) if me else set()
+    for feed in [f for f in box.names if box.node.scope(f) is None]:
+        del box.names[feed]  # no longer kept: forget its name
+    out = []
+    for feed in sorted(box.node.replicated()):
+        about = _name_of(box, feed)
+        out.append(
+            {
+                "id": format_feed_id(feed),
+                "name": about.name if about else None,
+                "description": about.description if about else "",
+                "latest": box.node.store.latest_seq(feed),
+                "followed": feed in follows,
+                "blocked": feed in blocks,
+                "box": feed == box.node.feed_id,
+            }
+        )
+    return web.json_response({"people": out})
+
+
 def _keep_feed(box: Box, feed: FeedId) -> None:
     """The box keeps the feed of a person who posts through its page: it follows them."""
     box.node.set_contact(ContactAction.FOLLOW, feed, timestamp_ms=time.time_ns() // 1_000_000)
@@ -245,5 +283,6 @@ def routes(app: web.Application, box: Box) -> None:
     app.router.add_get("/api/box", box_info)
     app.router.add_get("/api/timeline", timeline)
     app.router.add_get("/api/head", feed_head)
+    app.router.add_get("/api/people", people)
     app.router.add_post("/api/entries", post_entry)
     app.router.add_get("/api/events", events)

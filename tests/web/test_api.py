@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from meshnode.codec.content import ContactAction
+from meshnode.codec.content import About, Contact, ContactAction, encode_about, encode_contact
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.core.memory_store import MemoryStore
 from meshnode.core.node import Node
@@ -312,3 +312,42 @@ def test_the_page_goes_compressed_and_is_not_sent_again_unchanged() -> None:
         assert again.status == 304
 
     run_client(make_box(), test)
+
+
+def test_people_shows_names_and_what_a_phone_follows() -> None:
+    node = make_box(ALICE, PHONE, posts=3)
+    alice_chain = make_chain(ALICE, 3)
+    about = create_entry(
+        ALICE,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(4),
+        previous=alice_chain[-1].id,
+        timestamp_ms=TS_MS,
+        content_type=ContentType.ABOUT,
+        content=encode_about(About(name="Alice", description="baker")),
+    )
+    assert node.ingest(about.raw).outcome.value == "added"
+    phone_chain = make_chain(PHONE, 3)
+    follow_alice = create_entry(
+        PHONE,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(4),
+        previous=phone_chain[-1].id,
+        timestamp_ms=TS_MS,
+        content_type=ContentType.CONTACT,
+        content=encode_contact(Contact(action=ContactAction.FOLLOW, target=ALICE.feed_id)),
+    )
+    assert node.ingest(follow_alice.raw).outcome.value == "added"
+
+    async def test(client: TestClient[Any, Any]) -> None:
+        listed = (await (await client.get("/api/people", params=PHONE_FEED)).json())["people"]
+        by_id = {p["id"]: p for p in listed}
+        alice = by_id[format_feed_id(ALICE.feed_id)]
+        assert (alice["name"], alice["description"], alice["latest"]) == ("Alice", "baker", 4)
+        assert (alice["followed"], alice["blocked"]) == (True, False)
+        assert by_id[format_feed_id(PHONE.feed_id)]["name"] is None
+        assert by_id[format_feed_id(BOX.feed_id)]["box"] is True
+        anonymous = (await (await client.get("/api/people")).json())["people"]
+        assert not any(p["followed"] for p in anonymous)
+
+    run_client(node, test)

@@ -71,6 +71,8 @@ def test_a_phone_makes_its_key_posts_and_the_box_and_its_peer_keep_the_post(
     daemon_a = pool.start("a")
     pool.start("b", "--peer", daemon_a.address)
     pool.ok(b, "follow", a_id)
+    b_id = pool.json(b, "whoami")["id"]
+    pool.ok(a, "follow", str(b_id))  # so the box keeps B's feed and lists B among its people
     browser.delete_all_cookies()
     browser.get(page_url(daemon_a))
     browser.execute_script("localStorage.clear()")
@@ -107,3 +109,32 @@ def test_a_phone_makes_its_key_posts_and_the_box_and_its_peer_keep_the_post(
     _post(browser, "second post")
     wait_for("the second post on the box", lambda: len(pool.feed(a, phone_id)) == 2 or None, WAIT_S)
     assert [e["seq"] for e in pool.feed(a, phone_id)] == [1, 2]
+
+    # A name, then following someone the box keeps: both are entries of the phone's feed.
+    _fill(browser, "name", "Amina")
+    _click(browser, "#about button[type=submit]")
+    wait_for("the name on the box", lambda: len(pool.feed(a, phone_id)) == 3 or None, WAIT_S)
+    assert pool.feed(a, phone_id)[-1]["about"] == {"name": "Amina", "description": ""}
+    follow = "#people button[aria-label^='Follow']"
+    wait_for("someone to follow", lambda: _count(browser, follow) or None, WAIT_S)
+    _click(browser, follow)
+    wait_for("the follow on the box", lambda: len(pool.feed(a, phone_id)) == 4 or None, WAIT_S)
+    assert pool.feed(a, phone_id)[-1]["contact"] == {"action": "follow", "target": b_id}
+
+
+def _fill(browser: WebDriver, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = browser.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(text)
+
+
+def _click(browser: WebDriver, selector: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, selector).click()
+
+
+def _count(browser: WebDriver, selector: str) -> int:
+    return int(browser.execute_script(f"return document.querySelectorAll({selector!r}).length"))

@@ -4,10 +4,13 @@
 // textContent, never as HTML.
 
 import {
+  ContactAction,
   ContentType,
   createEntry,
-  decodeEntry,
+  encodeAbout,
+  encodeContact,
   encodePost,
+  parseFeedId,
   formatFeedId,
   formatMsgId,
   entryId,
@@ -19,6 +22,7 @@ const KEY = "meshnode.seed"; // this phone's secret seed, hex; it never leaves t
 const HEAD = "meshnode.head"; // { seq, id } of our own latest entry, as this phone made it
 const OUTBOX = "meshnode.outbox"; // signed entries (hex) waiting for the box
 const shown = new Set();
+const names = new Map(); // feed id -> the name its owner gave
 let box = null;
 let keys = null;
 let next = null;
@@ -49,7 +53,7 @@ function item(entry) {
   const meta = document.createElement("span");
   meta.className = "meta";
   const when = new Date(entry.timestamp).toLocaleString();
-  const who = keys && entry.author === formatFeedId(keys.publicKey) ? "you" : `${entry.author.slice(0, 9)}…`;
+  const who = keys && entry.author === formatFeedId(keys.publicKey) ? "you" : nameOf(entry.author);
   meta.textContent = `${who} · #${entry.seq} · ${when}`;
   const text = document.createElement("span");
   text.className = "text";
@@ -57,6 +61,41 @@ function item(entry) {
   li.append(meta, text);
   li.dataset.id = entry.id;
   return li;
+}
+
+function nameOf(id) {
+  return names.get(id) ?? `${id.slice(0, 9)}…`;
+}
+
+async function loadPeople() {
+  const me = encodeURIComponent(formatFeedId(keys.publicKey));
+  const listed = (await getJson(`/api/people?feed=${me}`)).people;
+  const list = $("people");
+  list.replaceChildren();
+  for (const person of listed) {
+    if (person.name) names.set(person.id, person.name);
+    if (person.id === formatFeedId(keys.publicKey)) continue;
+    const li = document.createElement("li");
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = person.box ? `${nameOf(person.id)} (this box)` : nameOf(person.id);
+    li.append(who);
+    if (!person.box) {
+      const actions = person.followed
+        ? [["Unfollow", ContactAction.UNFOLLOW]]
+        : [["Follow", ContactAction.FOLLOW]];
+      actions.push(person.blocked ? ["Unblock", ContactAction.UNBLOCK] : ["Block", ContactAction.BLOCK]);
+      for (const [label, action] of actions) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = label;
+        button.setAttribute("aria-label", `${label} ${nameOf(person.id)}`);
+        button.addEventListener("click", () => publish(ContentType.CONTACT, encodeContact({ action, target: parseFeedId(person.id) })));
+        li.append(button);
+      }
+    }
+    list.append(li);
+  }
 }
 
 async function getJson(url) {
@@ -158,32 +197,49 @@ function countBytes() {
   $("counter").textContent = `${content} bytes · ${fits ? "fits one radio frame" : "more than one radio frame"}`;
 }
 
-async function post(event) {
-  event.preventDefault();
-  const text = $("text").value;
-  if (!text.trim() || !box) return;
+async function publish(contentType, content) {
+  if (!box) return;
   try {
     await syncHead();
   } catch {
     // The box is out of reach: sign after what this phone knows, send later.
   }
-  sign(ContentType.POST, encodePost(text));
-  $("text").value = "";
-  countBytes();
+  sign(contentType, content);
   showOutbox();
   try {
     await flushOutbox();
-    await refresh();
+    await Promise.all([refresh(), loadPeople()]);
   } catch {
     showOutbox();
   }
+}
+
+async function post(event) {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text.trim()) return;
+  $("text").value = "";
+  countBytes();
+  await publish(ContentType.POST, encodePost(text));
+}
+
+async function saveAbout(event) {
+  event.preventDefault();
+  let content;
+  try {
+    content = encodeAbout({ name: $("name").value, description: $("description").value });
+  } catch (error) {
+    $("outbox").textContent = error.message;
+    return;
+  }
+  await publish(ContentType.ABOUT, content);
 }
 
 // -- start -------------------------------------------------------------------------------
 
 function follow() {
   const events = new EventSource("/api/events");
-  events.addEventListener("entries", () => refresh().catch(() => {}));
+  events.addEventListener("entries", () => Promise.all([refresh(), loadPeople()]).catch(() => {}));
   events.onopen = () => {
     $("box-status").textContent = "Connected to the box.";
     flushOutbox().then(refresh).catch(showOutbox);
@@ -195,6 +251,7 @@ async function start() {
   keys = loadKeys();
   $("me-id").textContent = formatFeedId(keys.publicKey);
   $("compose").addEventListener("submit", post);
+  $("about").addEventListener("submit", saveAbout);
   $("text").addEventListener("input", countBytes);
   $("more").addEventListener("click", () => loadPage(next));
   showOutbox();
@@ -205,6 +262,7 @@ async function start() {
     document.title = name;
     countBytes();
     await syncHead();
+    await loadPeople();
     await loadPage(null);
     $("box-status").textContent = "Connected to the box.";
   } catch (error) {

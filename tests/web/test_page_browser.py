@@ -138,3 +138,30 @@ def _click(browser: WebDriver, selector: str) -> None:
 
 def _count(browser: WebDriver, selector: str) -> int:
     return int(browser.execute_script(f"return document.querySelectorAll({selector!r}).length"))
+
+
+HOSTILE = [
+    "<img src=x onerror=\"document.title='pwned'\">",
+    "\u202eevil right-to-left override\u202c done",
+    "a" + "\u0301" * 4000,  # 8 KB of combining accents on one letter
+    "\x1b[31mterminal escape\x1b[0m and a NUL-free control \x07",
+    "x" * 2000,  # one unbroken word
+]
+
+
+def test_hostile_text_is_shown_as_text_and_keeps_the_layout(
+    browser: WebDriver, pool: DaemonPool
+) -> None:
+    a, _ = pool.init("a")
+    for text in HOSTILE:
+        pool.ok(a, "post", text)
+    daemon = pool.start("a")
+    browser.get(page_url(daemon))
+    wait_for("the timeline", lambda: len(_timeline(browser)) >= len(HOSTILE) or None, WAIT_S)
+    shown = _timeline(browser)
+    for text in HOSTILE:
+        assert text in shown
+    assert browser.execute_script("return document.title") != "pwned"
+    assert _count(browser, "#timeline img") == 0
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= browser.execute_script("return window.innerWidth")

@@ -6,8 +6,9 @@ as on a phone at a LAN address, it is not a secure context and has no WebCrypto.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -165,3 +166,91 @@ def test_hostile_text_is_shown_as_text_and_keeps_the_layout(
     assert _count(browser, "#timeline img") == 0
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= browser.execute_script("return window.innerWidth")
+
+
+# BIP-39's reference vectors for 256-bit entropy (its test vectors, without passphrase).
+BIP39 = {
+    "00": "abandon " * 23 + "art",
+    "7f": "legal winner thank year wave sausage worth useful " * 2
+    + "legal winner thank year wave sausage worth title",
+    "80": "letter advice cage absurd amount doctor acoustic avoid " * 2
+    + "letter advice cage absurd amount doctor acoustic bless",
+    "ff": "zoo " * 23 + "vote",
+}
+
+
+def _backup_module(browser: WebDriver, code: str) -> Any:
+    script = (
+        "const done = arguments[arguments.length - 1];"
+        "import('/static/backup.js').then((m) => done((" + code + ")(m)))"
+        ".catch((e) => done('error ' + e.message));"
+    )
+    return browser.execute_async_script(script)
+
+
+def test_a_key_backs_up_as_words_and_comes_back_on_a_fresh_browser(
+    browser: WebDriver, pool: DaemonPool
+) -> None:
+    a, _ = pool.init("a")
+    daemon = pool.start("a")
+    browser.get(page_url(daemon))
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    wait_for(
+        "the page to reach the box",
+        lambda: "Connected" in _text(browser, "box-status") or None,
+        WAIT_S,
+    )
+    made = _backup_module(
+        browser,
+        "(m) => " + json.dumps(list(BIP39)) + ".map((b) => m.seedToWords("
+        "new Uint8Array(32).fill(parseInt(b, 16))).join(' '))",
+    )
+    assert made == list(BIP39.values())
+    swapped = _backup_module(
+        browser,
+        "(m) => { try { m.wordsToSeed('"
+        + BIP39["7f"].replace("legal winner", "winner legal", 1)
+        + "'); return 'accepted'; } catch (e) { return e.message; } }",
+    )
+    assert "do not check out" in swapped
+
+    phone_id = _text(browser, "me-id")
+    _post(browser, "before the phone was lost")
+    wait_for("the first post on the box", lambda: pool.feed(a, phone_id) or None, WAIT_S)
+    assert _text(browser, "me-note")  # the reminder shows until the backup is opened once
+    _click(browser, "#backup summary")
+    wait_for("the words", lambda: _count(browser, "#backup-words li") == 24 or None, WAIT_S)
+    words = " ".join(
+        str(w)
+        for w in browser.execute_script(
+            "return [...document.querySelectorAll('#backup-words li')].map(e => e.textContent)"
+        )
+    )
+    assert browser.execute_script("return document.getElementById('backup-qr').src").startswith(
+        "data:image/gif;base64,"
+    )
+    assert browser.execute_script("return document.getElementById('me-note').hidden") is True
+
+    # A fresh browser: a new key is made; restoring the words brings the old one back.
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    wait_for("a fresh key", lambda: _text(browser, "me-id") != phone_id or None, WAIT_S)
+    _click(browser, "#restore summary")
+    _fill(browser, "restore-words", words)
+    _click(browser, "#restore-form button")
+    wait_for("the restored key", lambda: _text(browser, "me-id") == phone_id or None, WAIT_S)
+    wait_for("the page again", lambda: "Connected" in _text(browser, "box-status") or None, WAIT_S)
+    _post(browser, "after restoring the backup")
+    wait_for("the second post on the box", lambda: len(pool.feed(a, phone_id)) == 2 or None, WAIT_S)
+    held = pool.feed(a, phone_id)
+    assert [e["seq"] for e in held] == [1, 2]  # continued the feed: no fork
+    assert pool.json(a, "status")["forked"] == []  # the box took seq 2 as the next entry
+
+
+def _wait_connected(browser: WebDriver) -> None:
+    wait_for(
+        "the page to reach the box",
+        lambda: "Connected" in _text(browser, "box-status") or None,
+        WAIT_S,
+    )

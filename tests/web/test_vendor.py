@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 VENDOR = Path(__file__).resolve().parents[2] / "meshnode" / "web" / "static" / "vendor"
-# From `npm pack tweetnacl@1.0.3` and `npm pack @noble/hashes@2.4.0` (vendor/README.md).
+# From `npm pack` of tweetnacl@1.0.3, @noble/hashes@2.4.0, @scure/bip39@2.4.0 and
+# qrcode-generator@2.0.4 (vendor/README.md).
 PINS = {
     "tweetnacl/nacl-fast.min.js": (
         "3ec535c004aeeb225785d8e93fb33bf99f52e399bd7dfc01969b5629baea5131"
@@ -19,6 +20,11 @@ PINS = {
     "noble-hashes/_u64.js": "b09da8c07fe8187c07649494cdb7cd0bcf13df90b506a9473d19e4d5f8c2e102",
     "noble-hashes/utils.js": "037ad49adb78168b6b699598fd33f85f7877456b1d28b4d032e2a1a16807947c",
     "noble-hashes/LICENSE": "4f221aee6e072336700c408c68ab3b96a3fc09f6aebe6f48f1bd99e5ef13faec",
+    "scure-bip39/english.js": "d87a52ebb094d166717691e624aea3a1bcd45dd04e6c7748e8edb7ae10f3c458",
+    "scure-bip39/LICENSE": "1565efd0ec4580bfaa96c7eeaaa9af3791baa1cc562c3bde62d0a055910b9ec7",
+    "qrcode-generator/qrcode.mjs": (
+        "ea91d7118a5395289170da848b7c6758b996163bfbccf312591ab65a4911b7c0"
+    ),
 }
 
 

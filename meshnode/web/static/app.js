@@ -21,6 +21,7 @@ const $ = (id) => document.getElementById(id);
 const KEY = "meshnode.seed"; // this phone's secret seed, hex; it never leaves the browser
 const HEAD = "meshnode.head"; // { seq, id } of our own latest entry, as this phone made it
 const OUTBOX = "meshnode.outbox"; // signed entries (hex) waiting for the box
+const BACKED_UP = "meshnode.backed-up"; // the backup was shown once: no more reminders
 const shown = new Set();
 const names = new Map(); // feed id -> the name its owner gave
 let box = null;
@@ -235,6 +236,51 @@ async function saveAbout(event) {
   await publish(ContentType.ABOUT, content);
 }
 
+// -- backup ------------------------------------------------------------------------------
+
+async function showBackup() {
+  if (!$("backup").open || $("backup-words").childElementCount) return;
+  const { seedToWords, qrDataUrl } = await import("./backup.js"); // only when asked for
+  const words = seedToWords(unhex(localStorage.getItem(KEY)));
+  $("backup-words").replaceChildren(...words.map((word) => {
+    const li = document.createElement("li");
+    li.textContent = word;
+    return li;
+  }));
+  $("backup-qr").src = qrDataUrl(`${location.origin}/#restore=${words.join("-")}`);
+  $("backup-qr").hidden = false;
+  localStorage.setItem(BACKED_UP, "1");
+  $("me-note").hidden = true;
+}
+
+async function restore(event) {
+  event.preventDefault();
+  const { wordsToSeed } = await import("./backup.js");
+  let seed;
+  try {
+    seed = wordsToSeed($("restore-words").value);
+  } catch (error) {
+    $("restore-status").textContent = error.message;
+    return;
+  }
+  if (outbox().length) {
+    $("restore-status").textContent = "Posts of this key still wait for the box: restore once they are sent.";
+    return;
+  }
+  localStorage.setItem(KEY, hex(seed));
+  localStorage.removeItem(HEAD); // the box's latest entry of the restored feed comes next
+  localStorage.setItem(BACKED_UP, "1");
+  location.replace(location.pathname);
+}
+
+function offerRestoreFromLink() {
+  // A scanned backup code opens the page with its words in the fragment (never sent).
+  if (!location.hash.startsWith("#restore=")) return;
+  $("restore-words").value = decodeURIComponent(location.hash.slice(9)).replaceAll("-", " ");
+  $("restore").open = true;
+  history.replaceState(null, "", location.pathname);
+}
+
 // -- start -------------------------------------------------------------------------------
 
 function follow() {
@@ -252,6 +298,10 @@ async function start() {
   $("me-id").textContent = formatFeedId(keys.publicKey);
   $("compose").addEventListener("submit", post);
   $("about").addEventListener("submit", saveAbout);
+  $("backup").addEventListener("toggle", () => showBackup().catch((e) => { $("restore-status").textContent = e.message; }));
+  $("restore-form").addEventListener("submit", restore);
+  $("me-note").hidden = Boolean(localStorage.getItem(BACKED_UP));
+  offerRestoreFromLink();
   $("text").addEventListener("input", countBytes);
   $("more").addEventListener("click", () => loadPage(next));
   showOutbox();

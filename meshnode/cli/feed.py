@@ -171,23 +171,23 @@ def _post_lines(access: Access) -> int:
 
 def cmd_reply(ctx: Context, args: argparse.Namespace) -> int:
     """reply ID TEXT."""
-    with open_access(ctx) as access:
-        ref = access.call("reply", parent=args.parent, text=args.text)
-    if args.json:
-        emit_json(ref)
-    else:
-        print(f"replied #{ref['seq']} {ref['id']}")
-    return 0
+    return _publish(ctx, args, "reply", "replied #{seq} {id}", parent=args.parent, text=args.text)
 
 
 def cmd_about(ctx: Context, args: argparse.Namespace) -> int:
     """about --name NAME [--description TEXT]."""
+    line = "about #{seq}: " + args.name.replace("{", "{{").replace("}", "}}")
+    return _publish(ctx, args, "about", line, name=args.name, description=args.description)
+
+
+def _publish(ctx: Context, args: argparse.Namespace, cmd: str, line: str, **request: object) -> int:
+    """Run one publishing request; print its entry ref as JSON or as ``line`` filled in."""
     with open_access(ctx) as access:
-        ref = access.call("about", name=args.name, description=args.description)
+        ref = access.call(cmd, **request)
     if args.json:
         emit_json(ref)
     else:
-        print(f"about #{ref['seq']}: {args.name}")
+        print(line.format(seq=ref["seq"], id=ref["id"]))
     return 0
 
 

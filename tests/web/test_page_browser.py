@@ -254,3 +254,34 @@ def _wait_connected(browser: WebDriver) -> None:
         lambda: "Connected" in _text(browser, "box-status") or None,
         WAIT_S,
     )
+
+
+def test_a_reply_from_the_page_names_its_parent(browser: WebDriver, pool: DaemonPool) -> None:
+    a, _ = pool.init("a")
+    pool.ok(a, "post", "who has a ladder?")
+    parent = pool.feed(a)[-1]
+    daemon = pool.start("a")
+    browser.get(page_url(daemon))
+    _wait_connected(browser)
+    wait_for("the post", lambda: _count(browser, "#timeline .reply") or None, WAIT_S)
+    _click(browser, "#timeline .reply")
+    assert "who has a ladder?" in _text(browser, "replying-to")
+    phone_id = _text(browser, "me-id")
+    _post(browser, "I do, come by")
+    wait_for("the reply on the box", lambda: pool.feed(a, phone_id) or None, WAIT_S)
+    reply = pool.feed(a, phone_id)[-1]
+    assert (reply["type"], reply["text"], reply["parent"]) == (
+        "reply",
+        "I do, come by",
+        parent["id"],
+    )
+    wait_for(
+        "the reply shown under its parent",
+        lambda: any("who has a ladder?" in t for t in _metas(browser)) or None,
+        WAIT_S,
+    )
+
+
+def _metas(browser: WebDriver) -> list[str]:
+    script = "return [...document.querySelectorAll('#timeline .meta')].map(e => e.textContent)"
+    return [str(t) for t in browser.execute_script(script)]

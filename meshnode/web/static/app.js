@@ -10,6 +10,7 @@ import {
   encodeAbout,
   encodeContact,
   encodePost,
+  encodeReply,
   parseFeedId,
   formatFeedId,
   formatMsgId,
@@ -24,6 +25,8 @@ const OUTBOX = "meshnode.outbox"; // signed entries (hex) waiting for the box
 const BACKED_UP = "meshnode.backed-up"; // the backup was shown once: no more reminders
 const shown = new Set();
 const names = new Map(); // feed id -> the name its owner gave
+const loaded = new Map(); // entry id -> the entry as the box described it
+let replyTo = null; // the entry being answered, while composing a reply
 let box = null;
 let keys = null;
 let next = null;
@@ -43,13 +46,28 @@ function loadKeys() {
 
 function describe(entry) {
   if (entry.type === "post") return entry.text;
-  if (entry.type === "reply") return `↳ ${entry.text}`;
+  if (entry.type === "reply") return entry.text;
   if (entry.type === "about") return `is now called ${entry.about.name}`;
   if (entry.type === "contact") return `${entry.contact.action}s ${entry.contact.target.slice(0, 9)}…`;
   return `(${entry.type})`;
 }
 
+function startReply(entry) {
+  replyTo = entry;
+  $("replying-to").textContent = `Replying to ${nameOf(entry.author)}: ${(entry.text ?? "").slice(0, 60)}`;
+  $("replying").hidden = false;
+  countBytes();
+  $("text").focus();
+}
+
+function stopReply() {
+  replyTo = null;
+  $("replying").hidden = true;
+  countBytes();
+}
+
 function item(entry) {
+  loaded.set(entry.id, entry);
   const li = document.createElement("li");
   const meta = document.createElement("span");
   meta.className = "meta";
@@ -59,7 +77,24 @@ function item(entry) {
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = describe(entry);
-  li.append(meta, text);
+  li.append(meta);
+  const parent = entry.type === "reply" ? loaded.get(entry.parent) : undefined;
+  if (parent) {
+    const quote = document.createElement("span");
+    quote.className = "meta";
+    quote.textContent = `↳ ${nameOf(parent.author)}: ${(parent.text ?? "").slice(0, 60)}`;
+    li.append(quote);
+  }
+  li.append(text);
+  if (entry.type === "post" || entry.type === "reply") {
+    const reply = document.createElement("button");
+    reply.type = "button";
+    reply.className = "reply";
+    reply.textContent = "Reply";
+    reply.setAttribute("aria-label", `Reply to ${nameOf(entry.author)}`);
+    reply.addEventListener("click", () => startReply(entry));
+    li.append(reply);
+  }
   li.dataset.id = entry.id;
   return li;
 }
@@ -192,7 +227,7 @@ function sign(contentType, content) {
 
 function countBytes() {
   const text = $("text").value;
-  const content = encodePost(text).length;
+  const content = encodePost(text).length + (replyTo ? 32 : 0); // a reply names its parent
   const shortForm = 1 + 6 + 1 + content + 64; // header, time, type, text, signature
   const fits = box && shortForm <= box.lora_entry_bytes;
   $("counter").textContent = `${content} bytes · ${fits ? "fits one radio frame" : "more than one radio frame"}`;
@@ -220,8 +255,13 @@ async function post(event) {
   const text = $("text").value;
   if (!text.trim()) return;
   $("text").value = "";
-  countBytes();
-  await publish(ContentType.POST, encodePost(text));
+  const parent = replyTo;
+  stopReply();
+  if (parent) {
+    await publish(ContentType.REPLY, encodeReply({ parent: b64(parent.id.slice(1, -7)), text }));
+  } else {
+    await publish(ContentType.POST, encodePost(text));
+  }
 }
 
 async function saveAbout(event) {
@@ -298,6 +338,7 @@ async function start() {
   $("me-id").textContent = formatFeedId(keys.publicKey);
   $("compose").addEventListener("submit", post);
   $("about").addEventListener("submit", saveAbout);
+  $("cancel-reply").addEventListener("click", stopReply);
   $("backup").addEventListener("toggle", () => showBackup().catch((e) => { $("restore-status").textContent = e.message; }));
   $("restore-form").addEventListener("submit", restore);
   $("me-note").hidden = Boolean(localStorage.getItem(BACKED_UP));

@@ -16,6 +16,7 @@ import {
   formatMsgId,
   entryId,
 } from "./codec.js";
+import { loadWords, t } from "./i18n.js";
 
 const nacl = globalThis.nacl; // set by the vendored tweetnacl, which codec.js loads
 const $ = (id) => document.getElementById(id);
@@ -47,14 +48,16 @@ function loadKeys() {
 function describe(entry) {
   if (entry.type === "post") return entry.text;
   if (entry.type === "reply") return entry.text;
-  if (entry.type === "about") return `is now called ${entry.about.name}`;
-  if (entry.type === "contact") return `${entry.contact.action}s ${entry.contact.target.slice(0, 9)}…`;
-  return `(${entry.type})`;
+  if (entry.type === "about") return t("timeline.about", { name: entry.about.name });
+  if (entry.type === "contact") {
+    return t("timeline.contact", { action: entry.contact.action, target: nameOf(entry.contact.target) });
+  }
+  return t("timeline.other", { type: entry.type });
 }
 
 function startReply(entry) {
   replyTo = entry;
-  $("replying-to").textContent = `Replying to ${nameOf(entry.author)}: ${(entry.text ?? "").slice(0, 60)}`;
+  $("replying-to").textContent = t("compose.replying", { name: nameOf(entry.author), text: (entry.text ?? "").slice(0, 60) });
   $("replying").hidden = false;
   countBytes();
   $("text").focus();
@@ -72,8 +75,8 @@ function item(entry) {
   const meta = document.createElement("span");
   meta.className = "meta";
   const when = new Date(entry.timestamp).toLocaleString();
-  const who = keys && entry.author === formatFeedId(keys.publicKey) ? "you" : nameOf(entry.author);
-  meta.textContent = `${who} · #${entry.seq} · ${when}`;
+  const who = keys && entry.author === formatFeedId(keys.publicKey) ? t("timeline.you") : nameOf(entry.author);
+  meta.textContent = t("timeline.meta", { who, seq: entry.seq, when });
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = describe(entry);
@@ -82,7 +85,7 @@ function item(entry) {
   if (parent) {
     const quote = document.createElement("span");
     quote.className = "meta";
-    quote.textContent = `↳ ${nameOf(parent.author)}: ${(parent.text ?? "").slice(0, 60)}`;
+    quote.textContent = t("timeline.in_reply", { name: nameOf(parent.author), text: (parent.text ?? "").slice(0, 60) });
     li.append(quote);
   }
   li.append(text);
@@ -90,8 +93,8 @@ function item(entry) {
     const reply = document.createElement("button");
     reply.type = "button";
     reply.className = "reply";
-    reply.textContent = "Reply";
-    reply.setAttribute("aria-label", `Reply to ${nameOf(entry.author)}`);
+    reply.textContent = t("timeline.reply");
+    reply.setAttribute("aria-label", t("timeline.reply_to", { name: nameOf(entry.author) }));
     reply.addEventListener("click", () => startReply(entry));
     li.append(reply);
   }
@@ -114,18 +117,18 @@ async function loadPeople() {
     const li = document.createElement("li");
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = person.box ? `${nameOf(person.id)} (this box)` : nameOf(person.id);
+    who.textContent = person.box ? t("people.this_box", { name: nameOf(person.id) }) : nameOf(person.id);
     li.append(who);
     if (!person.box) {
       const actions = person.followed
-        ? [["Unfollow", ContactAction.UNFOLLOW]]
-        : [["Follow", ContactAction.FOLLOW]];
-      actions.push(person.blocked ? ["Unblock", ContactAction.UNBLOCK] : ["Block", ContactAction.BLOCK]);
+        ? [[t("people.unfollow"), ContactAction.UNFOLLOW]]
+        : [[t("people.follow"), ContactAction.FOLLOW]];
+      actions.push(person.blocked ? [t("people.unblock"), ContactAction.UNBLOCK] : [t("people.block"), ContactAction.BLOCK]);
       for (const [label, action] of actions) {
         const button = document.createElement("button");
         button.type = "button";
         button.textContent = label;
-        button.setAttribute("aria-label", `${label} ${nameOf(person.id)}`);
+        button.setAttribute("aria-label", t("people.action", { action: label, name: nameOf(person.id) }));
         button.addEventListener("click", () => publish(ContentType.CONTACT, encodeContact({ action, target: parseFeedId(person.id) })));
         li.append(button);
       }
@@ -177,7 +180,7 @@ async function syncHead() {
   if (head.latest > mine.seq) {
     localStorage.setItem(HEAD, JSON.stringify({ seq: head.latest, id: hex(b64(head.latest_id.slice(1, -7))) }));
   } else if (head.latest === mine.seq && head.latest && formatMsgId(mine.id) !== head.latest_id) {
-    $("outbox").textContent = "Another device posts with this key: use one device per key.";
+    $("outbox").textContent = t("outbox.second_device");
   }
 }
 
@@ -187,7 +190,7 @@ function outbox() {
 
 function showOutbox() {
   const waiting = outbox().length;
-  $("outbox").textContent = waiting ? `${waiting} waiting for the box; sent when it is back.` : "";
+  $("outbox").textContent = waiting ? t("outbox.waiting", { count: waiting }) : "";
 }
 
 async function flushOutbox() {
@@ -201,7 +204,7 @@ async function flushOutbox() {
     if (response.status >= 500 || response.status === 429) throw new Error("the box is busy");
     if (!response.ok) {
       const answer = await response.json().catch(() => ({}));
-      $("outbox").textContent = `The box refused a post: ${answer.reason ?? response.status}`;
+      $("outbox").textContent = t("outbox.refused", { reason: answer.reason ?? response.status });
     }
     waiting = waiting.slice(1);
     localStorage.setItem(OUTBOX, JSON.stringify(waiting));
@@ -230,7 +233,7 @@ function countBytes() {
   const content = encodePost(text).length + (replyTo ? 32 : 0); // a reply names its parent
   const shortForm = 1 + 6 + 1 + content + 64; // header, time, type, text, signature
   const fits = box && shortForm <= box.lora_entry_bytes;
-  $("counter").textContent = `${content} bytes · ${fits ? "fits one radio frame" : "more than one radio frame"}`;
+  $("counter").textContent = t(fits ? "compose.bytes.fits" : "compose.bytes.over", { bytes: content });
 }
 
 async function publish(contentType, content) {
@@ -270,7 +273,7 @@ async function saveAbout(event) {
   try {
     content = encodeAbout({ name: $("name").value, description: $("description").value });
   } catch (error) {
-    $("outbox").textContent = error.message;
+    $("outbox").textContent = t("about.invalid");
     return;
   }
   await publish(ContentType.ABOUT, content);
@@ -300,11 +303,11 @@ async function restore(event) {
   try {
     seed = wordsToSeed($("restore-words").value);
   } catch (error) {
-    $("restore-status").textContent = error.message;
+    $("restore-status").textContent = error.key ? t(error.key, error.values) : error.message;
     return;
   }
   if (outbox().length) {
-    $("restore-status").textContent = "Posts of this key still wait for the box: restore once they are sent.";
+    $("restore-status").textContent = t("restore.pending");
     return;
   }
   localStorage.setItem(KEY, hex(seed));
@@ -327,13 +330,14 @@ function follow() {
   const events = new EventSource("/api/events");
   events.addEventListener("entries", () => Promise.all([refresh(), loadPeople()]).catch(() => {}));
   events.onopen = () => {
-    $("box-status").textContent = "Connected to the box.";
+    $("box-status").textContent = t("status.connected");
     flushOutbox().then(refresh).catch(showOutbox);
   };
-  events.onerror = () => { $("box-status").textContent = "The box is out of reach; retrying…"; };
+  events.onerror = () => { $("box-status").textContent = t("status.away"); };
 }
 
 async function start() {
+  await loadWords().catch(() => {}); // without the catalogue the page shows its keys
   keys = loadKeys();
   $("me-id").textContent = formatFeedId(keys.publicKey);
   $("compose").addEventListener("submit", post);
@@ -348,16 +352,16 @@ async function start() {
   showOutbox();
   try {
     box = await getJson("/api/box");
-    const name = box.name || "meshnode box";
+    const name = box.name || t("title");
     $("box-name").textContent = name;
     document.title = name;
     countBytes();
     await syncHead();
     await loadPeople();
     await loadPage(null);
-    $("box-status").textContent = "Connected to the box.";
+    $("box-status").textContent = t("status.connected");
   } catch (error) {
-    $("box-status").textContent = "The box is out of reach; retrying…";
+    $("box-status").textContent = t("status.away");
   }
   follow();
 }

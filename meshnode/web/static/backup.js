@@ -10,6 +10,16 @@ import { sha256 } from "./vendor/noble-hashes/sha2.js";
 import { qrcode } from "./vendor/qrcode-generator/qrcode.mjs";
 
 export const WORDS = 24;
+
+/** Words that are not a backup: ``key`` names the message in the page's catalogue. */
+export class BackupError extends Error {
+  constructor(key, values, message) {
+    super(message);
+    this.name = "BackupError";
+    this.key = key;
+    this.values = values;
+  }
+}
 const INDEX = new Map(wordlist.map((word, i) => [word, i]));
 
 /** The 24 recovery words of a 32-byte seed. */
@@ -26,17 +36,23 @@ export function seedToWords(seed) {
 /** The seed that 24 recovery words write; Error naming the problem when they do not. */
 export function wordsToSeed(text) {
   const words = String(text).toLowerCase().split(/[\s,.-]+/).filter(Boolean);
-  if (words.length !== WORDS) throw new Error(`a backup is ${WORDS} words; these are ${words.length}`);
+  if (words.length !== WORDS) {
+    const values = { count: words.length };
+    throw new BackupError("restore.count", values, `a backup is ${WORDS} words; these are ${words.length}`);
+  }
   let bits = 0n;
   for (const [i, word] of words.entries()) {
     const index = INDEX.get(word);
-    if (index === undefined) throw new Error(`word ${i + 1}, "${word}", is not one of the backup words`);
+    if (index === undefined) {
+      const values = { number: i + 1, word };
+      throw new BackupError("restore.unknown", values, `word ${i + 1}, "${word}", is not one of the backup words`);
+    }
     bits = (bits << 11n) | BigInt(index);
   }
   const seed = new Uint8Array(32);
   for (let i = 0; i < 32; i += 1) seed[i] = Number((bits >> BigInt(8 * (32 - i))) & 255n);
   if (Number(bits & 255n) !== sha256(seed)[0]) {
-    throw new Error("these words do not check out: a word is wrong or out of order");
+    throw new BackupError("restore.checksum", {}, "these words do not check out: a word is wrong or out of order");
   }
   return seed;
 }

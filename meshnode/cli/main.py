@@ -23,6 +23,7 @@ from meshnode.cli.feed import add_feed_commands
 from meshnode.cli.node import add_node_commands
 from meshnode.cli.sim import add_sim_commands
 from meshnode.cli.usb import add_usb_commands
+from meshnode.cli.web import add_web_commands
 from meshnode.errors import ConfigError, MeshnodeError
 from meshnode.host.datadir import resolve_config_path
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bundle_commands(sub)
     add_sim_commands(sub)
     add_usb_commands(sub)
+    add_web_commands(sub)
     add_doctor_command(sub)
     return parser
 

@@ -415,7 +415,9 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         if fd is not None:
             with socket.socket(fileno=os.dup(fd)) as passed:
                 web_port = int(passed.getsockname()[1])
-        page = WebSettings(host=web_host, port=web_port, box_name=name, fd=fd)
+        page = WebSettings(
+            host=web_host, port=web_port, box_name=name, fd=fd, data_dir=ctx.data_dir
+        )
     return ServiceSettings(
         listen_host=host,
         listen_port=port,

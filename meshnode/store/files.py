@@ -66,20 +66,22 @@ def fsync_dir(path: Path, *, io: FileIo = _OS) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes | Iterable[bytes], *, io: FileIo = _OS) -> None:
+def write_atomically(
+    path: Path, data: bytes | Iterable[bytes], *, io: FileIo = _OS, mode: int = 0o644
+) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks of it) so that it is never half written.
 
     The bytes go to a temporary file in the same directory, named for this process and
-    thread (``.NAME.PID.TID.tmp``) and created exclusively (never through a link left
-    there), which is fsynced and renamed over ``path``; then the directory is fsynced (see
-    fsync_dir); both fsyncs go through ``io``. Once it returns, ``path`` holds ``data`` and
-    survives a power cut. If it raises OSError, the temporary file is gone and ``path``
-    holds its old bytes, or the new ones when only the directory fsync failed. Concurrent
-    writers never share a temporary file; the last rename wins.
+    thread (``.NAME.PID.TID.tmp``) and created exclusively with ``mode`` (less the umask;
+    never through a link left there), which is fsynced and renamed over ``path``; then the
+    directory is fsynced (see fsync_dir); both fsyncs go through ``io``. Once it returns,
+    ``path`` holds ``data`` and survives a power cut. If it raises OSError, the temporary
+    file is gone and ``path`` holds its old bytes, or the new ones when only the directory
+    fsync failed. Concurrent writers never share a temporary file; the last rename wins.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     try:
-        with os.fdopen(_create(tmp), "wb") as f:
+        with os.fdopen(_create(tmp, mode), "wb") as f:
             for chunk in [data] if isinstance(data, bytes) else data:
                 f.write(chunk)
             f.flush()
@@ -91,13 +93,13 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes], *, io: FileIo = 
     fsync_dir(path.parent, io=io)
 
 
-def _create(tmp: Path) -> int:
+def _create(tmp: Path, mode: int) -> int:
     """Create ``tmp`` exclusively; one already there was left by a dead writer of our ids."""
     try:
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         tmp.unlink()
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
 
 
 def store_error(what: str, exc: OSError) -> StoreError:

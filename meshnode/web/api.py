@@ -26,10 +26,12 @@ from meshnode.errors import DecodeError, StoreError
 from meshnode.radio import rnode
 from meshnode.radio.fragment import max_payload
 from meshnode.secure.identity import format_feed_id, format_msg_id, network_tag, parse_feed_id
+from meshnode.web.operator import COOKIE, LOGINS_PER_MINUTE, SESSION_S, Operator
 from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from meshnode.core.node import Node
     from meshnode.types import FeedId
@@ -72,8 +74,16 @@ class PostLimiter:
 class Box:
     """What the handlers share: the node, its live hub and the daemon's wake-up."""
 
-    def __init__(self, node: Node, *, name: str, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        name: str,
+        on_change: Callable[[], None],
+        data_dir: Path | None = None,
+    ) -> None:
         self.node = node
+        self.operator = Operator(node, data_dir, allow=PostLimiter(LOGINS_PER_MINUTE).allow)
         # Each kept feed's name, found once per latest seq (the table is as big as the feeds
         # the box keeps, which its policy bounds).
         self.names: dict[FeedId, tuple[int, About | None]] = {}
@@ -277,6 +287,64 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _json_body(request: web.Request) -> dict[str, object]:
+    _same_origin(request)
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send JSON (application/json)")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+async def operator_login(request: web.Request) -> web.Response:
+    """POST /api/operator/login {"passphrase"}: a session cookie for the box's operator."""
+    box = _box(request)
+    passphrase = (await _json_body(request)).get("passphrase")
+    if not isinstance(passphrase, str):
+        raise web.HTTPBadRequest(text="passphrase must be a string")
+    token = await box.operator.login(passphrase, request.remote or "unknown")
+    response = web.json_response({"operator": True})
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(SESSION_S),
+        path="/api/operator",
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+async def operator_status(request: web.Request) -> web.Response:
+    """GET /api/operator/status: the node's status (sizes, caps, ranges, forks)."""
+    box = _box(request)
+    box.operator.check(request)
+    return web.json_response(box.node.status())
+
+
+async def operator_hide(request: web.Request) -> web.Response:
+    """POST /api/operator/hide {"feed"}: a box-wide block, logged."""
+    box = _box(request)
+    box.operator.check(request)
+    feed = (await _json_body(request)).get("feed")
+    if not isinstance(feed, str):
+        raise web.HTTPBadRequest(text="feed must be a feed id")
+    record = box.operator.hide(feed, request.remote or "unknown")
+    box.on_change()
+    return web.json_response(record)
+
+
+async def operator_log(request: web.Request) -> web.Response:
+    """GET /api/operator/log: what operators did, oldest first."""
+    box = _box(request)
+    box.operator.check(request)
+    return web.json_response({"log": box.operator.log()})
+
+
 def routes(app: web.Application, box: Box) -> None:
     """Put the API on ``app``."""
     app[_BOX_KEY] = box
@@ -286,3 +354,7 @@ def routes(app: web.Application, box: Box) -> None:
     app.router.add_get("/api/people", people)
     app.router.add_post("/api/entries", post_entry)
     app.router.add_get("/api/events", events)
+    app.router.add_post("/api/operator/login", operator_login)
+    app.router.add_get("/api/operator/status", operator_status)
+    app.router.add_post("/api/operator/hide", operator_hide)
+    app.router.add_get("/api/operator/log", operator_log)

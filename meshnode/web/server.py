@@ -51,6 +51,7 @@ class WebSettings:
     port: int = 8080
     box_name: str = ""
     fd: int | None = None  # a listening socket systemd passed (meshnode-web.socket)
+    data_dir: Path | None = None  # where the operator's passphrase and log live
 
 
 @web.middleware
@@ -134,11 +135,15 @@ def _static_routes(app: web.Application) -> None:
 
 
 def make_app(
-    node: Node, *, box_name: str, on_change: Callable[[], None]
+    node: Node,
+    *,
+    box_name: str,
+    on_change: Callable[[], None],
+    data_dir: Path | None = None,
 ) -> tuple[web.Application, Box]:
     """The aiohttp application for ``node``, and the state its handlers share."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
-    box = Box(node, name=box_name, on_change=on_change)
+    box = Box(node, name=box_name, on_change=on_change, data_dir=data_dir)
     routes(app, box)
     _static_routes(app)
     return app, box
@@ -149,7 +154,9 @@ class WebServer:
 
     def __init__(self, node: Node, settings: WebSettings, *, on_change: Callable[[], None]) -> None:
         self.settings = settings
-        self.app, self.box = make_app(node, box_name=settings.box_name, on_change=on_change)
+        self.app, self.box = make_app(
+            node, box_name=settings.box_name, on_change=on_change, data_dir=settings.data_dir
+        )
         node.add_append_listener(self.box.hub.entry_stored)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.listening: list[str] = []

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from meshnode.codec.channel import encode_entry_message
 from meshnode.codec.content import About, ContactAction
-from meshnode.codec.message import entry_author
-from meshnode.core.feed import Outcome
+from meshnode.codec.message import decode_entry, entry_author
+from meshnode.core.feed import Outcome, check_content
 from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
 from meshnode.core.views import entry_json, latest_about
 from meshnode.errors import DecodeError, StoreError
@@ -183,10 +183,7 @@ async def post_entry(request: web.Request) -> web.Response:
     try:
         result = box.node.ingest(raw)
         if result.outcome is Outcome.UNWANTED:
-            if not box.people.allow(client):
-                raise web.HTTPTooManyRequests(
-                    text="this box takes one new person a minute from each address: wait a minute"
-                )
+            _check_newcomer(box, raw, client)
             _keep_feed(box, entry_author(raw))
             result = box.node.ingest(raw)
     except StoreError as exc:
@@ -242,6 +239,19 @@ async def people(request: web.Request) -> web.Response:
             }
         )
     return web.json_response({"people": out})
+
+
+def _check_newcomer(box: Box, raw: bytes, client: str) -> None:
+    """Before the box keeps a new feed: not one it hides, a valid entry, not too many."""
+    node = box.node
+    if entry_author(raw) in node.policy.graph.blocks.get(node.feed_id, set()):
+        raise web.HTTPForbidden(text="this box does not carry that feed")
+    entry = decode_entry(raw, max_content_bytes=node.max_content_bytes)
+    check_content(entry, node.network_key, node.max_content_bytes)  # DecodeError if forged
+    if not box.people.allow(client):
+        raise web.HTTPTooManyRequests(
+            text="this box takes one new person a minute from each address: wait a minute"
+        )
 
 
 def _keep_feed(box: Box, feed: FeedId) -> None:

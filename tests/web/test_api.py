@@ -351,3 +351,21 @@ def test_people_shows_names_and_what_a_phone_follows() -> None:
         assert not any(p["followed"] for p in anonymous)
 
     run_client(node, test)
+
+
+def test_a_forged_or_hidden_newcomer_is_not_kept() -> None:
+    forged = bytearray(phone_post(1, "let me in"))
+    forged[-1] ^= 1
+    node = make_box()
+
+    async def test(client: TestClient[Any, Any]) -> None:
+        response = await client.post("/api/entries", data=bytes(forged), headers=OCTETS)
+        assert response.status == 422
+        assert "signature" in (await response.json())["reason"]
+        node.set_contact(ContactAction.BLOCK, PHONE.feed_id, timestamp_ms=TS_MS)
+        hidden = await client.post("/api/entries", data=phone_post(1, "hi"), headers=OCTETS)
+        assert hidden.status == 403
+
+    run_client(node, test)
+    assert node.scope(PHONE.feed_id) is None  # never followed: neither forged nor hidden
+    assert PHONE.feed_id in node.policy.graph.blocks[BOX.feed_id]

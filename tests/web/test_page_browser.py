@@ -285,3 +285,36 @@ def test_a_reply_from_the_page_names_its_parent(browser: WebDriver, pool: Daemon
 def _metas(browser: WebDriver) -> list[str]:
     script = "return [...document.querySelectorAll('#timeline .meta')].map(e => e.textContent)"
     return [str(t) for t in browser.execute_script(script)]
+
+
+def test_the_operator_logs_in_on_the_page_and_hides_a_feed(
+    browser: WebDriver, pool: DaemonPool
+) -> None:
+    a, _ = pool.init("a")
+    b, b_id = pool.init("b")
+    pool.ok(b, "about", "--name", "Spammer")
+    pool.ok(a, "follow", b_id)
+    done = pool.cli(a, "web", "passphrase", stdin="a long operator passphrase\n")
+    assert done.returncode == 0, done.stderr
+    daemon_b = pool.start("b")
+    daemon_a = pool.start("a", "--peer", daemon_b.address)
+    wait_for("A to hold B's name", lambda: pool.feed(a, b_id) or None, WAIT_S)
+    browser.get(page_url(daemon_a))
+    _wait_connected(browser)
+    _click(browser, "#operator summary")
+    _fill(browser, "passphrase", "not the passphrase")
+    _click(browser, "#operator-login button")
+    wait_for("the refusal", lambda: "Wrong" in _text(browser, "operator-status") or None, WAIT_S)
+    _fill(browser, "passphrase", "a long operator passphrase")
+    _click(browser, "#operator-login button")
+    wait_for(
+        "the status", lambda: "entries of" in _text(browser, "operator-status") or None, WAIT_S
+    )
+    hide = "#people button[aria-label^='Hide from this box Spammer']"
+    wait_for("a hide button", lambda: _count(browser, hide) or None, WAIT_S)
+    _click(browser, hide)
+    wait_for("the hide in the log", lambda: _count(browser, "#operator-log li") or None, WAIT_S)
+    assert "hide Spammer" in _text(browser, "operator-log")
+    own = pool.feed(a)
+    assert own[-1]["contact"] == {"action": "block", "target": b_id}
+    wait_for("Spammer gone from the people", lambda: _count(browser, hide) == 0 or None, WAIT_S)

@@ -132,6 +132,15 @@ async function loadPeople() {
         button.addEventListener("click", () => publish(ContentType.CONTACT, encodeContact({ action, target: parseFeedId(person.id) })));
         li.append(button);
       }
+      if (operator) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "hide";
+        button.textContent = t("operator.hide");
+        button.setAttribute("aria-label", t("people.action", { action: t("operator.hide"), name: nameOf(person.id) }));
+        button.addEventListener("click", () => hide(person.id));
+        li.append(button);
+      }
     }
     list.append(li);
   }
@@ -324,6 +333,61 @@ function offerRestoreFromLink() {
   history.replaceState(null, "", location.pathname);
 }
 
+// -- operator ----------------------------------------------------------------------------
+
+let operator = false; // logged in as the box's operator (the cookie itself is HttpOnly)
+
+async function operatorLogin(event) {
+  event.preventDefault();
+  const response = await fetch("/api/operator/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ passphrase: $("passphrase").value }),
+  });
+  $("passphrase").value = "";
+  if (!response.ok) {
+    $("operator-status").textContent = t(response.status === 403 ? "operator.wrong" : "operator.refused", { status: response.status });
+    return;
+  }
+  operator = true;
+  $("operator-login").hidden = true;
+  await Promise.all([operatorStatus(), loadPeople()]);
+}
+
+async function operatorStatus() {
+  const status = await getJson("/api/operator/status");
+  $("operator-status").textContent = t("operator.summary", {
+    entries: status.entries,
+    feeds: status.feeds,
+    mib: (status.bytes / 1048576).toFixed(1),
+    forked: status.forked.length,
+  });
+  const log = (await getJson("/api/operator/log")).log;
+  $("operator-log").replaceChildren(...log.map((record) => {
+    const li = document.createElement("li");
+    li.textContent = t("operator.logged", {
+      when: new Date(record.time_ms).toLocaleString(),
+      action: record.action,
+      name: nameOf(record.feed),
+      address: record.address,
+    });
+    return li;
+  }));
+}
+
+async function hide(id) {
+  const response = await fetch("/api/operator/hide", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ feed: id }),
+  });
+  if (!response.ok) {
+    $("operator-status").textContent = t("operator.refused", { status: response.status });
+    return;
+  }
+  await Promise.all([operatorStatus(), loadPeople()]);
+}
+
 // -- start -------------------------------------------------------------------------------
 
 function follow() {
@@ -343,6 +407,7 @@ async function start() {
   $("compose").addEventListener("submit", post);
   $("about").addEventListener("submit", saveAbout);
   $("cancel-reply").addEventListener("click", stopReply);
+  $("operator-login").addEventListener("submit", (event) => operatorLogin(event).catch(() => {}));
   $("backup").addEventListener("toggle", () => showBackup().catch((e) => { $("restore-status").textContent = e.message; }));
   $("restore-form").addEventListener("submit", restore);
   $("me-note").hidden = Boolean(localStorage.getItem(BACKED_UP));

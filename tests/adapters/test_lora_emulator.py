@@ -202,7 +202,10 @@ def test_a_device_that_does_not_answer_its_setup_is_never_sent_to(pool: DaemonPo
 
 # The emulator alone, with a test acting as the hosts: what the air does to packets.
 
-SLOW = LoRaParams(frequency_hz=FREQUENCY_HZ, spreading_factor=9, coding_rate=5, tx_power_dbm=14)
+# SF12: a symbol is 33 ms and carrier sense needs 4 of them, so two writes the test makes
+# one after the other reach the air "at once" even when a busy machine delays one of them
+# by tens of milliseconds (at SF9 the window was 16 ms, and a loaded CI run missed it).
+SLOW = LoRaParams(frequency_hz=FREQUENCY_HZ, spreading_factor=12, coding_rate=5, tx_power_dbm=14)
 RADIO_ON = rnode.encode_command(rnode.RNodeCommand.RADIO_STATE, b"\x01")
 
 

@@ -92,7 +92,6 @@ class Box:
         self.hub = Hub()
         self.posts = PostLimiter()
         self.people = PostLimiter(NEW_PEOPLE_PER_MINUTE)
-        self.rejected = 0
 
 
 _BOX_KEY = web.AppKey("box", Box)
@@ -197,7 +196,6 @@ async def post_entry(request: web.Request) -> web.Response:
         status = 201 if result.outcome is Outcome.ADDED else 200
         body = {"outcome": result.outcome.value, "id": format_msg_id(result.entry.id)}
         return web.json_response(body, status=status)
-    box.rejected += 1
     if result is not None:
         reason = result.reason
         outcome = result.outcome.value

@@ -36,7 +36,6 @@ class Hub:
         self._streams: set[asyncio.Queue[bytes | None]] = set()
         self._changed: dict[FeedId, int] = {}
         self._flush: asyncio.Handle | None = None
-        self.events_sent = 0
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -62,7 +61,6 @@ class Hub:
         else:
             data = {"feeds": {format_feed_id(f): s for f, s in changed.items()}}
         event = b"event: entries\ndata: " + json.dumps(data).encode() + b"\n\n"
-        self.events_sent += 1
         for queue in list(self._streams):
             try:
                 queue.put_nowait(event)

@@ -337,13 +337,14 @@ function offerRestoreFromLink() {
 
 let operator = false; // logged in as the box's operator (the cookie itself is HttpOnly)
 
+function postJson(url, body) {
+  const headers = { "Content-Type": "application/json" };
+  return fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+}
+
 async function operatorLogin(event) {
   event.preventDefault();
-  const response = await fetch("/api/operator/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ passphrase: $("passphrase").value }),
-  });
+  const response = await postJson("/api/operator/login", { passphrase: $("passphrase").value });
   $("passphrase").value = "";
   if (!response.ok) {
     $("operator-status").textContent = t(response.status === 403 ? "operator.wrong" : "operator.refused", { status: response.status });
@@ -376,11 +377,7 @@ async function operatorStatus() {
 }
 
 async function hide(id) {
-  const response = await fetch("/api/operator/hide", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ feed: id }),
-  });
+  const response = await postJson("/api/operator/hide", { feed: id });
   if (!response.ok) {
     $("operator-status").textContent = t("operator.refused", { status: response.status });
     return;

@@ -30,6 +30,7 @@ from meshnode.host.address import parse_host_port, parse_peer
 from meshnode.host.config import EXAMPLE_CONFIG
 from meshnode.host.datadir import (
     IdentityMissing,
+    config_file_path,
     init_data_dir,
     load_identity,
     load_network_key,
@@ -38,6 +39,7 @@ from meshnode.host.sdnotify import Notifier, listen_fds
 from meshnode.links.tcp import TcpSettings
 from meshnode.secure.identity import format_feed_id, network_tag, parse_network_key
 from meshnode.store.flatfile import FileStore
+from meshnode.web.poster import PosterSettings
 from meshnode.web.server import WebSettings
 
 if TYPE_CHECKING:
@@ -416,7 +418,17 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
             with socket.socket(fileno=os.dup(fd)) as passed:
                 web_port = int(passed.getsockname()[1])
         page = WebSettings(
-            host=web_host, port=web_port, box_name=name, fd=fd, data_dir=ctx.data_dir
+            host=web_host,
+            port=web_port,
+            box_name=name,
+            fd=fd,
+            data_dir=ctx.data_dir,
+            # Both or neither: the config checked it.
+            tls_cert=config_file_path(ctx.config, web.tls_cert) if web.tls_cert else None,
+            tls_key=config_file_path(ctx.config, web.tls_key) if web.tls_key else None,
+            poster=PosterSettings(
+                wifi_ssid=web.wifi_ssid, wifi_password=web.wifi_password, page_url=web.page_url
+            ),
         )
     return ServiceSettings(
         listen_host=host,
@@ -438,8 +450,8 @@ def _mdns(
 ) -> Callable[[Callable[[PeerSeen], None], int], Coroutine[Any, Any, None]]:
     """Discovery for the daemon: announce on every interface, report nodes of our network.
 
-    The village page is announced too (``_http._tcp``, by the box's name) when it listens
-    on a fixed port.
+    The village page is announced too (``_http._tcp``, or ``_https._tcp`` with TLS, by the
+    box's name) when it listens on a fixed port.
     """
     from meshnode.links.discovery import MdnsDiscovery  # zeroconf loads only when it is used
 
@@ -452,6 +464,7 @@ def _mdns(
             port=port,
             on_seen=on_seen,
             page=page,
+            page_tls=web is not None and web.tls_cert is not None,
         )
         return discovery.run()
 

@@ -9,8 +9,6 @@ the data dir for ``meshnode status``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -20,8 +18,8 @@ from meshnode.cli.context import Progress, emit_json, format_bytes, open_access
 from meshnode.errors import ConfigError
 from meshnode.host.config import parse_size
 from meshnode.host.datadir import load_network_key
+from meshnode.host.usb_history import record_usb_sync, usb_syncs
 from meshnode.secure.identity import format_feed_id
-from meshnode.store.files import write_atomically
 from meshnode.usb.drive import DRIVE_DIR, DriveError, carried, init_drive, open_drive
 
 if TYPE_CHECKING:
@@ -30,9 +28,8 @@ if TYPE_CHECKING:
     from meshnode.cli.context import Context
     from meshnode.usb.drive import Drive
 
-__all__ = ["LAST_SYNC_NAME", "add_usb_commands", "drive_status", "last_usb_sync"]
+__all__ = ["add_usb_commands", "drive_status", "last_usb_sync"]
 
-LAST_SYNC_NAME = "usb-last-sync.json"
 _LISTED_FEEDS = 10  # `usb status` lists this many carried feeds; --json lists all
 
 
@@ -197,20 +194,14 @@ def _label_of(mountpoint: Path) -> str | None:
 
 
 def _record(ctx: Context, path: Path, summary: dict[str, object]) -> None:
-    """Note the sync in the data dir for ``meshnode status`` (best effort)."""
-    record = {"at_ms": int(time.time() * 1000), "drive": str(path), **summary}
-    # An operator without write access to the data dir: the sync itself still counted.
-    with contextlib.suppress(OSError):
-        write_atomically(ctx.data_dir / LAST_SYNC_NAME, json.dumps(record).encode("utf-8"))
+    """Note the sync in the data dir for ``meshnode status`` and the operator's page."""
+    record_usb_sync(ctx.data_dir, {"at_ms": int(time.time() * 1000), "drive": str(path), **summary})
 
 
 def last_usb_sync(data_dir: Path) -> dict[str, object] | None:
     """The last sync's record, if there is a readable one."""
-    try:
-        record = json.loads((data_dir / LAST_SYNC_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+    records = usb_syncs(data_dir)
+    return records[-1] if records else None
 
 
 def _print_summary(path: Path, s: dict[str, object]) -> None:

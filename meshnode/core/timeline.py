@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from meshnode.codec.message import Entry
     from meshnode.core.node import Node
 
-__all__ = ["MAX_PAGE", "Cursor", "decode_cursor", "encode_cursor", "timeline_page"]
+__all__ = [
+    "MAX_PAGE",
+    "Cursor",
+    "decode_cursor",
+    "encode_cursor",
+    "read_entry",
+    "timeline_page",
+]
 
 MAX_PAGE = 100  # entries per page at most, whatever a client asks
 
@@ -87,7 +94,8 @@ def _neg(key: _Key) -> _Key:
     return (-key[0], bytes(255 - b for b in key[1]), -key[2])
 
 
-def _read(node: Node, feed: FeedId, seq: int) -> Entry | None:
+def read_entry(node: Node, feed: FeedId, seq: int) -> Entry | None:
+    """Entry ``seq`` of ``feed``, or None when it is evicted or damaged."""
     try:
         return decode_entry(node.store.get(feed, Seq(seq)), max_content_bytes=1 << 16)
     except (DecodeError, StoreCorrupt, KeyError):
@@ -99,11 +107,11 @@ def _newest_before(node: Node, feed: FeedId, bound: _Key | None) -> Entry | None
     if head is None:
         return None
     if bound is None:
-        return _read(node, feed, head.latest) or _older_than(node, feed, head.latest)
+        return read_entry(node, feed, head.latest) or _older_than(node, feed, head.latest)
     lo, hi, found = int(head.first), int(head.latest), None
     while lo <= hi:  # the newest seq whose key is below the bound
         mid = (lo + hi) // 2
-        entry = _read(node, feed, mid)
+        entry = read_entry(node, feed, mid)
         if entry is None:
             hi = mid - 1
             continue
@@ -120,7 +128,7 @@ def _older_than(node: Node, feed: FeedId, seq: int) -> Entry | None:
     head = node.store.head(feed)
     while head is not None and seq > head.first:
         seq -= 1
-        entry = _read(node, feed, seq)
+        entry = read_entry(node, feed, seq)
         if entry is not None:
             return entry
     return None

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from meshnode.daemon.links import LinkTable, loop_now, peer_name
 from meshnode.errors import LinkError
 from meshnode.host.address import PeerAddress, format_host_port
 from meshnode.host.eventlog import log_event
+from meshnode.host.usb_history import usb_syncs
 from meshnode.links.radio import RadioInterface
 from meshnode.links.tcp import TcpSettings
 from meshnode.types import PeerId
@@ -133,6 +135,8 @@ class Service:
             after=self._pump,
             path=control_path,
         )
+        if self.web is not None:
+            self.web.box.status = self._operator_status
 
     # -- the parts' state under the names it had here (status requests and tests read it) -----
 
@@ -333,6 +337,7 @@ class Service:
                 "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 1),
                 "listening": self.listening,
+                "page_url": self.web.page_url if self.web is not None else None,
                 "mdns": self.discovery is not None,
                 "peers_connected": len(self.links),
                 "peers_by_link": self._peers_by_link(),
@@ -340,6 +345,26 @@ class Service:
                 "handshakes": self.table.handshakes,
                 "radios": [interface.status() for interface in self.radios],
             },
+        }
+
+    def _operator_status(self) -> dict[str, object]:
+        """What the page's operator sees: totals (not every feed's range), the disk under
+        the data dir, every peer and radio, and the last drives synced (usb-syncs.json)."""
+        status = self._status_request(self.node, {})
+        status.pop("ranges", None)
+        peers = self._peers_request(self.node, {})
+        data_dir = None if self.settings.web is None else self.settings.web.data_dir
+        disk: dict[str, int] | None = None
+        if data_dir is not None:
+            with contextlib.suppress(OSError):
+                usage = shutil.disk_usage(data_dir)
+                disk = {"total_bytes": usage.total, "free_bytes": usage.free}
+        return {
+            **status,
+            "disk": disk,
+            "peers": peers["peers"],
+            "radios": peers["radios"],
+            "usb_syncs": [] if data_dir is None else usb_syncs(data_dir),
         }
 
     def _peers_by_link(self) -> dict[str, int]:

@@ -78,6 +78,7 @@ _UNITS = {
     "tib": 1 << 40,
 }
 _SIZE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+_URL = re.compile(r"https?://[^\s/?#]+\S*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +125,11 @@ class WebSection:
     enabled: bool = True
     listen: str = "0.0.0.0:8080"
     box_name: str = ""
+    tls_cert: str = ""  # HTTPS: PEM certificate chain (relative: to the config file's folder)
+    tls_key: str = ""  # HTTPS: its unencrypted PEM private key; both or neither
+    wifi_ssid: str = ""  # the poster's WiFi code: the network's name; empty: no WiFi code
+    wifi_password: str = ""  # its WPA passphrase; empty: an open network
+    page_url: str = ""  # the address on the poster; empty: http://HOST.local[:PORT]/
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,7 +305,40 @@ def _parse_web(data: object) -> WebSection:
     if len(box_name) > MAX_BOX_NAME_CHARS or not box_name.isprintable():
         why = f"must be at most {MAX_BOX_NAME_CHARS} printable characters"
         raise ConfigError("web.box_name", f"{why}, got {box_name!r}")
-    return WebSection(enabled=t.boolean("enabled", d.enabled), listen=listen, box_name=box_name)
+    tls_cert, tls_key = t.string("tls_cert", d.tls_cert), t.string("tls_key", d.tls_key)
+    if bool(tls_cert) != bool(tls_key):
+        missing = "web.tls_key" if tls_cert else "web.tls_cert"
+        raise ConfigError(missing, "is required too: HTTPS takes both tls_cert and tls_key")
+    ssid, password, page_url = _poster_keys(t)
+    return WebSection(
+        enabled=t.boolean("enabled", d.enabled),
+        listen=listen,
+        box_name=box_name,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        wifi_ssid=ssid,
+        wifi_password=password,
+        page_url=page_url,
+    )
+
+
+def _poster_keys(t: _Table) -> tuple[str, str, str]:
+    """[web] wifi_ssid, wifi_password and page_url, checked (the operator's poster)."""
+    d = WebSection()
+    ssid, password = t.string("wifi_ssid", d.wifi_ssid), t.string("wifi_password", d.wifi_password)
+    if ssid and (len(ssid.encode("utf-8")) > 32 or not ssid.isprintable()):
+        why = "must be a WiFi network name: 1 to 32 bytes of UTF-8, printable"
+        raise ConfigError("web.wifi_ssid", f"{why}, got {ssid!r}")
+    if password and not ssid:
+        raise ConfigError("web.wifi_password", "needs web.wifi_ssid, the network's name")
+    if password and not (8 <= len(password) <= 63 and all(" " <= c <= "~" for c in password)):
+        why = "must be a WPA passphrase: 8 to 63 printable ASCII characters, or empty (open)"
+        raise ConfigError("web.wifi_password", f"{why}, got {len(password)} characters")
+    page_url = t.string("page_url", d.page_url)
+    if page_url and not (_URL.fullmatch(page_url) and page_url.isprintable()):
+        why = "must be an address starting with http:// or https://, with no spaces"
+        raise ConfigError("web.page_url", f"{why}, got {page_url!r}")
+    return ssid, password, page_url
 
 
 def _parse_lan(data: object) -> LanSection:

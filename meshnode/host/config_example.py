@@ -81,6 +81,21 @@ enabled = true
 listen = "0.0.0.0:8080"
 # The name the page and mDNS show for this box; empty: the host name.
 box_name = ""
+# HTTPS, for communities that install their own certificate authority on their phones:
+# a PEM certificate (chain) for the box's name and its unencrypted PEM key, both or
+# neither; relative paths are taken from this file's folder. Empty: plain HTTP.
+tls_cert = ""
+tls_key = ""
+# The operator's poster (the page's operator section, or `meshnode web qr`): a QR code
+# that joins the box's WiFi, with the name and password written out. The network's name
+# (1 to 32 bytes); empty: the poster has no WiFi code.
+wifi_ssid = ""
+# Its WPA passphrase (8 to 63 printable ASCII characters); empty: an open network. It is
+# printed on the poster and shown to the operator, so keep this file unreadable to others.
+wifi_password = ""
+# The address on the poster and in its QR code, such as "http://10.42.0.1/". Empty:
+# http://HOSTNAME.local/ with the port the page is served on (https with tls_cert).
+page_url = ""
 
 # Serial cables and LoRa radios: one [[radio]] table each (none by default). Drivers:
 # "serial" (a plain cable between two boxes), "kiss" (KISS TNCs and RNode), "e22" (Ebyte

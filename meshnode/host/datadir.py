@@ -52,6 +52,7 @@ __all__ = [
     "IdentityExists",
     "IdentityMissing",
     "SecretExposed",
+    "config_file_path",
     "init_data_dir",
     "load_identity",
     "load_network_key",
@@ -149,14 +150,19 @@ def resolve_data_dir(explicit: str | None, env: Mapping[str, str], config: Confi
     if env.get("MESHNODE_DATA"):
         return Path(env["MESHNODE_DATA"]).expanduser()
     if config.node.data_dir:
-        path = Path(config.node.data_dir).expanduser()
-        if not path.is_absolute() and config.source != "defaults":
-            path = Path(config.source).parent / path
-        return path
+        return config_file_path(config, config.node.data_dir)
     state_dir = _first_dir(env.get("STATE_DIRECTORY"))
     if state_dir is not None:
         return state_dir
     return _xdg(env, "XDG_DATA_HOME", ".local/share") / APP_NAME
+
+
+def config_file_path(config: Config, text: str) -> Path:
+    """A path the config names: ``~`` expanded, a relative one taken from the file's folder."""
+    path = Path(text).expanduser()
+    if not path.is_absolute() and config.source != "defaults":
+        path = Path(config.source).parent / path
+    return path
 
 
 def secret_path(data_dir: Path) -> Path:

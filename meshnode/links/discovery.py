@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISCOVERY_VERSION",
+    "HTTPS_SERVICE_TYPE",
     "HTTP_SERVICE_TYPE",
     "SERVICE_TYPE",
     "MdnsDiscovery",
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 DISCOVERY_VERSION = 1
 SERVICE_TYPE = "_meshnode._tcp.local."
 HTTP_SERVICE_TYPE = "_http._tcp.local."  # the village page, so browsers find it by name
+HTTPS_SERVICE_TYPE = "_https._tcp.local."  # the same page when it is served over TLS
 _RESOLVE_TIMEOUT_MS = 3000
 
 
@@ -154,6 +156,7 @@ class MdnsDiscovery:
         interfaces: list[str] | None = None,
         rescan_s: float = 10.0,
         page: tuple[str, int] | None = None,
+        page_tls: bool = False,
     ) -> None:
         self._feed_id = feed_id
         self._network_key = network_key
@@ -162,6 +165,7 @@ class MdnsDiscovery:
         self._interfaces = interfaces
         self._rescan_s = rescan_s
         self._page = page  # (box name, port) of the village page, advertised as _http._tcp
+        self._page_type = HTTPS_SERVICE_TYPE if page_tls else HTTP_SERVICE_TYPE
         self._seen: set[tuple[FeedId, str, int]] = set()
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -200,8 +204,8 @@ class MdnsDiscovery:
             return None
         name, port = self._page
         return AsyncServiceInfo(
-            HTTP_SERVICE_TYPE,
-            f"{page_instance_name(name)}.{HTTP_SERVICE_TYPE}",
+            self._page_type,
+            f"{page_instance_name(name)}.{self._page_type}",
             port=port,
             properties={"path": "/"},
             server=f"{_label(self._feed_id)}.local.",

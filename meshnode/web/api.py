@@ -10,6 +10,8 @@ peers; the box never holds a person's secret key, so it cannot forge their entri
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -20,19 +22,28 @@ from meshnode.codec.channel import encode_entry_message
 from meshnode.codec.content import About, ContactAction
 from meshnode.codec.message import decode_entry, entry_author
 from meshnode.core.feed import Outcome, check_content
-from meshnode.core.timeline import decode_cursor, encode_cursor, timeline_page
+from meshnode.core.timeline import decode_cursor, encode_cursor, read_entry, timeline_page
 from meshnode.core.views import entry_json, latest_about
 from meshnode.errors import DecodeError, StoreError
 from meshnode.radio import rnode
 from meshnode.radio.fragment import max_payload
-from meshnode.secure.identity import format_feed_id, format_msg_id, network_tag, parse_feed_id
+from meshnode.secure.identity import (
+    format_feed_id,
+    format_msg_id,
+    network_tag,
+    parse_feed_id,
+    parse_msg_id,
+)
 from meshnode.web.operator import COOKIE, LOGINS_PER_MINUTE, SESSION_S, Operator
+from meshnode.web.poster import PosterSettings, poster_html
 from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
+from meshnode.web.threads import ThreadKeeper
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from meshnode.codec.message import Entry
     from meshnode.core.node import Node
     from meshnode.types import FeedId
 
@@ -46,6 +57,7 @@ MAX_BODY_BYTES = 64 * 1024  # an entry is at most ~8.3 KB; nothing the page send
 MAX_CLIENTS = 1024  # clients whose posting rate is remembered; the oldest are forgotten
 POSTS_PER_MINUTE = 60  # per client address: a person posts far less; a script is slowed
 NEW_PEOPLE_PER_MINUTE = 1  # per client address: feeds the box starts keeping for a poster
+THREADS_WAIT_S = 5.0  # a thread asked for while the box first reads its feeds waits this long
 
 
 class PostLimiter:
@@ -81,8 +93,10 @@ class Box:
         name: str,
         on_change: Callable[[], None],
         data_dir: Path | None = None,
+        poster: PosterSettings | None = None,
     ) -> None:
         self.node = node
+        self.poster = poster or PosterSettings()  # the operator's poster: WiFi and address
         self.operator = Operator(node, data_dir, allow=PostLimiter(LOGINS_PER_MINUTE).allow)
         # Each kept feed's name, found once per latest seq (the table is as big as the feeds
         # the box keeps, which its policy bounds).
@@ -90,6 +104,10 @@ class Box:
         self.name = name
         self.on_change = on_change
         self.hub = Hub()
+        self.threads = ThreadKeeper(node)
+        # The operator's view of the whole box (peers, radios, drives), which only the
+        # daemon knows; without a daemon, the node's own status.
+        self.status: Callable[[], dict[str, object]] = node.status
         self.posts = PostLimiter()
         self.people = PostLimiter(NEW_PEOPLE_PER_MINUTE)
 
@@ -150,7 +168,70 @@ async def timeline(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"before: {exc}") from None
     entries, following = timeline_page(box.node, limit=limit, before=cursor)
     nxt = encode_cursor(following) if following else None
-    return web.json_response({"entries": [entry_json(e) for e in entries], "next": nxt})
+    return web.json_response({"entries": _entries_json(box, entries), "next": nxt})
+
+
+def _entries_json(box: Box, entries: list[Entry]) -> list[dict[str, object]]:
+    """entry_json of each, with how many replies the box holds for posts and replies."""
+    out = []
+    for entry in entries:
+        item = entry_json(entry)
+        if item["type"] in ("post", "reply"):
+            item["replies"] = box.threads.index.reply_count(entry.id)
+        out.append(item)
+    return out
+
+
+async def person(request: web.Request) -> web.Response:
+    """GET /api/feed?feed=ID&before=SEQ&limit=N: a person's name and entries, newest first."""
+    box = _box(request)
+    feed = _query_feed(request)
+    limit = _query_int(request, "limit", 20, 1, 100)
+    before = _query_int(request, "before", 1 << 62, 2, 1 << 62)
+    about = _name_of(box, feed)
+    head = box.node.store.head(feed)
+    entries: list[Entry] = []
+    nxt: int | None = None
+    if head is not None:
+        seq = min(int(head.latest), before - 1)
+        while seq >= int(head.first) and len(entries) < limit:
+            entry = read_entry(box.node, feed, seq)
+            if entry is not None:
+                entries.append(entry)
+            seq -= 1
+        nxt = seq + 1 if seq >= int(head.first) else None
+    return web.json_response(
+        {
+            "feed": format_feed_id(feed),
+            "name": about.name if about else None,
+            "description": about.description if about else "",
+            "kept": box.node.scope(feed) is not None,
+            "box": feed == box.node.feed_id,
+            "entries": _entries_json(box, entries),
+            "next": nxt,
+        }
+    )
+
+
+async def thread(request: web.Request) -> web.Response:
+    """GET /api/thread?id=MSGID: the thread an entry belongs to, first post first."""
+    box = _box(request)
+    try:
+        msg_id = parse_msg_id(request.query.get("id", "").replace(" ", "+"))
+    except DecodeError as exc:
+        raise web.HTTPBadRequest(text=f"id: {exc}") from None
+    try:
+        await asyncio.wait_for(box.threads.ready.wait(), THREADS_WAIT_S)
+    except TimeoutError:
+        raise web.HTTPServiceUnavailable(
+            text="the box is still reading its feeds: try again"
+        ) from None
+    entries = box.threads.index.thread(box.node, msg_id)
+    if not entries:
+        raise web.HTTPNotFound(text="the box holds no such post")
+    return web.json_response(
+        {"root": format_msg_id(entries[0].id), "entries": _entries_json(box, entries)}
+    )
 
 
 async def feed_head(request: web.Request) -> web.Response:
@@ -323,15 +404,16 @@ async def operator_login(request: web.Request) -> web.Response:
         path="/api/operator",
         httponly=True,
         samesite="Strict",
+        secure=request.secure,  # over HTTPS the cookie never goes out over plain HTTP
     )
     return response
 
 
 async def operator_status(request: web.Request) -> web.Response:
-    """GET /api/operator/status: the node's status (sizes, caps, ranges, forks)."""
+    """GET /api/operator/status: the box's status (sizes, caps, disk, peers, radios, drives)."""
     box = _box(request)
     box.operator.check(request)
-    return web.json_response(box.node.status())
+    return web.json_response(box.status())
 
 
 async def operator_hide(request: web.Request) -> web.Response:
@@ -353,16 +435,40 @@ async def operator_log(request: web.Request) -> web.Response:
     return web.json_response({"log": box.operator.log()})
 
 
+async def operator_poster(request: web.Request) -> web.Response:
+    """GET /api/operator/poster: the printable poster (WiFi and page QR codes), as HTML."""
+    box = _box(request)
+    box.operator.check(request)
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = int(sockname[1]) if sockname else request.url.port or 80  # the port it is served on
+    url = box.poster.url(socket.gethostname(), port, https=request.secure)
+    page = poster_html(box.poster.poster(box.name, url))
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+async def _keep_threads(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[_BOX_KEY].threads.run(), name="thread-index")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def routes(app: web.Application, box: Box) -> None:
     """Put the API on ``app``."""
     app[_BOX_KEY] = box
+    box.node.add_append_listener(box.threads.entry_stored)
+    app.cleanup_ctx.append(_keep_threads)
     app.router.add_get("/api/box", box_info)
     app.router.add_get("/api/timeline", timeline)
     app.router.add_get("/api/head", feed_head)
     app.router.add_get("/api/people", people)
+    app.router.add_get("/api/feed", person)
+    app.router.add_get("/api/thread", thread)
     app.router.add_post("/api/entries", post_entry)
     app.router.add_get("/api/events", events)
     app.router.add_post("/api/operator/login", operator_login)
     app.router.add_get("/api/operator/status", operator_status)
     app.router.add_post("/api/operator/hide", operator_hide)
     app.router.add_get("/api/operator/log", operator_log)
+    app.router.add_get("/api/operator/poster", operator_poster)

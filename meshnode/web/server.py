@@ -2,7 +2,9 @@
 
 Only this room imports the HTTP server (aiohttp). The page's files ship in ``static/``
 inside the package: nothing comes from another origin, and the Content-Security-Policy
-says so to the browser, so text in an entry can never become a script.
+says so to the browser, so text in an entry can never become a script. With a certificate
+and key (a community's own CA) the page is served over HTTPS, where it is a secure context
+and its service worker (``/sw.js``) keeps the page for when no box is in reach.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import gzip
 import hashlib
 import logging
 import socket
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,13 +23,14 @@ from aiohttp import web
 from meshnode.errors import LinkError
 from meshnode.host.address import format_host_port
 from meshnode.web.api import MAX_BODY_BYTES, Box, routes
+from meshnode.web.poster import PosterSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from meshnode.core.node import Node
 
-__all__ = ["STATIC", "WebServer", "WebSettings", "make_app"]
+__all__ = ["STATIC", "WebServer", "WebSettings", "make_app", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
+        "connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -52,6 +56,9 @@ class WebSettings:
     box_name: str = ""
     fd: int | None = None  # a listening socket systemd passed (meshnode-web.socket)
     data_dir: Path | None = None  # where the operator's passphrase and log live
+    tls_cert: Path | None = None  # HTTPS: PEM certificate chain; with tls_key, or neither
+    tls_key: Path | None = None  # HTTPS: its unencrypted PEM private key
+    poster: PosterSettings = field(default_factory=PosterSettings)  # WiFi and page address
 
 
 @web.middleware
@@ -130,7 +137,13 @@ def _static_routes(app: web.Application) -> None:
             raise web.HTTPNotFound(text="no such file")
         return _serve(asset, request, "no-cache")
 
+    async def service_worker(request: web.Request) -> web.Response:
+        # Served from the root so that its scope is the whole page (a worker controls only
+        # the paths under its own folder); no-cache, so a new box's worker is seen at once.
+        return _serve(assets["sw.js"], request, "no-cache")
+
     app.router.add_get("/", index)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/static/{path:.+}", static)
 
 
@@ -140,13 +153,41 @@ def make_app(
     box_name: str,
     on_change: Callable[[], None],
     data_dir: Path | None = None,
+    poster: PosterSettings | None = None,
 ) -> tuple[web.Application, Box]:
     """The aiohttp application for ``node``, and the state its handlers share."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
-    box = Box(node, name=box_name, on_change=on_change, data_dir=data_dir)
+    box = Box(node, name=box_name, on_change=on_change, data_dir=data_dir, poster=poster)
     routes(app, box)
     _static_routes(app)
     return app, box
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context for HTTPS (TLS 1.2 or later); LinkError naming a file it cannot use."""
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise LinkError(
+                f"cannot read the page's TLS {what} {path}: {exc.strerror or exc}"
+            ) from None
+
+    def encrypted() -> bytes:  # asked only for an encrypted key: never prompt on a terminal
+        raise LinkError(f"the page's TLS key {key} is encrypted: meshnode needs it unencrypted")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=encrypted)
+    except ssl.SSLError as exc:
+        why = exc.reason or "not PEM"
+        raise LinkError(
+            f"cannot use the page's TLS certificate {cert} with the key {key} ({why}): "
+            "both must be PEM, the key unencrypted and the certificate's own"
+        ) from None
+    return context
 
 
 class WebServer:
@@ -155,22 +196,32 @@ class WebServer:
     def __init__(self, node: Node, settings: WebSettings, *, on_change: Callable[[], None]) -> None:
         self.settings = settings
         self.app, self.box = make_app(
-            node, box_name=settings.box_name, on_change=on_change, data_dir=settings.data_dir
+            node,
+            box_name=settings.box_name,
+            on_change=on_change,
+            data_dir=settings.data_dir,
+            poster=settings.poster,
         )
         node.add_append_listener(self.box.hub.entry_stored)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         self.listening: list[str] = []
+        self.page_url = ""  # the address on the poster, once listening
 
     async def start(self) -> None:
         """Listen on the configured address; LinkError when it cannot."""
         s = self.settings
+        tls = None
+        if s.tls_cert is not None and s.tls_key is not None:
+            tls = tls_context(s.tls_cert, s.tls_key)
         await self._runner.setup()
         site: web.BaseSite
         if s.fd is not None:
             sock = socket.socket(fileno=s.fd)
-            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+            site = web.SockSite(self._runner, sock, ssl_context=tls)
         else:
-            site = web.TCPSite(self._runner, s.host, s.port, shutdown_timeout=1.0)
+            site = web.TCPSite(self._runner, s.host, s.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -182,7 +233,10 @@ class WebServer:
         self.listening = [
             format_host_port(str(x.getsockname()[0]), int(x.getsockname()[1])) for x in sockets
         ]
-        log.info("page on %s", ", ".join(f"http://{a}/" for a in self.listening))
+        scheme = "https" if tls is not None else "http"
+        log.info("page on %s", ", ".join(f"{scheme}://{a}/" for a in self.listening))
+        port = int(sockets[0].getsockname()[1]) if sockets else s.port
+        self.page_url = s.poster.url(socket.gethostname(), port, https=tls is not None)
 
     async def close(self) -> None:
         """End every event stream and stop serving."""

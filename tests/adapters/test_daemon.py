@@ -96,6 +96,10 @@ def test_cli_goes_through_the_control_socket_and_a_second_run_is_refused(
     assert isinstance(daemon_info, dict)
     assert daemon_info["pid"] == daemon.proc.pid
     assert daemon_info["listening"] == [daemon.address]
+    # The poster's address is where the daemon serves its page (here a port chosen at start).
+    assert str(daemon_info["page_url"]).startswith("http://")
+    assert not str(daemon_info["page_url"]).endswith(":0/")
+    assert pool.json(a, "web", "qr")["url"] == daemon_info["page_url"]
     assert status["entries"] == 5
     assert status["follows"] == 1
     assert pool.json(a, "peers") == {"running": True, "peers": [], "radios": []}

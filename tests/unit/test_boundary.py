@@ -31,6 +31,7 @@ FORBIDDEN = {
 OWNERS = {
     "aiohttp": {"web/api.py", "web/operator.py", "web/server.py"},
     "lz4": {"codec/compress.py"},
+    "segno": {"web/poster.py"},
     "serial": {"links/serialport.py"},
     "zeroconf": {"links/discovery.py"},
 }

@@ -6,13 +6,17 @@ is opened from two origins: ``http://127.0.0.1`` (loopback, a secure context, We
 present) and ``http://village.test``, a name the browser alone resolves to 127.0.0.1
 (``--host-resolver-rules``), which, like a box's LAN address, is not a secure context, so
 WebCrypto is absent there. No network configuration changes. Without selenium, chromium or
-chromedriver the browser tests skip and say which is missing.
+chromedriver the browser tests skip and say which is missing. For HTTPS, ``self_signed``
+makes a certificate with the ``openssl`` command, and ``tls_browser`` is a Chromium of its
+own that accepts it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import shutil
+import subprocess
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -26,7 +30,15 @@ if TYPE_CHECKING:
 
     from selenium.webdriver.chrome.webdriver import WebDriver
 
-__all__ = ["ORIGINS", "VectorsPage", "browser", "static_server", "vectors_page"]
+__all__ = [
+    "ORIGINS",
+    "VectorsPage",
+    "browser",
+    "self_signed",
+    "static_server",
+    "tls_browser",
+    "vectors_page",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "meshnode" / "web" / "static"
@@ -97,6 +109,19 @@ def _browser_binaries() -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[WebDriver]:
     """One headless, phone-sized Chromium for the session."""
+    with _chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def tls_browser() -> Iterator[WebDriver]:
+    """A fresh Chromium (no service worker, no cache) that accepts self-signed certificates."""
+    with _chromium("--ignore-certificate-errors") as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def _chromium(*extra: str) -> Iterator[WebDriver]:
     pytest.importorskip("selenium", reason="browser test: selenium not installed (test extras)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -104,7 +129,7 @@ def browser() -> Iterator[WebDriver]:
     chromium, chromedriver = _browser_binaries()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in CHROME_ARGS:
+    for argument in (*CHROME_ARGS, *extra):
         options.add_argument(argument)
     # A desktop window is at least 500 pixels wide; emulation gives the phone's viewport.
     metrics = {"width": WINDOW[0], "height": WINDOW[1], "pixelRatio": 2.0}
@@ -114,6 +139,25 @@ def browser() -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+def self_signed(folder: Path, *names: str) -> tuple[Path, Path]:
+    """A one-day self-signed P-256 certificate for 127.0.0.1 and ``names``, and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("HTTPS test: the openssl command is not installed (apt: openssl)")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    alt = ",".join([*(f"DNS:{name}" for name in names), "IP:127.0.0.1"])
+    command = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    command += ["-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    command += ["-addext", f"subjectAltName={alt}", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
 
 
 @dataclass(frozen=True, slots=True)

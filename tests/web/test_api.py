@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from meshnode.codec.content import About, Contact, ContactAction, encode_about, encode_contact
+from meshnode.codec.content import (
+    About,
+    Contact,
+    ContactAction,
+    Reply,
+    encode_about,
+    encode_contact,
+    encode_reply,
+)
 from meshnode.codec.message import ContentType, create_entry
 from meshnode.core.memory_store import MemoryStore
 from meshnode.core.node import Node
@@ -369,3 +377,74 @@ def test_a_forged_or_hidden_newcomer_is_not_kept() -> None:
     run_client(node, test)
     assert node.scope(PHONE.feed_id) is None  # never followed: neither forged nor hidden
     assert PHONE.feed_id in node.policy.graph.blocks[BOX.feed_id]
+
+
+def _reply(who: Identity, seq: int, previous: MsgId | None, parent: MsgId, text: str) -> bytes:
+    return create_entry(
+        who,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(seq),
+        previous=previous,
+        timestamp_ms=TS_MS + 100 + seq,
+        content_type=ContentType.REPLY,
+        content=encode_reply(Reply(parent=parent, text=text)),
+    ).raw
+
+
+def test_a_thread_holds_a_post_and_its_replies_and_the_timeline_counts_them() -> None:
+    node = make_box(ALICE, BOB, posts=2)
+    alice_first = make_chain(ALICE, 2)[0]
+    bob_head = make_chain(BOB, 2)[-1].id
+    answer = _reply(BOB, 3, bob_head, alice_first.id, "yes")
+
+    async def test(client: TestClient[Any, Any]) -> None:
+        assert node.ingest(answer).entry is not None
+        root = format_msg_id(alice_first.id)
+        got = await client.get("/api/thread", params={"id": root})
+        assert got.status == 200
+        body = await got.json()
+        assert body["root"] == root
+        assert [e.get("text") for e in body["entries"]][1:] == ["yes"]
+        reply_id = body["entries"][1]["id"]
+        from_reply = await (await client.get("/api/thread", params={"id": reply_id})).json()
+        assert from_reply == body
+        line = await (await client.get("/api/timeline")).json()
+        counts = {e["id"]: e.get("replies") for e in line["entries"]}
+        assert counts[root] == 1
+        missing = format_msg_id(MsgId(bytes(32)))
+        assert (await client.get("/api/thread", params={"id": missing})).status == 404
+        assert (await client.get("/api/thread", params={"id": "%nope"})).status == 400
+
+    run_client(node, test)
+
+
+def test_a_persons_page_names_them_and_lists_their_entries_newest_first_in_pages() -> None:
+    node = make_box(ALICE, posts=5)
+    about = create_entry(
+        ALICE,
+        DEFAULT_NETWORK_KEY,
+        seq=Seq(6),
+        previous=make_chain(ALICE, 5)[-1].id,
+        timestamp_ms=TS_MS + 6,
+        content_type=ContentType.ABOUT,
+        content=encode_about(About(name="Alice <b>", description="baker")),
+    )
+    assert node.ingest(about.raw).entry is not None
+
+    async def test(client: TestClient[Any, Any]) -> None:
+        feed = format_feed_id(ALICE.feed_id)
+        first = await (await client.get("/api/feed", params={"feed": feed, "limit": "4"})).json()
+        assert (first["name"], first["description"]) == ("Alice <b>", "baker")
+        assert [e["seq"] for e in first["entries"]] == [6, 5, 4, 3]
+        assert first["next"] == 3
+        params = {"feed": feed, "limit": "4", "before": str(first["next"])}
+        rest = await (await client.get("/api/feed", params=params)).json()
+        assert [e["seq"] for e in rest["entries"]] == [2, 1]
+        assert rest["next"] is None
+        stranger = format_feed_id(BOB.feed_id)
+        nobody = await (await client.get("/api/feed", params={"feed": stranger})).json()
+        assert (nobody["entries"], nobody["kept"], nobody["name"]) == ([], False, None)
+        bad = await client.get("/api/feed", params={"feed": feed, "before": "x"})
+        assert bad.status == 400
+
+    run_client(node, test)

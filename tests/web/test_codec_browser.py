@@ -17,6 +17,7 @@ import pytest
 from meshnode.codec.compress import compress_block
 from meshnode.codec.message import decode_entry
 from meshnode.core.feed import check_content
+from tests.fakes import identity
 from tests.web.conftest import WINDOW
 from tests.web.mutants import (
     entry_mutants,
@@ -104,6 +105,20 @@ def test_entry_vectors(vectors_page: VectorsPage) -> None:
     reports = vectors_page.results["entries"]
     assert [r["name"] for r in reports] == [c["name"] for c in CASES]
     assert [m for case, r in zip(CASES, reports, strict=True) for m in mismatches(case, r)] == []
+
+
+def test_the_pages_signer_makes_the_vectors_bytes_with_webcrypto_where_it_can(
+    vectors_page: VectorsPage,
+) -> None:
+    script = "return window.meshnodeVectors.signEntries(arguments[0])"  # a promise: awaited
+    signed = vectors_page.driver.execute_script(script, CASES)
+    made = vectors_page.call("createEntries", CASES)  # tweetnacl, synchronously
+    kinds = {s["kind"] for s in signed}
+    assert kinds == {"webcrypto" if vectors_page.kind == "loopback" else "tweetnacl"}
+    assert [s["made"] for s in signed] == made
+    for case, s in zip(CASES, signed, strict=True):
+        if not case["compressed"]:
+            assert s["made"] == case["full_hex"], case["name"]
 
 
 def test_browser_entries_are_accepted_by_python(vectors_page: VectorsPage) -> None:
@@ -197,16 +212,42 @@ def test_entry_verifier_agrees_with_python(vectors_page: VectorsPage) -> None:
     assert [o for o in outcomes if o[1] != o[2]] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tweetnacl accepts small-order keys that libsodium refuses (codec.js, verifyEntry)",
-)
-def test_small_order_key_is_judged_as_python_does(vectors_page: VectorsPage) -> None:
-    identity = bytes((1,)) + bytes(31)  # the neutral point: [h]A + R is R for every message
-    raw = bytes((0x10,)) + identity + bytes((1, 0, 0)) + identity + bytes(32)
-    key = VECTORS["default_network_key_hex"]
-    browser = vectors_page.call("verifyEntries", [[raw.hex(), key]])[0]
-    assert error_class(browser) == python_verify(raw, bytes.fromhex(key))
+# Points libsodium refuses: the seven small-order encodings, each also with its sign bit
+# set, and non-canonical keys (y at or above p); a real key is there to show both agree.
+_SMALL_ORDER = [
+    bytes(32),
+    bytes((1,)) + bytes(31),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    *(bytes((b,)) + b"\xff" * 30 + b"\x7f" for b in (0xEC, 0xED, 0xEE)),
+]
+_ODD_POINTS = [
+    *_SMALL_ORDER,
+    *(p[:31] + bytes((p[31] | 0x80,)) for p in _SMALL_ORDER),
+    *(bytes((b,)) + b"\xff" * 31 for b in (0xEF, 0xF0, 0xFF)),
+    identity(5).feed_id,
+]
+
+
+def test_degenerate_keys_and_signatures_are_judged_as_python_does(
+    vectors_page: VectorsPage,
+) -> None:
+    key = bytes.fromhex(VECTORS["default_network_key_hex"])
+    pairs = []
+    for point in _ODD_POINTS:
+        # As the author's key, with R the same point and S zero; and as R under a real key.
+        pairs.append(bytes((0x10,)) + point + bytes((1, 0, 0)) + point + bytes(32))
+        real = identity(6).feed_id
+        pairs.append(bytes((0x10,)) + real + bytes((1, 0, 0)) + point + bytes(32))
+    honest = bytes.fromhex(CASES[0]["full_hex"])
+    pairs.append(honest)
+    browser = vectors_page.call("verifyEntries", [[raw.hex(), key.hex()] for raw in pairs])
+    outcomes = [
+        (raw.hex(), error_class(js), python_verify(raw, key))
+        for raw, js in zip(pairs, browser, strict=True)
+    ]
+    assert [o for o in outcomes if o[1] != o[2]] == []
+    assert outcomes[-1][1] == python_verify(honest, key)
 
 
 def test_codec_never_touches_webcrypto(vectors_page: VectorsPage) -> None:

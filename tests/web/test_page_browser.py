@@ -280,6 +280,30 @@ def test_a_reply_from_the_page_names_its_parent(browser: WebDriver, pool: Daemon
         lambda: any("who has a ladder?" in t for t in _metas(browser)) or None,
         WAIT_S,
     )
+    # The post now counts its reply; its thread holds both, the question first.
+    wait_for("the reply count", lambda: "1 reply" in _text(browser, "timeline") or None, WAIT_S)
+    _click(browser, "#timeline a.thread")
+    wait_for("the thread", lambda: _count(browser, "#view-list li") == 2 or None, WAIT_S)
+    assert _view(browser) == ["who has a ladder?", "I do, come by"]
+    assert _count(browser, "section:not([hidden]) #timeline") == 0  # the thread stands alone
+    # The box's name leads to its page: its own entries, newest first.
+    pool.ok(a, "about", "--name", "Mill box", "--description", "by the river")
+    _click(browser, "#view-list .meta a")
+    wait_for(
+        "the box's page", lambda: "by the river" in _text(browser, "view-about") or None, WAIT_S
+    )
+    assert _text(browser, "view-title") == "Mill box"
+    assert _view(browser)[-1] == "who has a ladder?"
+    _click(browser, "#view-back")
+    wait_for(
+        "everything again", lambda: _count(browser, "#view:not([hidden])") == 0 or None, WAIT_S
+    )
+    assert "I do, come by" in _timeline(browser)
+
+
+def _view(browser: WebDriver) -> list[str]:
+    script = "return [...document.querySelectorAll('#view-list .text')].map(e => e.textContent)"
+    return [str(t) for t in browser.execute_script(script)]
 
 
 def _metas(browser: WebDriver) -> list[str]:
@@ -299,6 +323,10 @@ def test_the_operator_logs_in_on_the_page_and_hides_a_feed(
     daemon_b = pool.start("b")
     daemon_a = pool.start("a", "--peer", daemon_b.address)
     wait_for("A to hold B's name", lambda: pool.feed(a, b_id) or None, WAIT_S)
+    stick = a.parent / "stick"
+    stick.mkdir()
+    pool.ok(a, "usb", "init", str(stick))
+    pool.ok(a, "usb", "sync", str(stick))  # through the daemon
     browser.get(page_url(daemon_a))
     _wait_connected(browser)
     _click(browser, "#operator summary")
@@ -310,6 +338,11 @@ def test_the_operator_logs_in_on_the_page_and_hides_a_feed(
     wait_for(
         "the status", lambda: "entries of" in _text(browser, "operator-status") or None, WAIT_S
     )
+    # The operator sees the box as the daemon does: its peer, its disk, the drive synced.
+    assert "Spammer · tcp · connected" in _text(browser, "operator-peers")
+    assert "MiB free of" in _text(browser, "operator-disk")
+    assert str(stick) in _text(browser, "operator-usb")
+    assert "No radios." in _text(browser, "operator-radios")
     hide = "#people button[aria-label^='Hide from this box Spammer']"
     wait_for("a hide button", lambda: _count(browser, hide) or None, WAIT_S)
     _click(browser, hide)
@@ -318,3 +351,10 @@ def test_the_operator_logs_in_on_the_page_and_hides_a_feed(
     own = pool.feed(a)
     assert own[-1]["contact"] == {"action": "block", "target": b_id}
     wait_for("Spammer gone from the people", lambda: _count(browser, hide) == 0 or None, WAIT_S)
+    # The poster: its link shows after the login and opens with the session, under the CSP.
+    assert _count(browser, "#poster-link:not([hidden])") == 1
+    assert _text(browser, "poster-link") == "Print the poster"
+    browser.get(page_url(daemon_a) + "api/operator/poster")
+    assert "Open the page" in str(browser.execute_script("return document.body.textContent"))
+    shown = "return [...document.images].map(i => i.naturalWidth && getComputedStyle(i).display)"
+    assert browser.execute_script(shown) == ["block"]  # the data: SVG drawn, poster.css applied

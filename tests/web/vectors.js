@@ -3,6 +3,7 @@
 // so a failure names the field; nothing here decides pass or fail.
 
 import * as codec from "/static/codec.js";
+import { makeSigner } from "/static/signer.js";
 import { bytesToHex as hex, hexToBytes as unhex } from "/static/vendor/noble-hashes/utils.js";
 
 // FIPS 180-4 example messages; the test holds their digests.
@@ -21,6 +22,7 @@ export async function main() {
     decompressBlocks,
     verifyEntries,
     createEntries,
+    signEntries,
     contents,
   };
   window.results = run(vectors);
@@ -85,23 +87,38 @@ function entryReport(vector) {
   };
 }
 
+/** A vector's fields as createEntry takes them (content as given). */
+function entryFields(vector) {
+  return {
+    networkKey: unhex(vector.network_key_hex),
+    seq: vector.seq,
+    previous: vector.previous_hex === null ? null : unhex(vector.previous_hex),
+    timestampMs: vector.timestamp_ms,
+    contentType: vector.content_type,
+    content: unhex(vector.content_plain_hex),
+  };
+}
+
 /** createEntry on each vector's fields (content as given, never compressed): hex or error. */
 function createEntries(vectors) {
   return vectors.map((vector) =>
     attempt(() =>
       hex(
-        codec.createEntry({
-          seed: unhex(vector.seed_hex),
-          networkKey: unhex(vector.network_key_hex),
-          seq: vector.seq,
-          previous: vector.previous_hex === null ? null : unhex(vector.previous_hex),
-          timestampMs: vector.timestamp_ms,
-          contentType: vector.content_type,
-          content: unhex(vector.content_plain_hex),
-        }),
+        codec.createEntry({ seed: unhex(vector.seed_hex), ...entryFields(vector) }),
       ),
     ),
   );
+}
+
+/** Each vector's entry made by the page's signer (signer.js): { kind, made } per vector. */
+async function signEntries(vectors) {
+  const out = [];
+  for (const vector of vectors) {
+    const signer = await makeSigner(unhex(vector.seed_hex));
+    const raw = await codec.createEntryWith(signer.publicKey, signer.sign, entryFields(vector));
+    out.push({ kind: signer.kind, made: hex(raw) });
+  }
+  return out;
 }
 
 /** decodeVarint on each hex string: [value as text, end] or the error. */

@@ -6,7 +6,7 @@
 import {
   ContactAction,
   ContentType,
-  createEntry,
+  createEntryWith,
   encodeAbout,
   encodeContact,
   encodePost,
@@ -16,7 +16,8 @@ import {
   formatMsgId,
   entryId,
 } from "./codec.js";
-import { loadWords, t } from "./i18n.js";
+import { loadWords, t, tn } from "./i18n.js";
+import { makeSigner } from "./signer.js";
 
 const nacl = globalThis.nacl; // set by the vendored tweetnacl, which codec.js loads
 const $ = (id) => document.getElementById(id);
@@ -30,6 +31,7 @@ const loaded = new Map(); // entry id -> the entry as the box described it
 let replyTo = null; // the entry being answered, while composing a reply
 let box = null;
 let keys = null;
+let signer = null; // signer.js: WebCrypto in a secure context, else tweetnacl
 let next = null;
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -74,9 +76,11 @@ function item(entry) {
   const li = document.createElement("li");
   const meta = document.createElement("span");
   meta.className = "meta";
+  const who = document.createElement("a");
+  who.href = `#person=${encodeURIComponent(entry.author)}`;
+  who.textContent = keys && entry.author === formatFeedId(keys.publicKey) ? t("timeline.you") : nameOf(entry.author);
   const when = new Date(entry.timestamp).toLocaleString();
-  const who = keys && entry.author === formatFeedId(keys.publicKey) ? t("timeline.you") : nameOf(entry.author);
-  meta.textContent = t("timeline.meta", { who, seq: entry.seq, when });
+  meta.append(who, ` · ${t("timeline.when", { seq: entry.seq, when })}`);
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = describe(entry);
@@ -90,15 +94,27 @@ function item(entry) {
   }
   li.append(text);
   if (entry.type === "post" || entry.type === "reply") {
+    const actions = document.createElement("span");
+    actions.className = "actions";
     const reply = document.createElement("button");
     reply.type = "button";
     reply.className = "reply";
     reply.textContent = t("timeline.reply");
     reply.setAttribute("aria-label", t("timeline.reply_to", { name: nameOf(entry.author) }));
     reply.addEventListener("click", () => startReply(entry));
-    li.append(reply);
+    actions.append(reply);
+    if (entry.replies || entry.type === "reply") {
+      // "timeline.replies.one", "timeline.replies.other": the plural forms tn() picks from
+      const thread = document.createElement("a");
+      thread.className = "thread";
+      thread.href = `#thread=${encodeURIComponent(entry.id)}`;
+      thread.textContent = entry.replies ? tn("timeline.replies", entry.replies) : t("timeline.thread");
+      actions.append(thread);
+    }
+    li.append(actions);
   }
   li.dataset.id = entry.id;
+  li.dataset.replies = entry.replies ?? 0;
   return li;
 }
 
@@ -115,8 +131,9 @@ async function loadPeople() {
     if (person.name) names.set(person.id, person.name);
     if (person.id === formatFeedId(keys.publicKey)) continue;
     const li = document.createElement("li");
-    const who = document.createElement("span");
+    const who = document.createElement("a");
     who.className = "who";
+    who.href = `#person=${encodeURIComponent(person.id)}`;
     who.textContent = person.box ? t("people.this_box", { name: nameOf(person.id) }) : nameOf(person.id);
     li.append(who);
     if (!person.box) {
@@ -166,6 +183,11 @@ async function loadPage(before) {
 
 async function refresh() {
   const page = await getJson("/api/timeline");
+  for (const entry of page.entries) {
+    // An entry already shown is drawn again when it gained replies.
+    const old = shown.has(entry.id) && $("timeline").querySelector(`li[data-id="${CSS.escape(entry.id)}"]`);
+    if (old && Number(old.dataset.replies ?? 0) !== (entry.replies ?? 0)) old.replaceWith(item(entry));
+  }
   const fresh = page.entries.filter((e) => !shown.has(e.id));
   for (const entry of fresh.reverse()) {
     shown.add(entry.id);
@@ -221,10 +243,9 @@ async function flushOutbox() {
   showOutbox();
 }
 
-function sign(contentType, content) {
+async function sign(contentType, content) {
   const head = localHead();
-  const raw = createEntry({
-    keyPair: keys,
+  const raw = await createEntryWith(signer.publicKey, signer.sign, {
     networkKey: unhex(box.network_key),
     seq: head.seq + 1,
     previous: head.id,
@@ -252,7 +273,7 @@ async function publish(contentType, content) {
   } catch {
     // The box is out of reach: sign after what this phone knows, send later.
   }
-  sign(contentType, content);
+  await sign(contentType, content);
   showOutbox();
   try {
     await flushOutbox();
@@ -333,6 +354,66 @@ function offerRestoreFromLink() {
   history.replaceState(null, "", location.pathname);
 }
 
+// -- a person's page and a thread, opened by the address's #fragment ----------------------
+
+let viewNext = null; // the next page of a person's entries (a seq), or null
+
+function viewOf(hash) {
+  const [kind, value] = hash.replace(/^#/, "").split("=", 2);
+  if (!value || (kind !== "person" && kind !== "thread")) return null;
+  try {
+    return { kind, value: decodeURIComponent(value) };
+  } catch {
+    return null;
+  }
+}
+
+async function showView() {
+  const view = viewOf(location.hash);
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = view ? section.id !== "view" : section.id === "view";
+  }
+  if (!view) return;
+  $("view-list").replaceChildren();
+  $("view-about").textContent = "";
+  $("view-more").hidden = true;
+  $("view-title").textContent = t("view.loading");
+  $("view-title").focus();
+  window.scrollTo(0, 0);
+  try {
+    if (view.kind === "person") await showPerson(view.value, null);
+    else await showThread(view.value);
+  } catch (error) {
+    $("view-title").textContent = t("view.missing");
+  }
+}
+
+async function showPerson(id, before) {
+  const query = `feed=${encodeURIComponent(id)}${before ? `&before=${before}` : ""}`;
+  const page = await getJson(`/api/feed?${query}`);
+  if (page.name) names.set(page.feed, page.name);
+  const mine = keys && page.feed === formatFeedId(keys.publicKey);
+  $("view-title").textContent = mine ? t("view.you") : nameOf(page.feed);
+  $("view-about").textContent = page.description || page.feed;
+  $("view-list").append(...page.entries.map(item));
+  viewNext = page.next;
+  $("view-more").hidden = !viewNext;
+  if (!page.entries.length && !before) $("view-about").textContent = t("view.nothing", { id: page.feed });
+}
+
+async function showThread(id) {
+  const page = await getJson(`/api/thread?id=${encodeURIComponent(id)}`);
+  const first = page.entries[0];
+  $("view-title").textContent = t("view.thread", { name: nameOf(first.author) });
+  for (const entry of page.entries) loaded.set(entry.id, entry);
+  $("view-list").append(...page.entries.map(item));
+}
+
+function morePerson() {
+  const view = viewOf(location.hash);
+  if (view && view.kind === "person" && viewNext) showPerson(view.value, viewNext).catch(() => {});
+}
+
 // -- operator ----------------------------------------------------------------------------
 
 let operator = false; // logged in as the box's operator (the cookie itself is HttpOnly)
@@ -352,17 +433,56 @@ async function operatorLogin(event) {
   }
   operator = true;
   $("operator-login").hidden = true;
+  $("poster-link").hidden = false;
+  $("operator-detail").hidden = false;
   await Promise.all([operatorStatus(), loadPeople()]);
 }
 
 async function operatorStatus() {
   const status = await getJson("/api/operator/status");
+  const mib = (bytes) => (bytes / 1048576).toFixed(1);
   $("operator-status").textContent = t("operator.summary", {
     entries: status.entries,
     feeds: status.feeds,
-    mib: (status.bytes / 1048576).toFixed(1),
+    mib: mib(status.bytes),
+    cap: mib(status.caps?.global_cap_bytes ?? 0),
     forked: status.forked.length,
   });
+  $("operator-disk").textContent = status.disk
+    ? t("operator.disk", { free: mib(status.disk.free_bytes), total: mib(status.disk.total_bytes) })
+    : "";
+  const lines = (id, records, line, none) => {
+    const items = records.map((record) => {
+      const li = document.createElement("li");
+      li.textContent = line(record);
+      return li;
+    });
+    if (!items.length) {
+      const li = document.createElement("li");
+      li.textContent = t(none);
+      items.push(li);
+    }
+    $(id).replaceChildren(...items);
+  };
+  lines("operator-peers", status.peers ?? [], (peer) => t(peer.connected ? "operator.peer_on" : "operator.peer_off", {
+    name: nameOf(peer.id),
+    link: peer.link,
+    address: peer.address ?? "?",
+    behind: peer.behind ?? 0,
+  }), "operator.no_peers");
+  lines("operator-radios", status.radios ?? [], (radio) => t("operator.radio", {
+    name: radio.name,
+    driver: radio.driver,
+    state: radio.problem || radio.state,
+    used: radio.airtime_used_s ?? 0,
+    limit: radio.airtime_limit_s ?? "∞",
+  }), "operator.no_radios");
+  lines("operator-usb", [...(status.usb_syncs ?? [])].reverse(), (sync) => t("operator.usb", {
+    when: new Date(sync.at_ms).toLocaleString(),
+    path: sync.drive,
+    from: sync.from_drive,
+    to: sync.to_drive,
+  }), "operator.no_usb");
   const log = (await getJson("/api/operator/log")).log;
   $("operator-log").replaceChildren(...log.map((record) => {
     const li = document.createElement("li");
@@ -400,6 +520,8 @@ function follow() {
 async function start() {
   await loadWords().catch(() => {}); // without the catalogue the page shows its keys
   keys = loadKeys();
+  signer = await makeSigner(unhex(localStorage.getItem(KEY)));
+  document.documentElement.dataset.signer = signer.kind; // which one signs, for the curious
   $("me-id").textContent = formatFeedId(keys.publicKey);
   $("compose").addEventListener("submit", post);
   $("about").addEventListener("submit", saveAbout);
@@ -411,6 +533,8 @@ async function start() {
   offerRestoreFromLink();
   $("text").addEventListener("input", countBytes);
   $("more").addEventListener("click", () => loadPage(next));
+  $("view-more").addEventListener("click", morePerson);
+  window.addEventListener("hashchange", () => showView());
   showOutbox();
   try {
     box = await getJson("/api/box");
@@ -422,10 +546,19 @@ async function start() {
     await loadPeople();
     await loadPage(null);
     $("box-status").textContent = t("status.connected");
+    await showView();
   } catch (error) {
     $("box-status").textContent = t("status.away");
   }
   follow();
 }
 
+function keepForOffline() {
+  // Where the page is a secure context (HTTPS), sw.js keeps a copy of it so that it opens
+  // with no box in reach. Over plain HTTP there is no service worker and nothing changes.
+  if (!window.isSecureContext || !("serviceWorker" in navigator)) return;
+  navigator.serviceWorker.register("/sw.js").catch(() => {}); // the page works without it
+}
+
 start();
+window.addEventListener("load", keepForOffline); // after the first load, never in its way

@@ -54,6 +54,28 @@ const MIN_SHORT_BYTES = 1 + 1 + 1 + SIGNATURE_BYTES;
 // whose S is not below it; tweetnacl does not, and S + L would verify there too, giving
 // one entry a second id. So verifyEntry checks it here.
 const ED25519_L = (1n << 252n) + 27742317777372353535851937790883648493n;
+// libsodium also refuses a key or an R that is a point of small order (its encodings are
+// these seven, ignoring the top, sign bit: the identity, the points of order 2, 4 and 8,
+// and the non-canonical spellings of 0 and 1), and a key whose y is not below p. tweetnacl
+// checks none of these, so verifyEntry does, and both verifiers give the same verdict.
+const SMALL_ORDER = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+const ED25519_P = (1n << 255n) - 19n;
+
+/** A point libsodium would refuse as a key (or, for R, as a signature's first half). */
+function degenerate(point, isKey) {
+  const masked = Uint8Array.from(point);
+  masked[31] &= 0x7f;
+  const hex = Array.from(masked, (b) => b.toString(16).padStart(2, "0")).join("");
+  return SMALL_ORDER.includes(hex) || (isKey && littleEndian(masked) >= ED25519_P);
+}
 
 /** Bytes from outside are malformed. */
 export class DecodeError extends Error {
@@ -116,9 +138,25 @@ export function decodeVarint(buf, pos = 0) {
  * Throws TypeError/RangeError for arguments Python's create_entry or the box would refuse,
  * including POST content that is not UTF-8 and CONTACT content that does not decode.
  */
-export function createEntry({
-  seed,
-  keyPair,
+export function createEntry({ seed, keyPair, ...fields }) {
+  const keys = keyPair ?? nacl.sign.keyPair.fromSeed(bytesOf(seed, "seed", KEY_BYTES));
+  bytesOf(keys.secretKey, "secretKey", 2 * KEY_BYTES);
+  const { message, body } = entryToSign(keys.publicKey, fields);
+  return finishEntry(body, nacl.sign.detached(message, keys.secretKey), fields);
+}
+
+/**
+ * createEntry with another signer: ``sign(message)`` resolves to the 64-byte ed25519
+ * signature of ``message`` by the key whose public half is ``publicKey`` (the page's
+ * signer.js uses WebCrypto where the page is a secure context). Ed25519 signatures are
+ * deterministic, so every signer makes the same bytes.
+ */
+export async function createEntryWith(publicKey, sign, fields) {
+  const { message, body } = entryToSign(publicKey, fields);
+  return finishEntry(body, bytesOf(await sign(message), "signature", SIGNATURE_BYTES), fields);
+}
+
+function entryToSign(publicKey, {
   networkKey,
   seq,
   previous = null,
@@ -127,8 +165,6 @@ export function createEntry({
   content,
   maxContentBytes = DEFAULT_MAX_CONTENT_BYTES,
 }) {
-  const keys = keyPair ?? nacl.sign.keyPair.fromSeed(bytesOf(seed, "seed", KEY_BYTES));
-  bytesOf(keys.secretKey, "secretKey", 2 * KEY_BYTES);
   bytesOf(networkKey, "networkKey", KEY_BYTES);
   if (!Number.isSafeInteger(seq) || seq < 1 || (seq === 1) !== (previous == null)) {
     throw new RangeError("seq 1 has no previous; every later seq needs one (seq < 2**53)");
@@ -145,14 +181,18 @@ export function createEntry({
   }
   const body = concat(
     Uint8Array.of(VERSION_BITS),
-    bytesOf(keys.publicKey, "publicKey", KEY_BYTES),
+    bytesOf(publicKey, "publicKey", KEY_BYTES),
     encodeVarint(seq),
     previous == null ? new Uint8Array(0) : bytesOf(previous, "previous", KEY_BYTES),
     encodeVarint(timestampMs),
     encodeVarint(contentType),
     content,
   );
-  const raw = concat(body, nacl.sign.detached(concat(networkKey, body), keys.secretKey));
+  return { message: concat(networkKey, body), body };
+}
+
+function finishEntry(body, signature, { maxContentBytes = DEFAULT_MAX_CONTENT_BYTES }) {
+  const raw = concat(body, signature);
   decodeEntry(raw, { maxContentBytes }); // what we send must be what we accept
   return raw;
 }
@@ -239,11 +279,8 @@ export function decodeShortEntry(
  * Decode a full-form entry, check its signature over networkKey || body and that its content
  * fits its type (as feed.check_content does); returns the decoded entry.
  * Throws VerifyError for a bad signature, DecodeError for anything else malformed.
- *
- * One known difference from the box's libsodium: tweetnacl accepts a few degenerate keys
- * and signatures (small-order or non-canonical points) that libsodium refuses, so an entry
- * "signed" with such a key verifies here only. Such a key is no one's, and the box verifies
- * every entry it stores, so none reaches a page from its box (a strict xfail in tests/web).
+ * Keys and signatures libsodium refuses (S not below L, small-order or non-canonical
+ * points) are refused here too, before tweetnacl, which would accept some of them.
  */
 export function verifyEntry(raw, networkKey, { maxContentBytes = DEFAULT_MAX_CONTENT_BYTES } = {}) {
   bytesOf(networkKey, "networkKey", KEY_BYTES);
@@ -251,7 +288,12 @@ export function verifyEntry(raw, networkKey, { maxContentBytes = DEFAULT_MAX_CON
   const signature = entry.signature;
   const s = littleEndian(signature.subarray(32));
   const signed = concat(networkKey, entry.body);
-  if (s >= ED25519_L || !nacl.sign.detached.verify(signed, signature, entry.author)) {
+  if (
+    s >= ED25519_L ||
+    degenerate(signature.subarray(0, 32), false) ||
+    degenerate(entry.author, true) ||
+    !nacl.sign.detached.verify(signed, signature, entry.author)
+  ) {
     throw new VerifyError("bad signature");
   }
   checkContent(entry.contentType, plainContent(entry, maxContentBytes));
@@ -469,7 +511,7 @@ function bytesOf(value, name, length) {
   return value;
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
   let at = 0;
   for (const part of parts) {

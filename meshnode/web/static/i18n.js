@@ -29,3 +29,10 @@ export function t(key, values = {}) {
   const text = words[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
 }
+
+/** The plural form of ``key`` for ``count`` (key.one, key.other, ...), with {count} filled. */
+export function tn(key, count, values = {}) {
+  const form = new Intl.PluralRules(document.documentElement.lang || "en").select(count);
+  const chosen = `${key}.${form}` in words ? `${key}.${form}` : `${key}.other`;
+  return t(chosen, { ...values, count });
+}

@@ -109,6 +109,7 @@ class Node:
         self._events = EventQueue()
         self._load_contacts()
         self._append_listeners: list[Callable[[FeedId, int, PeerId | None], None]] = []
+        self._entry_listeners: list[Callable[[Entry], None]] = []
         self.replicator = Replicator(
             self,
             config=self.config.replication,
@@ -289,10 +290,16 @@ class Node:
         self.replicator.appended(entry.author, entry.seq, source)
         for listener in self._append_listeners:
             listener(entry.author, entry.seq, source)
+        for on_entry in self._entry_listeners:
+            on_entry(entry)
 
     def add_append_listener(self, listener: Callable[[FeedId, int, PeerId | None], None]) -> None:
         """Call ``listener(feed, seq, source)`` after every entry stored (shared channels)."""
         self._append_listeners.append(listener)
+
+    def add_entry_listener(self, listener: Callable[[Entry], None]) -> None:
+        """Call ``listener(entry)`` with every entry stored, as decoded (indexes use it)."""
+        self._entry_listeners.append(listener)
 
     # -- policy -----------------------------------------------------------------------------
 

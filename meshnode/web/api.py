@@ -447,7 +447,7 @@ async def operator_poster(request: web.Request) -> web.Response:
 
 
 async def _keep_threads(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[_BOX_KEY].threads.run(), name="thread-index")
+    task = asyncio.create_task(app[_BOX_KEY].threads.read_store(), name="thread-index")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -457,7 +457,7 @@ async def _keep_threads(app: web.Application) -> AsyncIterator[None]:
 def routes(app: web.Application, box: Box) -> None:
     """Put the API on ``app``."""
     app[_BOX_KEY] = box
-    box.node.add_append_listener(box.threads.entry_stored)
+    box.node.add_entry_listener(box.threads.entry_stored)
     app.cleanup_ctx.append(_keep_threads)
     app.router.add_get("/api/box", box_info)
     app.router.add_get("/api/timeline", timeline)

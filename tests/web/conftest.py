@@ -121,7 +121,8 @@ def tls_browser() -> Iterator[WebDriver]:
 
 
 @contextlib.contextmanager
-def _chromium(*extra: str) -> Iterator[WebDriver]:
+def _chromium(*extra: str, prefs: dict[str, Any] | None = None) -> Iterator[WebDriver]:
+    """A headless phone-sized Chromium with ``extra`` arguments and ``prefs`` (its settings)."""
     pytest.importorskip("selenium", reason="browser test: selenium not installed (test extras)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -134,6 +135,8 @@ def _chromium(*extra: str) -> Iterator[WebDriver]:
     # A desktop window is at least 500 pixels wide; emulation gives the phone's viewport.
     metrics = {"width": WINDOW[0], "height": WINDOW[1], "pixelRatio": 2.0}
     options.add_experimental_option("mobileEmulation", {"deviceMetrics": metrics})
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     try:
         yield driver

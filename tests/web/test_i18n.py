@@ -35,3 +35,18 @@ def test_every_word_used_is_in_every_catalogue_and_none_is_left_over() -> None:
         words = json.loads(catalogue.read_text(encoding="utf-8"))
         assert set(words) == used, catalogue.name
         assert all(isinstance(v, str) and v.strip() for v in words.values()), catalogue.name
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def test_every_catalogue_keeps_the_english_placeholders_and_order() -> None:
+    english = json.loads((STATIC / "i18n" / "en.json").read_text(encoding="utf-8"))
+    assert {"fr.json", "es.json"} <= {p.name for p in CATALOGUES}
+    for catalogue in CATALOGUES:
+        words = json.loads(catalogue.read_text(encoding="utf-8"))
+        assert list(words) == list(english), catalogue.name  # same order: easier to review
+        for key, text in english.items():
+            # a lost {name} shows nothing; a misspelt one shows "{nmae}" to the villager
+            found = sorted(PLACEHOLDER.findall(words[key]))
+            assert found == sorted(PLACEHOLDER.findall(text)), f"{catalogue.name}: {key}"

@@ -347,7 +347,7 @@ def test_the_operator_logs_in_on_the_page_and_hides_a_feed(
     wait_for("a hide button", lambda: _count(browser, hide) or None, WAIT_S)
     _click(browser, hide)
     wait_for("the hide in the log", lambda: _count(browser, "#operator-log li") or None, WAIT_S)
-    assert "hide Spammer" in _text(browser, "operator-log")
+    assert "Spammer hidden" in _text(browser, "operator-log")
     own = pool.feed(a)
     assert own[-1]["contact"] == {"action": "block", "target": b_id}
     wait_for("Spammer gone from the people", lambda: _count(browser, hide) == 0 or None, WAIT_S)

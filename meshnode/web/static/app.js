@@ -47,12 +47,20 @@ function loadKeys() {
   return nacl.sign.keyPair.fromSeed(unhex(seed));
 }
 
+const CONTACT_WORDS = {
+  follow: "timeline.follows",
+  unfollow: "timeline.unfollows",
+  block: "timeline.blocks",
+  unblock: "timeline.unblocks",
+};
+
 function describe(entry) {
   if (entry.type === "post") return entry.text;
   if (entry.type === "reply") return entry.text;
   if (entry.type === "about") return t("timeline.about", { name: entry.about.name });
   if (entry.type === "contact") {
-    return t("timeline.contact", { action: entry.contact.action, target: nameOf(entry.contact.target) });
+    const key = CONTACT_WORDS[entry.contact.action] ?? "timeline.follows";
+    return t(key, { target: nameOf(entry.contact.target) });
   }
   return t("timeline.other", { type: entry.type });
 }
@@ -486,9 +494,8 @@ async function operatorStatus() {
   const log = (await getJson("/api/operator/log")).log;
   $("operator-log").replaceChildren(...log.map((record) => {
     const li = document.createElement("li");
-    li.textContent = t("operator.logged", {
+    li.textContent = t("operator.hid", { // hiding is the one action logged
       when: new Date(record.time_ms).toLocaleString(),
-      action: record.action,
       name: nameOf(record.feed),
       address: record.address,
     });

@@ -2,7 +2,7 @@
 // browser's languages. t(key, values) fills {name} placeholders; elements marked
 // data-i18n (text), data-i18n-label (aria-label) or data-i18n-alt (alt) get theirs at start.
 
-export const LANGUAGES = ["en"]; // catalogues shipped in i18n/, in no particular order
+export const LANGUAGES = ["en", "fr", "es"]; // catalogues shipped in i18n/, in any order
 let words = {};
 
 /** Load the catalogue of the first of the browser's languages that ships here, else English. */

@@ -10,7 +10,7 @@
 // the whole page (a worker controls only the paths under its own folder).
 
 const PREFIX = "meshnode-page-";
-const CACHE = `${PREFIX}v2`; // a new version when SHELL changes; the older copies go
+const CACHE = `${PREFIX}v3`; // a new version when SHELL changes; the older copies go
 const NETWORK_WAIT_MS = 4000; // then the copy: a box that is away may never refuse
 
 // The page, every module it imports at start, and the backup's modules (imported when the
@@ -24,6 +24,8 @@ const SHELL = [
   "/static/signer.js",
   "/static/i18n.js",
   "/static/i18n/en.json",
+  "/static/i18n/fr.json",
+  "/static/i18n/es.json",
   "/static/backup.js",
   "/static/vendor/tweetnacl/nacl-fast.min.js",
   "/static/vendor/noble-hashes/sha2.js",

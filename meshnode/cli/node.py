@@ -411,7 +411,6 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         raise MeshnodeError(f"bad address: {exc}") from None
     page = None
     if web.enabled and not args.no_web:
-        name = web.box_name or socket.gethostname()
         # Under systemd, meshnode-web.socket holds port 80 for us: no capability needed.
         fd = None if args.web else listen_fds(os.environ).get("web")
         if fd is not None:
@@ -420,7 +419,7 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         page = WebSettings(
             host=web_host,
             port=web_port,
-            box_name=name,
+            box_name=web.box_name,  # empty: the box's own ABOUT name, else the host name
             fd=fd,
             data_dir=ctx.data_dir,
             # Both or neither: the config checked it.
@@ -455,7 +454,8 @@ def _mdns(
     """
     from meshnode.links.discovery import MdnsDiscovery  # zeroconf loads only when it is used
 
-    page = (web.box_name, web.port) if web is not None and web.port else None
+    name = (web.box_name or socket.gethostname()) if web is not None else ""
+    page = (name, web.port) if web is not None and web.port else None
 
     def run(on_seen: Callable[[PeerSeen], None], port: int) -> Coroutine[Any, Any, None]:
         discovery = MdnsDiscovery(

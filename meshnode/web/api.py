@@ -145,7 +145,7 @@ async def box_info(request: web.Request) -> web.Response:
     box = _box(request)
     return web.json_response(
         {
-            "name": box.name,
+            "name": box_name(box),
             "id": format_feed_id(box.node.feed_id),
             "network": network_tag(box.node.network_key),
             # Every signature covers the network key, so a phone must know it to post; on a
@@ -283,6 +283,12 @@ async def post_entry(request: web.Request) -> web.Response:
     else:
         outcome = Outcome.REJECTED.value
     return web.json_response({"outcome": outcome, "reason": reason}, status=422)
+
+
+def box_name(box: Box) -> str:
+    """[web] box_name, else the name the box gave its own feed, else the host's name."""
+    about = None if box.name else _name_of(box, box.node.feed_id)
+    return box.name or (about.name if about else "") or socket.gethostname()
 
 
 def _name_of(box: Box, feed: FeedId) -> About | None:
@@ -442,7 +448,7 @@ async def operator_poster(request: web.Request) -> web.Response:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     port = int(sockname[1]) if sockname else request.url.port or 80  # the port it is served on
     url = box.poster.url(socket.gethostname(), port, https=request.secure)
-    page = poster_html(box.poster.poster(box.name, url))
+    page = poster_html(box.poster.poster(box_name(box), url))
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 

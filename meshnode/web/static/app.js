@@ -446,18 +446,33 @@ async function operatorLogin(event) {
   await Promise.all([operatorStatus(), loadPeople()]);
 }
 
+/** A size in bytes as people read it: KB, MB or GB, in the phone's own number format. */
+function bytesText(bytes) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit && value < 10 ? 1 : 0;
+  return `${value.toLocaleString(undefined, { maximumFractionDigits: digits })} ${units[unit]}`;
+}
+
 async function operatorStatus() {
   const status = await getJson("/api/operator/status");
-  const mib = (bytes) => (bytes / 1048576).toFixed(1);
+  const cap = status.caps?.global_cap_bytes ?? 0;
+  const size = cap
+    ? t("operator.cap", { size: bytesText(status.bytes), cap: bytesText(cap) })
+    : t("operator.no_cap", { size: bytesText(status.bytes) });
   $("operator-status").textContent = t("operator.summary", {
     entries: status.entries,
     feeds: status.feeds,
-    mib: mib(status.bytes),
-    cap: mib(status.caps?.global_cap_bytes ?? 0),
+    size,
     forked: status.forked.length,
   });
   $("operator-disk").textContent = status.disk
-    ? t("operator.disk", { free: mib(status.disk.free_bytes), total: mib(status.disk.total_bytes) })
+    ? t("operator.disk", { free: bytesText(status.disk.free_bytes), total: bytesText(status.disk.total_bytes) })
     : "";
   const lines = (id, records, line, none) => {
     const items = records.map((record) => {
@@ -492,15 +507,11 @@ async function operatorStatus() {
     to: sync.to_drive,
   }), "operator.no_usb");
   const log = (await getJson("/api/operator/log")).log;
-  $("operator-log").replaceChildren(...log.map((record) => {
-    const li = document.createElement("li");
-    li.textContent = t("operator.hid", { // hiding is the one action logged
-      when: new Date(record.time_ms).toLocaleString(),
-      name: nameOf(record.feed),
-      address: record.address,
-    });
-    return li;
-  }));
+  lines("operator-log", log, (record) => t("operator.hid", { // hiding is the one action logged
+    when: new Date(record.time_ms).toLocaleString(),
+    name: nameOf(record.feed),
+    address: record.address,
+  }), "operator.no_log");
 }
 
 async function hide(id) {

@@ -24,7 +24,7 @@ __all__ = ["ThreadKeeper"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500  # stored entries read between two turns of the event loop
+_CHUNK = 100  # stored entries read between two turns of the event loop (about 2 ms)
 
 
 class ThreadKeeper:

@@ -80,7 +80,9 @@ install-service:
 	  install -m 0644 systemd/meshnode.toml $(DESTDIR)$(CONFDIR)/meshnode.toml
 	@if [ -z "$(DESTDIR)" ]; then \
 	  $(SYSUSERS) $(SYSUSERSDIR)/meshnode.conf && \
-	  $(UDEVADM) control --reload && \
+	  { $(UDEVADM) control --reload 2>/dev/null || \
+	    echo "note: udevd is not running (a container?): the USB drive rule is installed" \
+	      "and takes effect when udevd starts"; } && \
 	  $(SYSTEMCTL) daemon-reload && \
 	  $(SYSTEMCTL) enable meshnode-web.socket && \
 	  $(SYSTEMCTL) enable --now meshnode.service && \
@@ -94,7 +96,8 @@ uninstall-service:
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
 	rm -f $(addprefix $(DESTDIR)$(UDEVDIR)/,$(notdir $(RULES)))
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/meshnode.conf
-	@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) daemon-reload; $(UDEVADM) control --reload; fi
+	@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) daemon-reload; \
+	  $(UDEVADM) control --reload 2>/dev/null || true; fi
 	@if [ "$(PURGE)" = 1 ]; then rm -rf $(DESTDIR)$(STATEDIR) $(DESTDIR)$(CONFDIR) $(PREFIX) && \
 	  echo "removed meshnode's data ($(STATEDIR)), config ($(CONFDIR)) and $(PREFIX)"; \
 	else echo "kept $(STATEDIR) (the node's identity and feeds) and $(CONFDIR);" \

@@ -183,10 +183,22 @@ def check_peer_state(make_store: MakeStore) -> None:
     peer = PeerId(b"\x07" * 32)
     assert store.peer_state(peer) is None
     store.set_peer_state(peer, b"one")
+    other = PeerId(b"\x08" * 32)
+    store.set_peer_state(other, b"x")
     store.set_peer_state(peer, b"two")
-    store.set_peer_state(PeerId(b"\x08" * 32), b"")
     assert store.peer_state(peer) == b"two"
-    assert store.peer_state(PeerId(b"\x08" * 32)) == b""
+    assert store.peer_state(other) == b"x"
+    # The least recently set first, with what each takes (at least its state).
+    assert list(store.peers()) == [other, peer]
+    assert all(store.peers()[p] >= len(store.peer_state(p) or b"") for p in (other, peer))
+    with pytest.raises(LocalProtocolError):
+        store.set_peer_state(other, b"")  # empty is not a state: forgetting is explicit
+    store.forget_peer_state(other)
+    store.forget_peer_state(PeerId(b"\x09" * 32))  # never stored: nothing to do
+    assert store.peer_state(other) is None
+    assert list(store.peers()) == [peer]
+    store.set_peer_state(other, b"back")
+    assert list(store.peers()) == [peer, other]
 
 
 def check_entry_id_is_hash(make_store: MakeStore) -> None:

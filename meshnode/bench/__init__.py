@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["BENCHMARKS"]
 
 BENCHMARKS: dict[str, str] = {
+    "hostile": "meshnode.bench.hostile:bench_hostile",
     "idle": "meshnode.bench.idle:bench_idle",
     "ingest": "meshnode.bench.ingest:bench_ingest",
     "lan": "meshnode.bench.lan:bench_lan",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshnode.cli.context import Progress, emit_json, feed_id_arg, format_bytes, open_node
-from meshnode.codec.bundle import decode_bundle, encode_bundle
+from meshnode.codec.bundle import encode_bundle, read_bundle
 from meshnode.errors import DecodeError, MeshnodeError
 from meshnode.host.importer import ImportTally, ingest_all
 from meshnode.secure.identity import format_feed_id
@@ -15,6 +17,7 @@ from meshnode.types import Seq
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterable, Iterator
 
     from meshnode.cli.context import Context
     from meshnode.core.node import Node
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["add_bundle_commands"]
 
 
+_CHUNK_BYTES = 64 << 10  # a bundle is read this much at a time: memory stays flat
 # Why entries are "not wanted", for a user who imported a stranger's bundle.
 _UNWANTED_HINT = (
     "  not wanted: feeds further than [policy] max_hops from yours, or blocked; "
@@ -106,14 +110,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     """Verify and ingest every entry of a bundle; report what happened to them."""
-    data = Path(args.file).read_bytes()
-    with open_node(ctx) as node:
-        # Decode everything first: a damaged bundle is refused before anything is stored.
-        try:
-            raws = list(decode_bundle(data, node.network_key))
-        except DecodeError as exc:
-            raise BundleError(f"{args.file}: {exc}") from exc
-        tally = import_entries(node, raws, Progress("imported", len(raws), enabled=not ctx.quiet))
+    fd, size = _open_bundle(args.file)
+    try:
+        with open_node(ctx) as node:
+            # Check everything first: a damaged bundle is refused before anything is stored.
+            # The file is read twice, a chunk at a time, so memory stays flat whatever its size.
+            try:
+                total = sum(1 for _ in _entries(fd, size, node.network_key))
+                progress = Progress("imported", total, enabled=not ctx.quiet)
+                tally = import_entries(node, _entries(fd, size, node.network_key), progress)
+            except DecodeError as exc:
+                raise BundleError(f"{args.file}: {exc}") from exc
+    finally:
+        os.close(fd)
     if args.json:
         emit_json(tally.to_json())
     else:
@@ -128,7 +137,33 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def import_entries(node: Node, raws: list[bytes], progress: Progress) -> ImportTally:
+def _open_bundle(name: str) -> tuple[int, int]:
+    """An fd of the regular file ``name`` and its size (never a FIFO or device: it would
+    hang or never end)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"{name}: {exc.strerror or exc}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BundleError(f"{name}: not a regular file")
+    return fd, st.st_size
+
+
+def _entries(fd: int, size: int, network_key: bytes) -> Iterator[bytes]:
+    """The bundle's entries, strictly decoded from the file a chunk at a time."""
+
+    def chunks() -> Iterator[bytes]:
+        offset = 0
+        while chunk := os.pread(fd, _CHUNK_BYTES, offset):
+            offset += len(chunk)
+            yield chunk
+
+    return read_bundle(chunks(), network_key, packed_bytes=size)
+
+
+def import_entries(node: Node, raws: Iterable[bytes], progress: Progress) -> ImportTally:
     """Ingest ``raws`` in order, flushing and reporting every importer.BATCH entries."""
     tally = ImportTally()
     for done in ingest_all(node, raws, tally):

@@ -21,8 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshnode.errors import MeshnodeError
-from meshnode.host.datadir import load_identity, secret_path, store_path
+from meshnode.host.datadir import (
+    DATA_DIR_MODE,
+    SECRET_FILE_MODE,
+    load_identity,
+    load_network_key,
+    network_path,
+    secret_path,
+    store_path,
+)
 from meshnode.radio import rnode, rylr
+from meshnode.secure.identity import DEFAULT_NETWORK_KEY
 
 if TYPE_CHECKING:
     from meshnode.host.config import Config, RadioSection
@@ -32,6 +41,7 @@ __all__ = ["Finding", "check_all", "check_config_error"]
 _MIN_FREE_BYTES = 100 << 20  # below this a box cannot take in much at all
 _LOW_FREE_BYTES = 1 << 30
 _SANE_YEAR = 2025  # a Pi without network time boots in the past
+_AS_OWNER = "run meshnode doctor as the owner of {path}, e.g. sudo -u meshnode meshnode doctor"
 _PROBES = {  # a question each driver's device answers, and the answer
     "kiss": (
         rnode.detect_commands()[0],
@@ -86,51 +96,108 @@ def check_all(
 
 
 def check_data_dir(data_dir: Path) -> list[Finding]:
-    """The data dir exists and is private; the secret key is private and readable."""
-    if not data_dir.is_dir():
+    """The data dir exists and is ours alone; the secret and network keys are private."""
+    try:
+        mode = data_dir.stat().st_mode
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
         return [
             Finding(
                 check="data dir",
                 level="error",
-                message=f"{data_dir} does not exist",
-                fix="meshnode init (or start the service: it makes one on first start)",
+                message=f"{data_dir} does not exist" if missing else f"{data_dir}: {exc.strerror}",
+                fix="meshnode init (or start the service: it makes one on first start)"
+                if missing
+                else _AS_OWNER.format(path=data_dir),
             )
         ]
-    found = []
-    mode = data_dir.stat().st_mode
-    if mode & 0o002:
-        found.append(
-            Finding(
-                check="data dir",
-                level="error",
-                message=f"{data_dir} is writable by everyone (mode {mode & 0o777:04o})",
-                fix=f"chmod 700 {data_dir}",
-            )
+    return [_check_dir_mode(data_dir, mode), _check_secret(data_dir), _check_network(data_dir)]
+
+
+def _check_dir_mode(data_dir: Path, mode: int) -> Finding:
+    """Others must not enter it, nor the group write to it (the unit's group may read)."""
+    shown = f"mode {mode & 0o777:04o}"
+    if not stat.S_ISDIR(mode):
+        return Finding(
+            check="data dir",
+            level="error",
+            message=f"{data_dir} is not a directory",
+            fix="point --data or [node] data_dir at a directory (meshnode init makes one)",
         )
-    else:
-        found.append(_ok("data dir", f"{data_dir} (mode {mode & 0o777:04o})"))
-    found.append(_check_secret(data_dir))
-    return found
+    if mode & 0o077 == 0:
+        return _ok("data dir", f"{data_dir} ({shown})")
+    fix = f"chmod {DATA_DIR_MODE:o} {data_dir}"
+    if mode & 0o007 or mode & 0o020:
+        who = "everyone" if mode & 0o007 else "its group"
+        what = "written" if mode & 0o022 else "read"
+        return Finding(
+            check="data dir",
+            level="error",
+            message=f"{data_dir} can be {what} by {who} ({shown}): the store and its files "
+            "are this node's alone",
+            fix=fix,
+        )
+    return Finding(
+        check="data dir",
+        level="warn",
+        message=f"{data_dir} can be read by its group ({shown})",
+        fix=fix,
+    )
 
 
-def _check_secret(data_dir: Path) -> Finding:
-    path = secret_path(data_dir)
+def _exposed(check: str, path: Path, why: str) -> Finding | None:
+    """An error when the key file at ``path`` is a regular file others may read or write."""
     with contextlib.suppress(OSError):
         mode = path.stat().st_mode
         if stat.S_ISREG(mode) and mode & 0o077:
             who = "everyone" if mode & 0o007 else "its group"
             return Finding(
-                check="secret key",
+                check=check,
                 level="error",
-                message=f"{path} can be read or written by {who} (mode {mode & 0o777:04o}): "
-                "anyone who reads it can post as this node",
-                fix=f"chmod 600 {path}",
+                message=f"{path} can be read or written by {who} (mode {mode & 0o777:04o}): {why}",
+                fix=f"chmod {SECRET_FILE_MODE:o} {path}",
             )
+    return None
+
+
+def _check_secret(data_dir: Path) -> Finding:
+    path = secret_path(data_dir)
+    exposed = _exposed("secret key", path, "anyone who reads it can post as this node")
+    if exposed is not None:
+        return exposed
     try:
         load_identity(data_dir)
     except MeshnodeError as exc:
         return Finding(check="secret key", level="error", message=str(exc), fix="meshnode init")
+    except OSError as exc:  # doctor run by another user than the node's
+        return Finding(
+            check="secret key",
+            level="error",
+            message=f"cannot read {path}: {exc.strerror}",
+            fix=_AS_OWNER.format(path=data_dir),
+        )
     return _ok("secret key", f"{path} (mode 0600)")
+
+
+def _check_network(data_dir: Path) -> Finding:
+    path = network_path(data_dir)
+    why = "anyone who reads it can join this private network"
+    exposed = _exposed("network key", path, why)
+    if exposed is not None:
+        return exposed
+    try:
+        key = load_network_key(data_dir)
+    except MeshnodeError as exc:
+        return Finding(
+            check="network key",
+            level="error",
+            message=str(exc),
+            fix="it holds the 64 hex digits your community shares, readable by the node's "
+            "user: restore it from them",
+        )
+    if key == DEFAULT_NETWORK_KEY:
+        return _ok("network key", "the public default network")
+    return _ok("network key", f"{path} (private network, mode 0600)")
 
 
 def check_service(daemon: dict[str, object] | None) -> list[Finding]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import sys
@@ -13,11 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from meshnode.cli.terminal import json_text
 from meshnode.core.node import Node
 from meshnode.daemon.control import LocalAccess, control_socket_path, find_daemon
 from meshnode.errors import DecodeError, StoreLocked
 from meshnode.host.config import node_config, store_config
 from meshnode.host.datadir import (
+    DataDirDenied,
     load_identity,
     load_network_key,
     read_config,
@@ -123,6 +124,12 @@ def open_access(ctx: Context) -> Iterator[Access]:
             node = stack.enter_context(open_node(ctx))
         except StoreLocked as exc:
             raise StoreLocked(f"{exc} (and no daemon answers on {path})") from exc
+        except DataDirDenied as exc:
+            if not exc.in_group:
+                raise
+            # A group member reaches the node through the daemon, which is not answering.
+            message = f"{exc}, and no daemon answers on {path}: start it or use sudo"
+            raise DataDirDenied(message, in_group=True) from exc
         yield LocalAccess(node)
 
 
@@ -132,8 +139,8 @@ def now_ms() -> int:
 
 
 def emit_json(value: object) -> None:
-    """One JSON document on one line of stdout."""
-    print(json.dumps(value, ensure_ascii=False))
+    """One JSON document on one line of stdout (control and bidi characters escaped)."""
+    print(json_text(value))
 
 
 def feed_id_arg(text: str) -> FeedId:

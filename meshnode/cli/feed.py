@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meshnode.cli.context import emit_json, feed_id_arg, open_access
+from meshnode.cli.terminal import visible
 from meshnode.codec.content import ContactAction
 from meshnode.daemon.ops import MAX_POSTS_PER_REQUEST, PostError
 from meshnode.errors import MeshnodeError
@@ -237,18 +238,24 @@ def cmd_feed(ctx: Context, args: argparse.Namespace) -> int:
 def _entry_line(data: dict[str, object]) -> str:
     seq, timestamp = data.get("seq"), data.get("timestamp")
     head = f"#{seq!s:<5} {_format_time(timestamp if isinstance(timestamp, int) else 0)}"
+    # What an author wrote is shown, never obeyed: its control characters are escaped.
     if "text" in data:
         # One line per entry: a multi-line post is joined; --json keeps it exact.
-        text = " ".join(str(data["text"]).splitlines())
+        text = _one_line(data["text"])
         return f"{head}  {'[reply] ' if 'parent' in data else ''}{text}"
     about = data.get("about")
     if isinstance(about, dict):
-        return f"{head}  [about] {about['name']}: {about['description']}"
+        return f"{head}  [about] {visible(str(about['name']))}: {_one_line(about['description'])}"
     contact = data.get("contact")
     if isinstance(contact, dict):
-        return f"{head}  [{contact['action']}] {contact['target']}"
+        return f"{head}  [{visible(str(contact['action']))}] {visible(str(contact['target']))}"
     size = len(base64.b64decode(str(data.get("content_b64", ""))))
-    return f"{head}  [{data['type']}] {size} bytes"
+    return f"{head}  [{visible(str(data['type']))}] {size} bytes"
+
+
+def _one_line(text: object) -> str:
+    """Text of any length on one line: its lines joined, then made visible."""
+    return visible(" ".join(str(text).splitlines()))
 
 
 def _format_time(timestamp_ms: int) -> str:

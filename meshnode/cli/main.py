@@ -9,11 +9,12 @@ cli_bundle; this module wires them up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO, cast
 
 from meshnode import __version__
 from meshnode.cli.bundle import add_bundle_commands
@@ -22,10 +23,12 @@ from meshnode.cli.doctor import add_doctor_command
 from meshnode.cli.feed import add_feed_commands
 from meshnode.cli.node import add_node_commands
 from meshnode.cli.sim import add_sim_commands
+from meshnode.cli.terminal import VisibleStream, one_line
 from meshnode.cli.usb import add_usb_commands
 from meshnode.cli.web import add_web_commands
 from meshnode.errors import ConfigError, MeshnodeError
 from meshnode.host.datadir import resolve_config_path
+from meshnode.host.eventlog import RateLimitedHandler
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,6 +41,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # os.EX_CONFIG; the systemd unit's RestartPreventExitStatus=78 honours it
 _EXIT_INTERRUPTED = 130
+# An error is one line a person reads; past this it quotes a value too big to help.
+_MAX_ERROR_CHARS = 2000
 
 # journald reads a "<N>" syslog priority prefix on each line (SyslogLevelPrefix=yes).
 _JOURNAL_PRIORITY = {
@@ -76,7 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _JournalFormatter(logging.Formatter):
+class _VisibleFormatter(logging.Formatter):
+    """One line per event: a message's control characters (a peer's text) are escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
+class _JournalFormatter(_VisibleFormatter):
     """``<N>name: message``, for stderr that is the journal."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -105,15 +117,20 @@ def _setup_logging(args: argparse.Namespace, env: Mapping[str, str]) -> logging.
     if _stderr_is_journal(env):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_VisibleFormatter("%(levelname)s %(name)s: %(message)s"))
+    out: logging.Handler = handler
+    if args.command == "run":  # strangers cause many of a daemon's lines: each kind is capped
+        out = RateLimitedHandler(handler)
     logger = logging.getLogger("meshnode")
-    logger.addHandler(handler)
+    logger.addHandler(out)
     logger.setLevel(level)
-    return handler
+    return out
 
 
 def _error(message: str) -> None:
-    print(f"meshnode: error: {message}", file=sys.stderr)
+    if len(message) > _MAX_ERROR_CHARS:
+        message = message[:_MAX_ERROR_CHARS] + "…"
+    print(f"meshnode: error: {one_line(message)}", file=sys.stderr)
 
 
 def _os_error_text(exc: OSError) -> str:
@@ -132,11 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     previous_level = logger.level
     handler = _setup_logging(args, os.environ)
     try:
-        return _run(args, os.environ)
+        with _visible_stdout():
+            return _run(args, os.environ)
     finally:
         # main() may run many times in one process (tests): leave the logger as it was.
         logger.removeHandler(handler)
+        handler.close()  # a rate-limited handler tells what it held back
         logger.setLevel(previous_level)
+
+
+def _visible_stdout() -> contextlib.AbstractContextManager[object]:
+    """Whatever a command prints, no stranger's escape sequence reaches the terminal."""
+    if sys.stdout is None:  # closed (meshnode ... >&-): print() writes nothing anyway
+        return contextlib.nullcontext()
+    return contextlib.redirect_stdout(cast("TextIO", VisibleStream(sys.stdout)))
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -168,11 +168,10 @@ def _print_status(status: dict[str, object]) -> None:
     print(f"data     {status['data']}\nconfig   {status['config']}")
     daemon = status.get("daemon")
     if isinstance(daemon, dict):
-        listening = ", ".join(str(a) for a in daemon.get("listening", []))
-        print(
-            f"daemon   pid {daemon['pid']}, up {_duration(daemon['uptime_s'])}, "
-            f"listening on {listening}"
-        )
+        listening = "listening on " + ", ".join(str(a) for a in daemon.get("listening", []))
+        if daemon.get("waiting_for"):
+            listening = f"waiting for {daemon['waiting_for']} (not on this box yet)"
+        print(f"daemon   pid {daemon['pid']}, up {_duration(daemon['uptime_s'])}, {listening}")
         by_link = daemon.get("peers_by_link")
         if isinstance(by_link, dict):
             print("peers    " + ", ".join(f"{n} {link}" for link, n in by_link.items()))
@@ -437,6 +436,8 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
             handshake_timeout_s=lan.handshake_timeout_s, idle_timeout_s=lan.idle_timeout_s
         ),
         max_connections=lan.max_connections,
+        reserved_share=lan.reserved_share,
+        max_connections_per_address=lan.max_connections_per_address,
         reconnect_min_s=lan.reconnect_min_s,
         reconnect_max_s=lan.reconnect_max_s,
         radios=ctx.config.radios,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["add_usb_commands", "drive_status", "last_usb_sync"]
 
 _LISTED_FEEDS = 10  # `usb status` lists this many carried feeds; --json lists all
+_LISTED_NOTES = 100  # and this many notes of each kind: a crafted drive has 100,000s
 
 
 def add_usb_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,7 +67,10 @@ def cmd_usb_init(ctx: Context, args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise DriveError(str(exc)) from None
     drive = init_drive(Path(args.path), load_network_key(ctx.data_dir), cap)
-    status = drive_status(drive)
+    try:
+        status = drive_status(drive)
+    finally:
+        drive.close()
     if args.json:
         emit_json(status)
     else:
@@ -80,7 +84,10 @@ def cmd_usb_init(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
     """What the drive carries and who synced it (the drive is only read)."""
     drive = open_drive(Path(args.path), load_network_key(ctx.data_dir), repair=False)
-    status = drive_status(drive)
+    try:
+        status = drive_status(drive)
+    finally:
+        drive.close()
     if args.json:
         emit_json(status)
         return 0
@@ -102,8 +109,12 @@ def cmd_usb_status(ctx: Context, args: argparse.Namespace) -> int:
     for box, seen in sorted(boxes.items(), key=lambda kv: -_int(kv[1]["last_visit_ms"])):
         wants = _count(seen["feeds"], "feed")
         print(f"box      {box} last visit {_when(seen['last_visit_ms'])}, wants {wants}")
-    for damage in drive.damaged:
+    for damage in drive.damaged[:_LISTED_NOTES]:
         print(f"damaged  {damage} (repaired at the next sync; other boxes carry it again)")
+    for note in drive.left_alone[:_LISTED_NOTES]:
+        print(f"left     {note}, left alone: meshnode follows no links on a drive")
+    if drive.blocked:
+        print(f"blocked  {drive.blocked}")
     return 0
 
 
@@ -160,6 +171,8 @@ def drive_status(drive: Drive) -> dict[str, object]:
         "damaged": drive.damaged,
         "unlisted": drive.cleaned,
         "adoptable": drive.adopted,
+        "left_alone": drive.left_alone,
+        "blocked": drive.blocked or None,
     }
 
 
@@ -170,7 +183,7 @@ def _ours(ctx: Context, path: Path) -> bool:
     label = ctx.config.usb.label
     if not label or _label_of(path) != label:
         return False
-    init_drive(path, load_network_key(ctx.data_dir), ctx.config.usb.cap_bytes)
+    init_drive(path, load_network_key(ctx.data_dir), ctx.config.usb.cap_bytes).close()
     return True
 
 
@@ -225,6 +238,10 @@ def _print_summary(path: Path, s: dict[str, object]) -> None:
         print(f"damaged     {damage}: dropped; boxes that hold it carry it again")
     if s.get("adopted"):
         print(f"recovered   {', '.join(_strings(s.get('adopted')))} (cut off by a pulled drive)")
+    for note in _strings(s.get("left_alone")):
+        print(f"left alone  {note} (meshnode follows no links and opens no special files)")
+    if s.get("not_written"):
+        print(f"not written {s['not_written']}")
     print(f"space       {_size(s, 'free_bytes')} left on the drive ({_size(s, 'used_bytes')} used)")
     print("done: safe to remove once unmounted")
 

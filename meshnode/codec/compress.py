@@ -6,16 +6,22 @@ Block form (entry content): ``varint(uncompressed_len) || lz4 block``. Stream fo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lz4.block
 import lz4.frame
 
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.errors import DecodeError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 __all__ = [
     "compress_block",
     "compress_stream",
     "decompress_block",
+    "decompress_chunks",
     "decompress_stream",
 ]
 
@@ -68,3 +74,25 @@ def decompress_stream(data: bytes, max_bytes: int | None = None) -> bytes:
         why = "cut short" if decompressor.needs_input else f"longer than {max_bytes} bytes"
         raise DecodeError(f"lz4 frame is {why}")
     return out
+
+
+def decompress_chunks(chunks: Iterable[bytes], step_bytes: int) -> Iterator[bytes]:
+    """lz4 frame decode of a stream given in pieces, yielding at most ``step_bytes`` at a
+    time: memory stays bounded whatever the frame claims. Bytes after the frame's end are
+    not read. DecodeError if the frame is malformed or cut short."""
+    decompressor = lz4.frame.LZ4FrameDecompressor()
+    for chunk in chunks:
+        data = chunk
+        while not decompressor.eof:
+            try:
+                out: bytes = decompressor.decompress(data, max_length=step_bytes)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                raise DecodeError("not a valid lz4 frame") from exc
+            data = b""
+            if out:
+                yield out
+            if decompressor.needs_input or not out:
+                break
+        if decompressor.eof:
+            return
+    raise DecodeError("lz4 frame is cut short")

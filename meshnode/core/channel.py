@@ -19,6 +19,9 @@ sent once serves every neighbour that wants it. The rules:
   neighbours find each other, and a changed digest makes listeners ask for news. WANTs
   from nodes whose beacon named another network are ignored.
 * Out-of-order entries (after a loss) wait in a small buffer until the gap is filled.
+* Messages are not signed, so strangers are kept in check (neighbours.py): the table of
+  neighbours is capped, resets of our timers caused by what a neighbour says are allowed
+  only so often, and a ``held`` time is believed up to _MAX_HELD_HONOURED_S.
 
 The shell owns the air: it calls ``poll_transmit`` when the channel is free and its
 airtime budget allows control or data traffic, and arms a timer for ``next_deadline``.
@@ -51,6 +54,7 @@ from meshnode.codec.message import (
     is_short_form,
 )
 from meshnode.core.events import EntryNotServed, Event, EventQueue, MessageDropped, NeighbourHeard
+from meshnode.core.neighbours import Neighbours
 from meshnode.core.trickle import Trickle
 from meshnode.errors import DecodeError, StoreCorrupt
 from meshnode.secure.identity import network_tag
@@ -71,6 +75,16 @@ _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
 _MAX_PENDING = 16  # out-of-order entries kept per feed
 _BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
 _BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
+# A budget's window is an hour (radio/airtime.py): no real node's entries are held longer,
+# so a beacon claiming more (up to MAX_HELD_S, 18 h) defers our wants no further than this.
+_MAX_HELD_HONOURED_S = 3600.0
+# A real node beacons at most once per half its minimum interval (Trickle); a quarter
+# leaves room for radios of the channel whose frames differ a little.
+_PROVEN_RESET_FACTOR = 0.25
+# Resets by strangers (neighbours that never delivered an entry), all of them together:
+# one per half the longest beacon interval, so a flood of forged beacons costs a few
+# extra beacons and wants an hour, not the control share.
+_STRANGER_RESET_FACTOR = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,13 +145,6 @@ class ChannelStats:
 
 
 @dataclass(slots=True)
-class _Neighbour:
-    net_ok: bool
-    digest: bytes
-    heard_at: float
-
-
-@dataclass(slots=True)
 class _Serve:
     next_seq: int
     credit: int
@@ -162,7 +169,10 @@ class Channel:
         self.source = PeerId(b"channel:" + self.src)  # marks entries that came from here
         self.stats = ChannelStats()
         self._events = EventQueue()
-        self.neighbours: dict[bytes, _Neighbour] = {}
+        self.neighbours = Neighbours(
+            proven_gap_s=_PROVEN_RESET_FACTOR * config.beacon_min_s,
+            stranger_every_s=_STRANGER_RESET_FACTOR * config.beacon_max_s,
+        )
         self.now = 0.0
         self._state = _State()
         self._beacon = Trickle(config.beacon_min_s, config.beacon_max_s)
@@ -173,8 +183,11 @@ class Channel:
         self._serve: dict[FeedId, _Serve] = {}
         self._serve_at: float | None = None
         self._waiting: dict[FeedId, tuple[int, float]] = {}
-        self._heard: dict[FeedId, int] = {}  # the most a neighbour said it holds
+        # The most a neighbour said it holds, believed until then (a claim nobody can
+        # check must not keep us asking, or asking from a made-up seq, for ever).
+        self._heard: dict[FeedId, tuple[int, float]] = {}
         self._covered: dict[FeedId, tuple[int, float]] = {}  # wants overheard: seq, until
+        self._skipped: dict[FeedId, int] = {}  # the seq we last left to a covering want
         self._have: set[FeedId] = set()
         self._have_at: float | None = None
         self._pending: dict[FeedId, dict[int, EntryMessage]] = {}
@@ -217,6 +230,8 @@ class Channel:
             del self._covered[feed]
         for feed in [f for f, (_, until) in self._waiting.items() if until <= now]:
             del self._waiting[feed]
+        for feed in [f for f, (_, until) in self._heard.items() if until <= now]:
+            del self._heard[feed]
 
     def events(self) -> list[Event]:
         """Drain the channel's events for the shell to log."""
@@ -309,40 +324,51 @@ class Channel:
 
     def _on_beacon(self, beacon: Beacon) -> None:
         known = self.neighbours.get(beacon.src)
+        old_digest = None if known is None else known.digest
         net_ok = beacon.net == self.net
-        self.neighbours[beacon.src] = _Neighbour(
-            net_ok=net_ok, digest=beacon.digest, heard_at=self.now
-        )
+        self.neighbours.heard(beacon.src, net_ok=net_ok, digest=beacon.digest, now=self.now)
         if not net_ok:
             return
-        if known is None:
+        if old_digest is None:
             self._events.push(NeighbourHeard(short_id=beacon.src))
-            self._beacon.reset(self.now, self.rng)  # introduce ourselves to it
-            self._want.reset(self.now, self.rng)
-        elif known.digest != beacon.digest:
+            if self.neighbours.may_reset(beacon.src, self.now):
+                self._beacon.reset(self.now, self.rng)  # introduce ourselves to it
+                self._want.reset(self.now, self.rng)
+        elif old_digest != beacon.digest:
             # It holds something new; while a neighbour's entries are held, a HAVE (news
             # from another link) still asks at once, a changed digest waits for them.
-            if self.now >= self._want_deferred_until:
+            if self.now >= self._want_deferred_until and self.neighbours.may_reset(
+                beacon.src, self.now
+            ):
                 self._want.reset(self.now, self.rng)
         else:
             self._beacon.heard += 1  # Trickle: the neighbourhood is calm, one voice is enough
         if beacon.held_s:  # what we asked of it cannot come sooner: ask again after that
-            at = self.now + beacon.held_s + self.rng.uniform(0, self.config.backoff_s)
+            held_s = min(beacon.held_s, _MAX_HELD_HONOURED_S)
+            at = self.now + held_s + self.rng.uniform(0, self.config.backoff_s)
             self._want.defer(self.now, at)
             self._want_deferred_until = max(self._want_deferred_until, at)
 
     def _on_have(self, have: Have) -> None:
-        for tag, latest in have.haves:
-            for feed in self._feeds(tag):
-                self._heard[feed] = max(self._heard.get(feed, 0), latest)
-                if latest > self.node.store.latest_seq(feed):
-                    self._want.reset(self.now, self.rng)
+        store = self.node.store
+        news = [
+            (feed, latest)
+            for tag, latest in have.haves
+            for feed in self._feeds(tag)
+            if latest > store.latest_seq(feed)
+        ]
+        if not news or not self.neighbours.may_reset(have.src, self.now):
+            return  # nothing new, or claims past what its sender may make us act on
+        until = self.now + self.config.waiting_s
+        for feed, latest in news:
+            self._heard[feed] = (max(self._heard.get(feed, (0, 0.0))[0], latest), until)
+        self._want.reset(self.now, self.rng)
 
     def _on_want(self, want: Want) -> None:
         neighbour = self.neighbours.get(want.src)
         if neighbour is not None and not neighbour.net_ok:
             return
-        if neighbour is None:
+        if neighbour is None and self.neighbours.may_reset(want.src, self.now):
             self._beacon.reset(self.now, self.rng)  # a stranger: tell it who we are
         store = self.node.store
         for tag, next_seq, empty in want.wants:
@@ -377,12 +403,12 @@ class Channel:
                 served.next_seq += 1  # someone else sent it: do not send it again
                 self.stats.suppressed += 1
         for feed in feeds:
+            added = self.stats.entries_added
             if self._try_entry(feed, message):
-                if message.src not in self.neighbours:
-                    # Its entry verified under our network key: a neighbour of our network.
-                    self.neighbours[message.src] = _Neighbour(
-                        net_ok=True, digest=b"", heard_at=self.now
-                    )
+                # A neighbour of our network; one that gave us a new (verified) entry is
+                # useful, and is kept and believed before strangers.
+                stored = self.stats.entries_added > added
+                self.neighbours.delivered(message.src, self.now, stored=stored)
                 return
         for feed in feeds:  # not the next one of any feed: keep it until the gap fills
             if message.seq > self.node.store.latest_seq(feed) + 1:
@@ -502,13 +528,18 @@ class Channel:
             if feed == self.node.feed_id:
                 continue
             latest = store.latest_seq(feed)
-            heard = self._heard.get(feed, 0)
+            heard = self._heard.get(feed, (0, 0.0))[0]
             next_seq = latest + 1
             if not latest and want.max_entries is not None and heard:
                 next_seq = max(1, heard - want.max_entries + 1)
             covered = self._covered.get(feed)
-            if covered is not None and covered[0] == next_seq:
-                continue  # a neighbour asked for the same: its answer serves us too
+            # A neighbour asked for the same: its answer serves us too. Only once in a row:
+            # a WANT nobody answers (a forger's, or one the holder could not hear) must not
+            # keep us from asking.
+            if covered is not None and covered[0] == next_seq != self._skipped.get(feed):
+                self._skipped[feed] = next_seq
+                continue
+            self._skipped.pop(feed, None)
             (behind if heard > latest or feed in self._pending else rest).append(
                 (self._tag(feed), next_seq, latest == 0)
             )
@@ -529,7 +560,7 @@ class Channel:
 
     def neighbour_ids(self) -> list[str]:
         """Short ids (hex) of the neighbours of our network heard so far."""
-        return sorted(n.hex() for n, v in self.neighbours.items() if v.net_ok)
+        return sorted(n.hex() for n in self.neighbours.ids())
 
     def status(self) -> dict[str, object]:
         """JSON-ready counters and neighbours."""
@@ -544,6 +575,8 @@ class Channel:
             "duplicates": self.stats.duplicates,
             "suppressed": self.stats.suppressed,
             "malformed": self.stats.malformed,
+            "neighbours_forgotten": self.neighbours.evicted,  # to make room (a beacon flood?)
+            "resets_refused": self.neighbours.resets_refused,
             "next_beacon_s": None
             if self._beacon.fire_at is None
             else max(0.0, round(self._beacon.fire_at - self.now, 1)),

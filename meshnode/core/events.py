@@ -25,6 +25,7 @@ __all__ = [
     "MessageDropped",
     "NeighbourHeard",
     "PeerMemoryForgotten",
+    "PeerMemoryNotKept",
     "PeerMisbehaved",
     "StoreOverCap",
 ]
@@ -52,6 +53,14 @@ class EntryReceived:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerMemoryForgotten:
     """Our stored memory of a peer did not decode: the session starts as a first meeting."""
+
+    peer: PeerId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMemoryNotKept:
+    """Our memory of a peer is not kept (too large, or over a budget): it is forgotten."""
 
     peer: PeerId
     reason: str
@@ -121,6 +130,7 @@ Event = (
     PeerMisbehaved
     | EntryReceived
     | PeerMemoryForgotten
+    | PeerMemoryNotKept
     | FeedForked
     | ContactSkipped
     | FollowsChanged

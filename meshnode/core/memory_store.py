@@ -144,8 +144,19 @@ class MemoryStore:
         return self._peers.get(peer)
 
     def set_peer_state(self, peer: PeerId, state: bytes) -> None:
-        """Replace a peer's replication memory."""
+        """Replace a peer's replication memory (it moves to the end: the latest set)."""
+        if not state:
+            raise LocalProtocolError("an empty peer state: forget_peer_state forgets")
+        self._peers.pop(peer, None)
         self._peers[peer] = state
+
+    def forget_peer_state(self, peer: PeerId) -> None:
+        """Drop a peer's replication memory."""
+        self._peers.pop(peer, None)
+
+    def peers(self) -> dict[PeerId, int]:
+        """Bytes per remembered peer, the least recently set first."""
+        return {peer: len(state) for peer, state in self._peers.items()}
 
     def compact(self) -> int:
         """Evicted entries are already gone from memory."""

@@ -23,8 +23,12 @@ with the part that keeps each:
   per-link window of in-flight bytes (the shell reports delivery with ``delivered``).
 * Lossy links (``repair``) ask again for gaps, restate their clocks now and then, and
   forgive a few stale entries.
-* A peer that sends an invalid entry or a frame that does not decode is reported with
+* A peer that sends an invalid entry or a frame that does not decode, or that names more
+  feeds we do not keep than ``max_unknown_feeds`` (``names``), is reported with
   ``PeerMisbehaved`` and dropped (here); nothing invalid is stored.
+* Memory of a peer (``keeper``) is loaded on connect and saved on disconnect, within a
+  size per peer, a count and a total of peers, and a write budget for strangers. Every
+  table a peer can grow is keyed by feeds we keep or hold, or capped.
 """
 
 from __future__ import annotations
@@ -42,15 +46,8 @@ from meshnode.codec.frame import (
 )
 from meshnode.codec.message import decode_entry, decode_short_entry
 from meshnode.codec.varint import decode_varint, encode_varint
-from meshnode.core.clocks import (
-    NOT_REPLICATING,
-    Note,
-    PeerMemory,
-    decode_note,
-    decode_peer_memory,
-    encode_note,
-    encode_peer_memory,
-)
+from meshnode.core.clocks import NOT_REPLICATING, Note, decode_note, encode_note
+from meshnode.core.ebt.keeper import MemoryKeeper
 from meshnode.core.ebt.names import FeedNames
 from meshnode.core.ebt.notes import Notes, send_notes, told
 from meshnode.core.ebt.opening import Opening
@@ -59,6 +56,7 @@ from meshnode.core.ebt.repair import Repair
 from meshnode.core.ebt.session import (
     Host,
     LinkInfo,
+    PeerOverLimit,
     Phase,
     ReplicationConfig,
     Session,
@@ -66,7 +64,7 @@ from meshnode.core.ebt.session import (
     TrafficStats,
 )
 from meshnode.core.ebt.upstream import UpstreamChoice
-from meshnode.core.events import EntryReceived, Event, PeerMemoryForgotten, PeerMisbehaved
+from meshnode.core.events import EntryReceived, Event, PeerMisbehaved
 from meshnode.core.feed import Outcome
 from meshnode.errors import DecodeError
 from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
@@ -99,7 +97,13 @@ class Replicator:
         self.traffic = TrafficStats()
         self.now = 0.0
         self._events: list[Event] = []
-        self.names = names = FeedNames(host=host, epoch=epoch, retry_s=config.hello_retry_s)
+        self.keeper = MemoryKeeper(host=host, config=config, events=self._events)
+        self.names = names = FeedNames(
+            host=host,
+            epoch=epoch,
+            retry_s=config.hello_retry_s,
+            max_unknown=config.max_unknown_feeds,
+        )
         self.notes = notes = Notes(host=host, config=config, rng=rng, names=names)
         self.pusher = Pusher(host=host, config=config, names=names, notes=notes)
         self.choice = choice = UpstreamChoice(
@@ -125,49 +129,40 @@ class Replicator:
         self.now = now
         if peer in self.sessions:
             self.disconnect(peer, now)
-        memory = self._load_memory(peer)
+        memory = self.keeper.load(peer)
         s = Session.begin(peer, link, memory, me=self.host.feed_id, traffic=self.traffic)
         self.sessions[peer] = s
         self.opening.open(s, now)
 
-    def disconnect(self, peer: PeerId, now: float) -> None:
-        """Close the session with ``peer``, keep its memory, and re-route its feeds."""
+    def disconnect(self, peer: PeerId, now: float, *, keep: bool = True) -> None:
+        """Close the session with ``peer``, keep its memory (unless not ``keep``), and
+        re-route its feeds."""
         self.now = now
         s = self.sessions.pop(peer, None)
         if s is None:
             return
         s.advance(Signal.DISCONNECT)
-        self._save_memory(s)
+        if keep:
+            self.keeper.save(s, now, self.sessions)
+        else:
+            self.keeper.discard(s)
         self.choice.peer_gone(peer, now)
 
     def close(self) -> None:
         """Persist every session's memory."""
         for s in self.sessions.values():
-            self._save_memory(s)
-
-    def _load_memory(self, peer: PeerId) -> PeerMemory:
-        data = self.host.store.peer_state(peer)
-        if data is None:
-            return PeerMemory()
-        try:
-            return decode_peer_memory(data)
-        except DecodeError as exc:
-            self._events.append(PeerMemoryForgotten(peer=peer, reason=str(exc)))
-            return PeerMemory()
-
-    def _save_memory(self, s: Session) -> None:
-        if s.memory.epoch:
-            self.host.store.set_peer_state(s.peer, encode_peer_memory(s.memory))
+            self.keeper.save(s, self.now, self.sessions)
 
     def _misbehaved(self, s: Session, reason: str) -> None:
         self._events.append(PeerMisbehaved(peer=s.peer, reason=reason))
-        self.disconnect(s.peer, self.now)
+        self.disconnect(s.peer, self.now, keep=False)  # what a rule breaker left is not kept
 
     # -- outputs ------------------------------------------------------------------------
 
     def events(self) -> list[Event]:
         """Drain events."""
-        out, self._events = self._events, []
+        out = list(self._events)
+        self._events.clear()  # in place: the keeper appends to this very list
         return out
 
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
@@ -261,6 +256,9 @@ class Replicator:
                 self._handlers[kind](s, frame)
         except DecodeError as exc:
             self._misbehaved(s, f"bad {kind.name} frame: {exc}")
+            return
+        except PeerOverLimit as exc:
+            self._misbehaved(s, str(exc))
             return
         if s.names.want_keys:
             self.names.send_want_keys(s)
@@ -377,11 +375,16 @@ class Replicator:
                 )
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
             self.choice.first_from[entry.author] = s.peer
+            self.keeper.entry_added(s)
         elif result.outcome is Outcome.HELD and entry is not None:
             self.choice.duplicate(s, entry.author, self.now)
         elif result.outcome is Outcome.UNWANTED and entry is not None:
-            s.memory.sent.pop(entry.author, None)
-            self._queue_note(s, entry.author, urgent=True)
+            # Tell a peer that pushes a feed we do not keep to stop, by a name one side
+            # gave already: a name made up now would let anyone grow our table of names.
+            named = entry.author in s.names.their_index or entry.author in s.names.my_index
+            if named:
+                s.memory.sent.pop(entry.author, None)
+                self._queue_note(s, entry.author, urgent=True)
         elif result.outcome is Outcome.REJECTED and not self.repair.forgive(
             s, result, ref=ref, now=self.now
         ):

@@ -118,7 +118,15 @@ class Store(Protocol):
         ...
 
     def set_peer_state(self, peer: PeerId, state: bytes) -> None:
-        """Remember ``state`` for ``peer``, replacing what was there (atomically on disk)."""
+        """Remember ``state`` (not empty) for ``peer``, replacing what was there (atomically)."""
+        ...
+
+    def forget_peer_state(self, peer: PeerId) -> None:
+        """Forget what was remembered of ``peer``, if anything."""
+        ...
+
+    def peers(self) -> dict[PeerId, int]:
+        """Bytes stored for each remembered peer, the least recently set first."""
         ...
 
     def compact(self) -> int:

@@ -92,6 +92,10 @@ class Dialer:
         self.targets: dict[str, Target] = {}
         self._dialing = 0
 
+    def configured(self, peer: PeerId) -> bool:
+        """True when ``peer`` is a peer from the config (or the command line)."""
+        return any(t.source == "config" and _peer_of(t) == peer for t in self.targets.values())
+
     def on_seen(self, seen: PeerSeen) -> None:
         """mDNS found a peer: dial it, or follow it to its new address."""
         address = PeerAddress(host=seen.host, port=seen.port, feed_id=seen.feed_id)
@@ -139,7 +143,7 @@ class Dialer:
                 delay = self.table.banned_for(peer)
                 continue
             if self.table.full():
-                continue  # our own limit, not the peer's fault: try again soon
+                continue  # our own limit (no slot free or idle): not the peer's fault
             try:
                 await self._dial_once(target)
                 target.failures = 0

@@ -6,8 +6,14 @@ same one; a peer that dials again in the same direction replaces its old connect
 knows the old one is dead). A peer that breaks the rules is dropped and refused, in and
 out, for a while that doubles with each offence.
 
-Limits: at most ``max_connections`` authenticated links, and as many handshakes in
-progress, counted apart so that silent connections cannot lock out known peers.
+Limits: the slots of authenticated links follow ``slots.py`` (room kept for dialing out
+and for followed and configured peers, a cap per address, idle strangers evicted when room
+is needed); as many handshakes as links may be in progress, counted apart so that silent
+connections cannot lock out known peers, and a share of them per address; when they are
+all taken (or the address's share) the oldest is dropped (a real handshake takes
+milliseconds: the oldest is the likeliest to be silent). The
+tables keyed by peer ids, which strangers choose, are capped: counters of at most
+_MAX_PEER_STATS peers and bans of at most _MAX_BANS.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.core.replication import LinkInfo
+from meshnode.daemon.slots import SlotLimits, Slots, address_key
 from meshnode.errors import LinkError, StoreError
 from meshnode.links.tcp import accept
 from meshnode.secure.identity import format_feed_id
@@ -38,6 +45,11 @@ log = logging.getLogger(__name__)
 
 _LINK_MTU_BYTES = 65536
 _BAN_S = (10.0, 3600.0)
+# Peers whose counters are kept after they leave (``meshnode peers``): well above the
+# peers a box meets, far below what throwaway identities could make us remember.
+_MAX_PEER_STATS = 512
+# Bans remembered at once; a full table forgets the ban that ends first.
+_MAX_BANS = 1024
 
 
 def peer_name(peer: PeerId) -> str:
@@ -71,17 +83,20 @@ class LinkTable:
         identity: Identity,
         *,
         tcp: TcpSettings,
-        max_connections: int,
+        limits: SlotLimits,
         pump: Callable[[], None],
     ) -> None:
         self.node = node
         self.identity = identity
         self.tcp = tcp
-        self.max_connections = max_connections
+        self.max_connections = limits.max_links
         self.pump = pump
         self.links: dict[PeerId, TcpLink] = {}
         self.stats: dict[PeerId, PeerStats] = {}
         self.handshakes = 0  # inbound connections not yet authenticated
+        self.configured: Callable[[PeerId], bool] = lambda peer: False  # set by the service
+        self.slots = Slots(limits, self.protected)
+        self._handshaking: dict[asyncio.StreamWriter, str] = {}  # oldest first
         self.stopping = False
         self.link_ended: dict[PeerId, asyncio.Event] = {}
         self.all_detached = asyncio.Event()
@@ -90,12 +105,34 @@ class LinkTable:
         self._inbound: set[asyncio.Task[Any]] = set()
 
     def stats_of(self, peer: PeerId) -> PeerStats:
-        """The counters of ``peer``, created on first use."""
-        return self.stats.setdefault(peer, PeerStats())
+        """The counters of ``peer``, created on first use (the table is capped)."""
+        stats = self.stats.get(peer)
+        if stats is None:
+            if len(self.stats) >= _MAX_PEER_STATS:
+                self._forget_stats()
+            stats = self.stats[peer] = PeerStats()
+        return stats
+
+    def _forget_stats(self) -> None:
+        """Forget the counters of one peer not connected: one that never gave us an entry
+        and is not protected if there is one, else the one met longest ago."""
+        gone = [p for p in self.stats if p not in self.links]
+        useless = [p for p in gone if not self.stats[p].entries_in and not self.protected(p)]
+        victim = (useless or gone or list(self.stats))[0]
+        del self.stats[victim]
+
+    def protected(self, peer: PeerId) -> bool:
+        """True for the peers a stranger must never crowd out: followed or configured."""
+        return self.node.hops(FeedId(peer)) == 1 or self.configured(peer)
+
+    def entry_received(self, peer: PeerId) -> None:
+        """``peer`` gave us an entry we stored: count it, and its link is not idle."""
+        self.stats_of(peer).entries_in += 1
+        self.slots.useful(peer, loop_now())
 
     def full(self) -> bool:
-        """True when no further link may be opened."""
-        return len(self.links) >= self.max_connections
+        """True when a link we dial would find no slot, free or idle enough to evict."""
+        return not self.slots.room_to_dial(loop_now())
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -121,28 +158,20 @@ class LinkTable:
 
     async def on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one accepted connection, unless a limit refuses it."""
-        full = (
-            f"{self.handshakes} handshakes in progress"
-            if self.handshakes >= self.max_connections
-            else f"{len(self.links)} links open"
-            if self.full()
-            else ""
-        )
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        address = address_key(host)
+        full = self.slots.handshake_refusal(loop_now())
         if full or self.stopping:
-            peer = writer.get_extra_info("peername")
             if full:
-                log.warning(
-                    "refusing a connection from %s: %s (lan.max_connections)",
-                    peer[0] if isinstance(peer, tuple) else "?",
-                    full,
-                )
+                log.warning("refusing a connection from %s: %s", host, full)
             writer.transport.abort()
             return
         task = asyncio.current_task()
         if task is not None:
             self._inbound.add(task)
         try:
-            self.handshakes += 1
+            self._start_handshake(writer, address)
             try:
                 link = await accept(
                     reader,
@@ -153,19 +182,45 @@ class LinkTable:
                 )
             finally:
                 self.handshakes -= 1
+                self.slots.handshake_ended(address)
+                self._handshaking.pop(writer, None)
             if link is not None:
-                await self.serve(link)
+                await self.serve(link, address=address)
         except LinkError as exc:
             log.warning("%s", exc)
+        except asyncio.CancelledError:
+            # Shutdown (cancel_inbound): end quietly. A cancelled connection task would be
+            # reported by asyncio with a traceback for every handshake still in progress.
+            log.debug("connection from %s closed at shutdown", host)
         except Exception:
             log.exception("inbound connection failed")
         finally:
             self._inbound.discard(task)
             writer.close()
 
-    async def serve(self, link: TcpLink) -> None:
-        """Attach ``link`` to its peer's session, run it, detach it."""
-        if not self._attach(link):
+    def _start_handshake(self, writer: asyncio.StreamWriter, address: str) -> None:
+        """Count a handshake; when its address's share or all of them are taken, drop the
+        oldest one still running (of that address, or of any)."""
+        oldest: asyncio.StreamWriter | None = None
+        from_here = self.slots.handshakes_from(address)
+        if from_here >= self.slots.limits.per_address:
+            oldest = next((w for w, a in self._handshaking.items() if a == address), None)
+            why = f"{from_here} in progress from there (lan.max_connections_per_address)"
+        elif self.handshakes >= self.max_connections and self._handshaking:
+            oldest = next(iter(self._handshaking))
+            why = f"{self.handshakes} in progress (lan.max_connections)"
+        if oldest is not None:
+            where = self._handshaking.pop(oldest)
+            log.warning("dropping the oldest unfinished handshake, from %s: %s", where, why)
+            oldest.transport.abort()  # its accept() fails and ends that connection
+        self.handshakes += 1
+        self.slots.handshake_started(address)
+        self._handshaking[writer] = address
+
+    async def serve(self, link: TcpLink, *, address: str | None = None) -> None:
+        """Attach ``link`` to its peer's session, run it, detach it (``address``: the key of
+        an inbound link's source address, slots.address_key; None for a link we dialed)."""
+        if not self._attach(link, address):
             link.close()
             return
         try:
@@ -181,7 +236,7 @@ class LinkTable:
         finally:
             self._detach(link)
 
-    def _attach(self, link: TcpLink) -> bool:
+    def _attach(self, link: TcpLink, address: str | None) -> bool:
         peer = link.peer
         if self.stopping:
             return False
@@ -192,10 +247,7 @@ class LinkTable:
             log.info("refusing %s: it broke the rules recently", peer_name(peer))
             return False
         old = self.links.get(peer)
-        if old is None and self.full():
-            log.warning(
-                "refusing %s: %d links open (lan.max_connections)", peer_name(peer), len(self.links)
-            )
+        if old is None and not self._make_room(peer, address):
             return False
         if old is not None:
             same_way = self._dialer(old) == self._dialer(link)
@@ -204,6 +256,7 @@ class LinkTable:
             old.close()  # the other one wins, or the peer redialed: the old link is stale
             self._detach(old)
         self.links[peer] = link
+        self.slots.attached(peer, address=None if link.outbound else address, now=loop_now())
         self.link_ended[peer] = asyncio.Event()
         self.all_detached.clear()
         log.info(
@@ -216,8 +269,27 @@ class LinkTable:
         self.pump()
         return True
 
+    def _make_room(self, peer: PeerId, address: str | None) -> bool:
+        """True when ``peer`` may take a slot, evicting an idle link first if it must."""
+        admission = self.slots.admit(peer, address=address, now=loop_now())
+        if not admission.ok:
+            log.warning("refusing %s: %s", peer_name(peer), admission.reason)
+            return False
+        victim = self.links.get(admission.evict) if admission.evict is not None else None
+        if victim is not None:
+            log.info(
+                "closing the idle link to %s to make room for %s",
+                peer_name(victim.peer),
+                peer_name(peer),
+            )
+            victim.close()
+            self._detach(victim)
+        return True
+
     def ban(self, peer: PeerId, reason: str) -> None:
         """The core dropped ``peer`` for breaking the rules: close it and refuse it a while."""
+        if peer not in self._banned and len(self._banned) >= _MAX_BANS:
+            del self._banned[min(self._banned, key=lambda p: self._banned[p][0])]
         _, offences = self._banned.get(peer, (0.0, 0))
         ban_s = min(_BAN_S[1], _BAN_S[0] * 2**offences)
         self._banned[peer] = (loop_now() + ban_s, offences + 1)
@@ -243,6 +315,7 @@ class LinkTable:
         if self.links.get(link.peer) is not link:
             return
         del self.links[link.peer]
+        self.slots.detached(link.peer)
         self.link_ended.pop(link.peer).set()
         if not self.links:
             self.all_detached.set()
@@ -261,5 +334,6 @@ class LinkTable:
 
     def _on_sent(self, link: TcpLink, entry_bytes: int) -> None:
         if entry_bytes and self.links.get(link.peer) is link:
+            self.slots.useful(link.peer, loop_now())
             self.node.delivered(link.peer, entry_bytes)
             self.pump()

@@ -29,6 +29,8 @@ from meshnode.daemon import ops
 from meshnode.daemon.control import ControlServer
 from meshnode.daemon.dialing import Dialer, Target, reconnect_delay_s
 from meshnode.daemon.links import LinkTable, loop_now, peer_name
+from meshnode.daemon.listener import Listener
+from meshnode.daemon.slots import DEFAULT_EVICT_IDLE_S, SlotLimits
 from meshnode.errors import LinkError
 from meshnode.host.address import PeerAddress, format_host_port
 from meshnode.host.eventlog import log_event
@@ -70,6 +72,9 @@ class ServiceSettings:
     peers: tuple[PeerAddress, ...] = ()
     tcp: TcpSettings = field(default_factory=TcpSettings)
     max_connections: int = 64
+    reserved_share: float = 0.25  # of max_connections, never taken by inbound strangers
+    max_connections_per_address: int = 8
+    evict_idle_s: float = DEFAULT_EVICT_IDLE_S  # a stranger's link idle this long may go
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
     radios: tuple[RadioSection, ...] = ()
@@ -100,7 +105,12 @@ class Service:
             node,
             identity,
             tcp=settings.tcp,
-            max_connections=settings.max_connections,
+            limits=SlotLimits(
+                max_links=settings.max_connections,
+                reserved=int(settings.max_connections * settings.reserved_share),
+                per_address=settings.max_connections_per_address,
+                evict_idle_s=settings.evict_idle_s,
+            ),
             pump=self._pump,
         )
         self.dialer = Dialer(
@@ -113,7 +123,9 @@ class Service:
             spawn=self._spawn_supervised,
             second_dialer_delay_s=_SECOND_DIALER_DELAY_S,
         )
+        self.table.configured = self.dialer.configured
         self.started_at = time.monotonic()
+        self.lan = Listener(self.table.on_inbound, settings.listen_host, settings.listen_port)
         self.listening: list[str] = []
         self._timer_wake = asyncio.Event()
         self._armed: float | None = None
@@ -181,7 +193,7 @@ class Service:
             LinkError: the listening or control socket cannot be opened.
         """
         loop = asyncio.get_running_loop()
-        server, control = await self._open_sockets()
+        control = await self._open_sockets()
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in saved:
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -190,29 +202,25 @@ class Service:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                await self._serve(server, control)
+                await self._serve(control)
         finally:
             for sig, handler in saved.items():
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, handler)
-            server.close()
+            self.lan.close()
             control.close()
             self.control.close()
             if self.web is not None:
                 await self.web.close()
             self.node.flush()
 
-    async def _open_sockets(self) -> tuple[asyncio.Server, asyncio.Server]:
-        s = self.settings
-        where = format_host_port(s.listen_host, s.listen_port)
-        try:
-            server = await asyncio.start_server(self.table.on_inbound, s.listen_host, s.listen_port)
-        except OSError as exc:
-            raise LinkError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    async def _open_sockets(self) -> asyncio.Server:
+        """The LAN listener (or the wait for its address), the control socket, the page."""
+        await self.lan.open()
         try:
             control = await self.control.start()
         except OSError as exc:
-            server.close()
+            self.lan.close()
             path = self.control.path
             raise LinkError(
                 f"cannot open the control socket {path}: {exc.strerror or exc}"
@@ -221,29 +229,26 @@ class Service:
             try:
                 await self.web.start()
             except LinkError:
-                server.close()
+                self.lan.close()
                 control.close()
                 raise
-        self.listening = [
-            format_host_port(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
-            for sock in server.sockets
-        ]
-        return server, control
+        self.listening = self.lan.addresses()
+        return control
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("%s received; closing links and flushing the store", sig.name)
         self.stop()
 
-    async def _serve(self, server: asyncio.Server, control: asyncio.Server) -> None:
+    async def _serve(self, control: asyncio.Server) -> None:
         s = self.settings
-        log.info("listening on %s; control socket %s", ", ".join(self.listening), self.control.path)
+        log.info("%s; control socket %s", self._listening_line(), self.control.path)
         self._spawn_supervised("timer", self._timer_loop)
         if self.notifier.watchdog_period_s:
             self._spawn(self._watchdog_loop(self.notifier.watchdog_period_s))
-        if self.discovery is not None:
-            discovery = self.discovery
-            port = int(server.sockets[0].getsockname()[1])
-            self._spawn_supervised("mdns", lambda: discovery(self.dialer.on_seen, port))
+        if self.lan.waiting:
+            self._spawn_supervised("listener", self._listen_when_possible)
+        else:
+            self._start_discovery()
         for peer in s.peers:
             self.dialer.add_target(peer, "config")
         for interface in self.radios:
@@ -251,13 +256,27 @@ class Service:
         self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
         await self._stop.wait()
         self.notifier.notify("STOPPING=1")
-        server.close()
+        self.lan.close()
         control.close()
         self.table.close_all()
         await self.table.wait_detached(_SHUTDOWN_GRACE_S)
         for task in self._tasks:
             task.cancel()
         await self.table.cancel_inbound()
+
+    async def _listen_when_possible(self) -> None:
+        """Bind once the listen address is on the box; then advertise, and say so."""
+        await self.lan.wait_open()
+        self.listening = self.lan.addresses()
+        self._start_discovery()
+        self.notifier.notify(f"STATUS={self._status_line()}")
+
+    def _start_discovery(self) -> None:
+        """mDNS, advertising the port the listener has."""
+        if self.discovery is not None and self.lan.server is not None:
+            discovery = self.discovery
+            port = int(self.lan.server.sockets[0].getsockname()[1])
+            self._spawn_supervised("mdns", lambda: discovery(self.dialer.on_seen, port))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tg is not None
@@ -298,7 +317,7 @@ class Service:
             if isinstance(event, PeerMisbehaved):
                 self.table.ban(event.peer, event.reason)  # logs it, with the ban's length
             elif isinstance(event, EntryReceived):
-                self.table.stats_of(event.peer).entries_in += 1
+                self.table.entry_received(event.peer)
             else:
                 log_event(event)
         if self.node.next_deadline() != self._armed:
@@ -323,8 +342,13 @@ class Service:
             self.notifier.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             await asyncio.sleep(period_s)
 
+    def _listening_line(self) -> str:
+        if self.lan.waiting:
+            return f"waiting for {self.lan.where} ({self.lan.host} is not on this box yet)"
+        return f"listening on {', '.join(self.listening)}"
+
     def _status_line(self) -> str:
-        return f"listening on {', '.join(self.listening)}; {len(self.links)} peers connected"
+        return f"{self._listening_line()}; {len(self.links)} peers connected"
 
     # -- control requests ---------------------------------------------------------------------
 
@@ -337,6 +361,7 @@ class Service:
                 "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 1),
                 "listening": self.listening,
+                "waiting_for": self.lan.where if self.lan.waiting else None,
                 "page_url": self.web.page_url if self.web is not None else None,
                 "mdns": self.discovery is not None,
                 "peers_connected": len(self.links),

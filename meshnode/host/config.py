@@ -11,7 +11,10 @@ them with the rest of the config's names.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from meshnode.codec.message import DEFAULT_MAX_CONTENT_BYTES
 from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
+from meshnode.core.replication import ReplicationConfig
 from meshnode.errors import ConfigError, DecodeError
 from meshnode.host.address import DEFAULT_PORT, parse_host_port, parse_peer
 from meshnode.host.config_example import EXAMPLE_CONFIG
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXAMPLE_CONFIG",
+    "MAX_CONFIG_BYTES",
     "MAX_HOPS_LIMIT",
     "Config",
     "FsyncPolicy",
@@ -59,8 +64,11 @@ __all__ = [
 FsyncPolicy = Literal["always", "batch", "never"]
 
 MAX_HOPS_LIMIT = 6
+MAX_CONFIG_BYTES = 1 << 20  # every key with comments is a few KiB; more is not a config
 MAX_BOX_NAME_CHARS = 40
 _MAX_CONTENT_LIMIT = 65536
+# A peer's name of a feed we do not keep costs ~100 B of RAM per link: 1,000,000 is 100 MB.
+_MAX_UNKNOWN_FEEDS_LIMIT = 1_000_000
 # A segment must hold a few entries of the largest size, and segment offsets have 40 bits.
 _MIN_SEGMENT_BYTES = 64 << 10
 _MAX_SEGMENT_BYTES = (1 << 40) - 1
@@ -83,11 +91,14 @@ _URL = re.compile(r"https?://[^\s/?#]+\S*")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeSection:
-    """[node]: where the data lives and how big one entry's content may be."""
+    """[node]: where the data lives, how big one entry's content may be, and how much a
+    peer can make the node remember."""
 
     data_dir: str = ""
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
     control_socket: str = ""
+    max_unknown_feeds: int = ReplicationConfig().max_unknown_feeds
+    peer_memory_cap_bytes: int = ReplicationConfig().peer_memory_cap_bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +153,8 @@ class LanSection:
     handshake_timeout_s: float = 15.0
     idle_timeout_s: float = 90.0
     max_connections: int = 64
+    reserved_share: float = 0.25
+    max_connections_per_address: int = 8
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
 
@@ -226,6 +239,13 @@ class _Table:
             raise ConfigError(self._key(name), f"must be seconds in {lo}..{hi}, got {value!r}")
         return float(value)
 
+    def share(self, name: str, default: float) -> float:
+        """A fraction in 0..1."""
+        value = self.data.get(name, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ConfigError(self._key(name), f"must be a share in 0.0..1.0, got {value!r}")
+        return float(value)
+
     def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """A list of strings."""
         value = self.data.get(name, list(default))
@@ -257,6 +277,10 @@ def _parse_node(data: object) -> NodeSection:
             "max_content_bytes", d.max_content_bytes, 1, _MAX_CONTENT_LIMIT
         ),
         control_socket=t.string("control_socket", d.control_socket),
+        max_unknown_feeds=t.integer(
+            "max_unknown_feeds", d.max_unknown_feeds, 0, _MAX_UNKNOWN_FEEDS_LIMIT
+        ),
+        peer_memory_cap_bytes=t.size("peer_memory_cap_bytes", d.peer_memory_cap_bytes),
     )
 
 
@@ -359,6 +383,10 @@ def _parse_lan(data: object) -> LanSection:
         handshake_timeout_s=t.seconds("handshake_timeout_s", d.handshake_timeout_s, 0.1, 600),
         idle_timeout_s=t.seconds("idle_timeout_s", d.idle_timeout_s, 1, 86400),
         max_connections=t.integer("max_connections", d.max_connections, 1, 10_000),
+        reserved_share=t.share("reserved_share", d.reserved_share),
+        max_connections_per_address=t.integer(
+            "max_connections_per_address", d.max_connections_per_address, 1, 10_000
+        ),
         reconnect_min_s=reconnect_min_s,
         reconnect_max_s=reconnect_max_s,
     )
@@ -432,6 +460,10 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
             data: Mapping[str, object] = tomllib.loads(text_or_dict)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, f"not valid TOML: {exc}") from exc
+        except RecursionError:
+            # tomllib parses nested arrays and inline tables by recursion: no real config
+            # nests more than a few levels, so this one is refused whole.
+            raise ConfigError(source, "not valid TOML: values nest too deeply") from None
     else:
         data = text_or_dict
     for key in data:
@@ -452,14 +484,37 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
 def load_config(path: Path) -> Config:
     """Read and parse the config file at ``path``; ConfigError if unreadable or invalid."""
     try:
-        raw = path.read_bytes()
+        raw = _read_config_file(path)
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot read config file: {exc.strerror}") from exc
+        raise ConfigError(str(path), f"cannot read config file: {exc.strerror or exc}") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "config file is not UTF-8") from exc
     return parse_config(text, str(path))
+
+
+def _read_config_file(path: Path) -> bytes:
+    """The file's bytes; OSError for a file that is not regular or over MAX_CONFIG_BYTES."""
+    # O_NONBLOCK: a FIFO named as the config must not hang the command before it is refused.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        raw = b""
+        while len(raw) <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    return raw
 
 
 # -- adapters onto the core's and the store's own config types -----------------------------
@@ -475,7 +530,11 @@ def node_config(config: Config) -> NodeConfig:
         feed_cap_bytes=p.feed_cap_bytes,
         global_cap_bytes=p.global_cap_bytes,
     )
-    return NodeConfig(max_content_bytes=config.node.max_content_bytes, policy=policy)
+    n = config.node
+    replication = ReplicationConfig(
+        max_unknown_feeds=n.max_unknown_feeds, peer_memory_cap_bytes=n.peer_memory_cap_bytes
+    )
+    return NodeConfig(max_content_bytes=n.max_content_bytes, policy=policy, replication=replication)
 
 
 def store_config(config: Config) -> StoreConfig:

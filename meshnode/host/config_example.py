@@ -24,6 +24,14 @@ max_content_bytes = 8192
 # Unix socket of the running daemon, which `meshnode status`, `post` and the rest use. Empty:
 # $RUNTIME_DIRECTORY/control.sock under systemd (/run/meshnode), else DATA_DIR/control.sock.
 control_socket = ""
+# Most feeds one peer may name that this node does not keep (0..1000000; about 100 bytes of
+# memory each, per link). A peer that names more is dropped as misbehaving: raise it for a
+# hub that replicates far more feeds than this box.
+max_unknown_feeds = 10000
+# Disk for what the node remembers of the peers it met, all together (so that meeting
+# again costs a few bytes, not a whole clock). Past it, strangers are forgotten first,
+# never a peer we follow; 0 remembers no peer.
+peer_memory_cap_bytes = "64MiB"
 
 [store]
 # When appends reach the disk: "always" (fsync every entry; safest, slowest on SD cards),
@@ -63,6 +71,15 @@ handshake_timeout_s = 15.0
 idle_timeout_s = 90.0
 # Most TCP connections at once, in and out; more are refused and logged.
 max_connections = 64
+# Share of max_connections kept for links we dial and for peers we follow or list in
+# peers: peers that are neither, when they connect to us, never take these (0.0..1.0;
+# 1.0: only those peers). A stranger's link that carried no entry for two minutes is
+# closed when its room is needed.
+reserved_share = 0.25
+# Most handshakes in progress from one address (an IPv6 /64 counts as one), and most links
+# from it of peers neither followed nor listed (those are not counted). Raise it when many
+# boxes share one address.
+max_connections_per_address = 8
 # Redial a lost or unreachable peer after a delay that doubles from min to max (jittered).
 reconnect_min_s = 1.0
 reconnect_max_s = 300.0

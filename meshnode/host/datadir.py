@@ -1,10 +1,11 @@
 """Where a node keeps its files, and the identity and network key files themselves.
 
-Layout of a data directory (created 0700)::
+Layout of a data directory (created 0700; ``init`` makes an empty one it is given 0700)::
 
     DIR/secret    JSON {"curve": "ed25519", "public": "@<base64>.ed25519", "seed": "<base64>"},
                   mode 0600; refused, like ssh does, when group or others may read or write it
-    DIR/network   64 hex digits of the network key; absent means identity.DEFAULT_NETWORK_KEY
+    DIR/network   64 hex digits of the network key, mode 0600; absent means
+                  identity.DEFAULT_NETWORK_KEY
     DIR/store/    the FileStore
 
 Path precedence (env is passed in, so tests need not touch os.environ):
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import grp
 import json
 import logging
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +49,11 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_NAME",
     "CONFIG_NAME",
+    "DATA_DIR_MODE",
+    "SECRET_FILE_MODE",
     "SYSTEM_CONFIG_PATH",
     "ConfigLocation",
+    "DataDirDenied",
     "DataDirError",
     "IdentityExists",
     "IdentityMissing",
@@ -67,14 +73,27 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# A key file is created once, by us: never through a link planted under its name.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
 APP_NAME = "meshnode"
 CONFIG_NAME = "meshnode.toml"
 SYSTEM_CONFIG_PATH = Path("/etc/meshnode") / CONFIG_NAME
+DATA_DIR_MODE = 0o700  # the store, the keys and the logs of who was hidden: ours alone
+SECRET_FILE_MODE = 0o600  # a key file, as ssh keeps them: read by its owner only
 _CURVE = "ed25519"
 
 
 class DataDirError(MeshnodeError):
     """The data directory or a file in it is missing, malformed or unsafe."""
+
+
+class DataDirDenied(DataDirError):
+    """This user may not read the data dir: it is another's (the service's, on a box)."""
+
+    def __init__(self, message: str, *, in_group: bool) -> None:
+        super().__init__(message)
+        self.in_group = in_group  # of the data dir: the daemon's socket is open to them
 
 
 class IdentityExists(DataDirError):
@@ -130,14 +149,28 @@ def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> ConfigL
         path = conf_dir / CONFIG_NAME if conf_dir else SYSTEM_CONFIG_PATH
         return ConfigLocation(path=path, required=False)
     path = _xdg(env, "XDG_CONFIG_HOME", ".config") / APP_NAME / CONFIG_NAME
-    if not path.exists() and SYSTEM_CONFIG_PATH.exists():
+    if not _may_exist(path) and _may_exist(SYSTEM_CONFIG_PATH):
         path = SYSTEM_CONFIG_PATH  # a box's operator: the service's config and node
     return ConfigLocation(path=path, required=False)
 
 
+def _may_exist(path: Path) -> bool:
+    """False only when ``path`` is surely absent; a folder we may not enter is no proof.
+
+    A config we cannot look at is not skipped for the defaults: reading it then says why.
+    """
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        pass  # EACCES, ELOOP, EIO...: reading it will say which
+    return True
+
+
 def read_config(location: ConfigLocation) -> Config:
     """Load the config; a missing default file gives the defaults. ConfigError otherwise."""
-    if not location.required and not location.path.exists():
+    if not location.required and not _may_exist(location.path):
         log.debug("no config file at %s; using defaults", location.path)
         return Config()
     return load_config(location.path)
@@ -188,7 +221,7 @@ def init_data_dir(data_dir: Path, network_key: bytes | None) -> Identity:
     secret = secret_path(data_dir)
     if secret.exists():
         raise IdentityExists(f"an identity already exists in {secret}; refusing to replace it")
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private_dir(data_dir)
     if network_key is not None:
         _write_network_key(data_dir, network_key)
     identity = Identity.generate()
@@ -198,7 +231,7 @@ def init_data_dir(data_dir: Path, network_key: bytes | None) -> Identity:
         "seed": base64.b64encode(identity.seed).decode("ascii"),
     }
     try:
-        fd = os.open(secret, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd = os.open(secret, _CREATE_FLAGS, SECRET_FILE_MODE)
     except FileExistsError:
         raise IdentityExists(f"an identity already exists in {secret}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -209,6 +242,34 @@ def init_data_dir(data_dir: Path, network_key: bytes | None) -> Identity:
     return identity
 
 
+def _make_private_dir(data_dir: Path) -> None:
+    """Create the data dir 0700; an empty one that others may enter is made 0700 too.
+
+    One that already holds other files was not made for us (a home, /tmp): it is left as
+    it is, with a warning; ``meshnode doctor`` says the same.
+    """
+    try:
+        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True)
+        return
+    except FileExistsError:
+        pass
+    mode = data_dir.stat().st_mode
+    if not stat.S_ISDIR(mode):
+        raise DataDirError(f"data dir {data_dir} is not a directory")
+    if mode & 0o077 == 0:
+        return
+    if next(data_dir.iterdir(), None) is None:
+        data_dir.chmod(DATA_DIR_MODE)
+        return
+    log.warning(
+        "data dir %s may be entered by %s (mode %04o); fix with: chmod 700 %s",
+        data_dir,
+        "others" if mode & 0o007 else "its group",
+        mode & 0o777,
+        data_dir,
+    )
+
+
 def _write_network_key(data_dir: Path, key: bytes) -> None:
     path = network_path(data_dir)
     if path.exists():
@@ -216,7 +277,7 @@ def _write_network_key(data_dir: Path, key: bytes) -> None:
             return
         # The store may hold entries of that network; swapping keys would strand them.
         raise DataDirError(f"{path} already holds another network key; remove it first")
-    write_atomically(path, (key.hex() + "\n").encode("ascii"))
+    write_atomically(path, (key.hex() + "\n").encode("ascii"), mode=SECRET_FILE_MODE)
 
 
 def load_identity(data_dir: Path) -> Identity:
@@ -228,6 +289,8 @@ def load_identity(data_dir: Path) -> Identity:
         raise IdentityMissing(
             f"no identity in {data_dir} ({path} does not exist); run `meshnode init` first"
         ) from None
+    except PermissionError:
+        raise _denied(data_dir, path) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):  # fdopen would refuse a directory with a bare "3: ..."
         os.close(fd)
@@ -248,6 +311,28 @@ def load_identity(data_dir: Path) -> Identity:
     if document.get("public") != format_feed_id(identity.feed_id):
         raise DataDirError(f"secret key {path} is damaged: its public key does not match")
     return identity
+
+
+def _denied(data_dir: Path, path: Path) -> DataDirDenied:
+    """Why ``path`` may not be read, and the fix: join the data dir's group, or use sudo."""
+    try:
+        info = data_dir.stat()
+        group = grp.getgrgid(info.st_gid)
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except (OSError, KeyError):
+        return DataDirDenied(f"{path}: permission denied; use sudo", in_group=False)
+    if info.st_gid not in {os.getegid(), *os.getgroups()}:
+        joined = (
+            "you are in it, but this login is older: log in again"
+            if me in group.gr_mem
+            else f"join it with `sudo usermod -aG {group.gr_name} $USER`, then log in again"
+        )
+        return DataDirDenied(
+            f"{path}: permission denied: {data_dir} belongs to the {group.gr_name} group; "
+            f"{joined} (or use sudo)",
+            in_group=False,
+        )
+    return DataDirDenied(f"{path}: permission denied: only its owner reads it", in_group=True)
 
 
 def _check_secret_mode(path: Path, mode: int) -> None:

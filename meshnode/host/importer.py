@@ -3,7 +3,8 @@
 ``ingest_all`` verifies and stores entries in order through ``Node.ingest``, flushing every
 ``BATCH`` entries and yielding the count done so far between batches (a caller on an event
 loop lets other work run there). Entries refused only because no follow reached their feed
-yet are tried again once a contact entry among them changed the follow graph.
+yet are tried again once a contact entry among them changed the follow graph (up to
+MAX_RETRY_BYTES of them).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
     from meshnode.core.feed import IngestResult
     from meshnode.core.node import Node
 
-__all__ = ["BATCH", "ImportTally", "ingest_all"]
+__all__ = ["BATCH", "MAX_RETRY_BYTES", "ImportTally", "ingest_all"]
 
 # Flush and report every this many entries: each count yielded means the entries before it
 # are on disk, which is what a crash test may rely on.
 BATCH = 1000
+# Unwanted entries kept to try again once a follow among them arrives: a bundle of
+# strangers' feeds must not fill memory. Past it they are counted unwanted, not kept.
+MAX_RETRY_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -65,7 +69,7 @@ class ImportTally:
 
 def ingest_all(node: Node, raws: Iterable[bytes], tally: ImportTally) -> Iterator[int]:
     """Ingest ``raws`` in order into ``tally``; yield the count done after each batch."""
-    unwanted: list[bytes] = []
+    unwanted = _Retry()
     graph_changed = False
     done = 0
     for raw in raws:
@@ -75,21 +79,37 @@ def ingest_all(node: Node, raws: Iterable[bytes], tally: ImportTally) -> Iterato
             node.flush()
             yield done
     # A follow later in the batch can make earlier entries wanted: retry those.
-    while unwanted and graph_changed:
-        retry, unwanted, graph_changed = unwanted, [], False
-        for raw in retry:
+    while unwanted.raws and graph_changed:
+        retry, unwanted, graph_changed = unwanted, _Retry(dropped=unwanted.dropped), False
+        for raw in retry.raws:
             graph_changed |= _ingest(node, raw, tally, unwanted)
-    tally.unwanted += len(unwanted)
+    tally.unwanted += len(unwanted.raws) + unwanted.dropped
     node.flush()
     if done % BATCH or not done:
         yield done
 
 
-def _ingest(node: Node, raw: bytes, tally: ImportTally, unwanted: list[bytes]) -> bool:
+@dataclass(slots=True)
+class _Retry:
+    """Unwanted entries kept for another try, within MAX_RETRY_BYTES; the rest counted."""
+
+    raws: list[bytes] = field(default_factory=list)
+    size_bytes: int = 0
+    dropped: int = 0
+
+    def add(self, raw: bytes) -> None:
+        if self.size_bytes + len(raw) > MAX_RETRY_BYTES:
+            self.dropped += 1
+            return
+        self.raws.append(raw)
+        self.size_bytes += len(raw)
+
+
+def _ingest(node: Node, raw: bytes, tally: ImportTally, unwanted: _Retry) -> bool:
     """Ingest one entry; True when it was a contact entry that may change the follow graph."""
     result = node.ingest(raw)
     if result.outcome is Outcome.UNWANTED:
-        unwanted.append(raw)
+        unwanted.add(raw)
         return False
     tally.count(result)
     entry = result.entry

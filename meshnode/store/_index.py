@@ -171,16 +171,21 @@ class Index:
             elif record.kind is Kind.FORK:
                 self.forks.append(offset)
             else:
-                self.set_peer(decode_peer(record.payload)[0], offset, size)
+                peer, state = decode_peer(record.payload)
+                self.set_peer(peer, offset, size, forgets=not state)
         except DecodeError as exc:
             log.error("record at offset %d does not decode (%s); ignored", offset, exc)
 
-    def set_peer(self, peer: PeerId, offset: int, record_bytes: int) -> None:
-        """The PEER record at ``offset`` replaces any earlier one of ``peer``."""
-        old = self.peers.get(peer)
+    def set_peer(self, peer: PeerId, offset: int, record_bytes: int, *, forgets: bool) -> None:
+        """The PEER record at ``offset`` replaces any earlier one of ``peer``; one that
+        ``forgets`` (it holds no memory) is dead at once, as is the one it replaces."""
+        old = self.peers.pop(peer, None)
         if old is not None:
             self._kill(*old)
-        self.peers[peer] = (offset, record_bytes)
+        if forgets:
+            self._kill(offset, record_bytes)
+        else:
+            self.peers[peer] = (offset, record_bytes)
 
     def _kill(self, offset: int, record_bytes: int) -> None:
         segment = segment_of(offset)[0]

@@ -91,7 +91,8 @@ def write_live(
     damaged: list[tuple[FeedId, Seq, int]] = []
     written = 0
     buf = bytearray()
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    tmp.unlink(missing_ok=True)  # a leftover, or a link planted there: never written through
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         for item in scan_segment(src_fd, 0, size):
             if isinstance(item, Damage):

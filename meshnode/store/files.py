@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
+import secrets
 from typing import TYPE_CHECKING
 
 from meshnode.errors import StoreError, StoreFull, StoreLocked
@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["FileIo", "fsync_dir", "lock_store", "store_error", "write_all", "write_atomically"]
+__all__ = [
+    "FileIo",
+    "create_temporary",
+    "fsync_dir",
+    "lock_store",
+    "store_error",
+    "write_all",
+    "write_atomically",
+]
 
 # What fsync(2) of a directory gives where the filesystem cannot sync one (some FUSE and
 # network filesystems); a failed writeback is EIO, ENOSPC or EDQUOT, never these.
@@ -38,6 +46,11 @@ class FileIo:
 
 
 _OS = FileIo()
+
+# Exclusive, never through a symlink, not inherited by a child process.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMPORARY_NAME_BYTES = 8  # 64 random bits: a name nobody can plant in advance
+_TEMPORARY_TRIES = 4  # each a fresh random name; failing all of them is not chance
 
 
 def write_all(io: FileIo, fd: int, data: bytes) -> None:
@@ -71,17 +84,17 @@ def write_atomically(
 ) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks of it) so that it is never half written.
 
-    The bytes go to a temporary file in the same directory, named for this process and
-    thread (``.NAME.PID.TID.tmp``) and created exclusively with ``mode`` (less the umask;
-    never through a link left there), which is fsynced and renamed over ``path``; then the
-    directory is fsynced (see fsync_dir); both fsyncs go through ``io``. Once it returns,
-    ``path`` holds ``data`` and survives a power cut. If it raises OSError, the temporary
-    file is gone and ``path`` holds its old bytes, or the new ones when only the directory
-    fsync failed. Concurrent writers never share a temporary file; the last rename wins.
+    The bytes go to a new temporary file in the same directory (create_temporary: a name
+    nobody can guess, created exclusively with ``mode`` and never through a link), which
+    is fsynced and renamed over ``path``; then the directory is fsynced (see fsync_dir);
+    both fsyncs go through ``io``. Once it returns, ``path`` holds ``data`` and survives a
+    power cut. If it raises OSError, the temporary file is gone and ``path`` holds its old
+    bytes, or the new ones when only the directory fsync failed. Concurrent writers never
+    share a temporary file; the last rename wins.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
+    fd, tmp = create_temporary(path, mode)
     try:
-        with os.fdopen(_create(tmp, mode), "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             for chunk in [data] if isinstance(data, bytes) else data:
                 f.write(chunk)
             f.flush()
@@ -93,13 +106,19 @@ def write_atomically(
     fsync_dir(path.parent, io=io)
 
 
-def _create(tmp: Path, mode: int) -> int:
-    """Create ``tmp`` exclusively; one already there was left by a dead writer of our ids."""
-    try:
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        tmp.unlink()
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def create_temporary(path: Path, mode: int) -> tuple[int, Path]:
+    """A new file beside ``path`` (``.NAME.<random>.tmp``) open for writing, and its path.
+
+    Created with O_EXCL and O_NOFOLLOW and its final ``mode`` (less the umask) in one
+    call: a file or link planted under any name is never opened, followed or chmodded.
+    """
+    for _ in range(_TEMPORARY_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TEMPORARY_NAME_BYTES)}.tmp")
+        try:
+            return os.open(tmp, _CREATE_FLAGS, mode), tmp
+        except FileExistsError:
+            continue  # a collision of random names: someone is planting files here
+    raise OSError(errno.EEXIST, "no free temporary name (files planted?)", str(path.parent))
 
 
 def store_error(what: str, exc: OSError) -> StoreError:
@@ -113,7 +132,7 @@ def lock_store(path: Path) -> int:
     """Take the writer lock of the store at ``path``; StoreLocked if another process has it."""
     lock = path / "LOCK"
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise store_error(f"cannot open {lock}", exc) from exc
     try:

@@ -14,13 +14,14 @@ Record (every integer little-endian)::
     kind     u8    1 ENTRY: the entry's full-form bytes, exactly as signed
                    2 EVICT: feed (32) || varint below: entries of feed with seq < below are gone
                    3 FORK:  feed (32) || varint seq || full-form bytes of the conflicting entry
-                   4 PEER:  peer (32) || replication memory of that peer (opaque)
+                   4 PEER:  peer (32) || replication memory of that peer (opaque; none: forgotten)
     payload  length bytes
 
 A new segment starts when a record would take the current one past ``segment_bytes``.
 An offset is a u64: segment number << 40 | position in the segment (1 TiB per segment).
 The latest EVICT record of a feed and the latest PEER record of a peer are in force;
-earlier ones, and the ENTRY records they evicted, are dead bytes that ``compact`` reclaims.
+earlier ones, the ENTRY records they evicted, and PEER records that forget, are dead
+bytes that ``compact`` reclaims.
 
 index.bin (every integer little-endian; a checksum failure or a different magic means
 "rebuild")::
@@ -306,10 +307,25 @@ class FileStore:
 
     def set_peer_state(self, peer: PeerId, state: bytes) -> None:
         """Replace a peer's replication memory (one record: all or nothing)."""
+        if not state:
+            raise LocalProtocolError("an empty peer state: forget_peer_state forgets")
+        self._put_peer(peer, state)
+
+    def forget_peer_state(self, peer: PeerId) -> None:
+        """Forget a peer's replication memory: a PEER record with none, if it has one."""
+        if peer in self._index.peers:
+            self._put_peer(peer, b"")
+
+    def _put_peer(self, peer: PeerId, state: bytes) -> None:
         payload = encode_peer(peer, state)
         offset = self._write(Kind.PEER, payload)
-        self._index.set_peer(peer, offset, HEADER_BYTES + len(payload))
+        self._index.set_peer(peer, offset, HEADER_BYTES + len(payload), forgets=not state)
         self._after_write()
+
+    def peers(self) -> dict[PeerId, int]:
+        """Record bytes per remembered peer, the least recently set first (log order)."""
+        held = sorted(self._index.peers.items(), key=lambda item: item[1][0])
+        return {peer: size for peer, (_, size) in held}
 
     def _write(self, kind: Kind, payload: bytes) -> int:
         """Append one record; returns its offset. Nothing is left behind if it fails."""

@@ -8,11 +8,12 @@ when systemd-analyze is missing (.ci/run installs it).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -187,3 +188,60 @@ def test_the_usb_unit_mounts_syncs_and_unmounts() -> None:
     assert stop
     assert f"systemd-umount {mount[2]}" in stop[1]
     assert stop[1].index("systemd-umount") < stop[1].index("safe to remove")
+
+
+def test_the_usb_mount_point_is_not_under_the_units_own_runtime_directory() -> None:
+    """Else systemd adds RequiresMountsFor= on that mount and refuses the unmount in
+    ExecStopPost= as destructive: the drive stays mounted (issue 15, seen under PID 1)."""
+    text = (ROOT / "systemd" / "meshnode-usb@.service").read_text(encoding="utf-8")
+    mount = re.search(r"^ExecStartPre=\+/usr/bin/systemd-mount .* /dev/%I (\S+)$", text, re.M)
+    assert mount
+    where = PurePosixPath(mount[1])
+    for line in re.findall(r"^RuntimeDirectory=(.*)$", text, re.M):
+        for directory in line.split():
+            assert not where.is_relative_to(PurePosixPath("/run") / directory), line
+
+
+def _fake(path: Path, script: str) -> str:
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_install_service_goes_on_when_udevd_is_not_running(tmp_path: Path) -> None:
+    """The system branch of install-service, into tmp_path, with stand-ins for systemctl,
+    systemd-sysusers and an udevadm that fails as it does without udevd."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("install-service without DESTDIR insists on root")
+    calls = tmp_path / "calls"
+    log = f'echo "$(basename "$0") $*" >> {calls}'
+    failing = f'{log}; echo "Failed to send reload request: No such file or directory" >&2; exit 1'
+    variables = {
+        "INSTALL_VENV": "no",
+        "UNITDIR": tmp_path / "units",
+        "SYSUSERSDIR": tmp_path / "sysusers.d",
+        "UDEVDIR": tmp_path / "rules.d",
+        "CONFDIR": tmp_path / "etc",
+        "STATEDIR": tmp_path / "state",
+        "SYSTEMCTL": _fake(tmp_path / "systemctl", log),
+        "SYSUSERS": _fake(tmp_path / "systemd-sysusers", log),
+        "UDEVADM": _fake(tmp_path / "udevadm", failing),
+    }
+    common = [make, "-s", "-C", str(ROOT), *(f"{k}={v}" for k, v in variables.items())]
+    done = subprocess.run(
+        [*common, "install-service"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "udevd is not running" in done.stdout
+    assert "meshnode is running" in done.stdout
+    assert "Failed to send reload request" not in done.stderr  # explained, not shown
+    called = calls.read_text().splitlines()
+    assert "systemctl enable --now meshnode.service" in called, called
+    assert (tmp_path / "rules.d" / "90-meshnode-usb.rules").exists()
+    done = subprocess.run(
+        [*common, "uninstall-service"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

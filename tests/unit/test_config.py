@@ -304,6 +304,16 @@ def test_lan_values_are_read() -> None:
     assert isinstance(config.lan.reconnect_max_s, float)
 
 
+def test_connection_slot_keys_are_read_and_their_errors_say_the_range() -> None:
+    lan = parse_config("[lan]\nreserved_share = 1\nmax_connections_per_address = 1").lan
+    assert (lan.reserved_share, lan.max_connections_per_address) == (1.0, 1)
+    assert isinstance(lan.reserved_share, float)
+    assert parse_config("[lan]\nreserved_share = 0.0").lan.reserved_share == 0.0
+    with pytest.raises(ConfigError) as info:
+        parse_config("[lan]\nreserved_share = 2")
+    assert str(info.value) == "lan.reserved_share: must be a share in 0.0..1.0, got 2"
+
+
 def test_lan_range_edges_are_accepted() -> None:
     lan = parse_config(
         "[lan]\nhandshake_timeout_s = 600\nidle_timeout_s = 1\nmax_connections = 10000\n"
@@ -340,6 +350,14 @@ def test_lan_range_edges_are_accepted() -> None:
         ("[lan]\nmax_connections = 10001", "lan.max_connections"),
         ("[lan]\nmax_connections = 1.0", "lan.max_connections"),
         ("[lan]\nmax_connections = false", "lan.max_connections"),
+        ("[lan]\nreserved_share = -0.1", "lan.reserved_share"),
+        ("[lan]\nreserved_share = 1.5", "lan.reserved_share"),
+        ('[lan]\nreserved_share = "25%"', "lan.reserved_share"),
+        ("[lan]\nreserved_share = true", "lan.reserved_share"),
+        ("[lan]\nreserved_share = nan", "lan.reserved_share"),
+        ("[lan]\nmax_connections_per_address = 0", "lan.max_connections_per_address"),
+        ("[lan]\nmax_connections_per_address = 10001", "lan.max_connections_per_address"),
+        ("[lan]\nmax_connections_per_address = 2.5", "lan.max_connections_per_address"),
         ("[lan]\nreconnect_min_s = 0", "lan.reconnect_min_s"),
         ("[lan]\nreconnect_min_s = 3601", "lan.reconnect_min_s"),
         ("[lan]\nreconnect_max_s = 86401", "lan.reconnect_max_s"),
@@ -381,7 +399,8 @@ def test_unknown_lan_key_lists_the_known_ones() -> None:
         parse_config("[lan]\nfoo = 1")
     assert str(info.value) == (
         "lan.foo: unknown key (known: listen, mdns, peers, handshake_timeout_s, idle_timeout_s, "
-        "max_connections, reconnect_min_s, reconnect_max_s)"
+        "max_connections, reserved_share, max_connections_per_address, reconnect_min_s, "
+        "reconnect_max_s)"
     )
 
 

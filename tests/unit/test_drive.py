@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, settings
@@ -36,7 +35,6 @@ from tests.fakes import identity, make_chain
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import IO
 
 TS = 1_700_000_000_000
 OTHER_NETWORK = bytes(range(32))
@@ -249,18 +247,17 @@ def test_a_full_filesystem_stops_cleanly_and_leaves_the_drive_consistent(
     posts(a, 200, "x" * 60)
     init_drive(tmp_path, DEFAULT_NETWORK_KEY, 10 << 20)
     budget = {"bytes": 9000}  # the filesystem fills after about two segments
-    real_open, real_fdopen, names = os.open, os.fdopen, {}
+    real_write = drive_module.write_atomically
 
-    def remember(path: str, flags: int, mode: int = 0o777) -> int:
-        fd = real_open(path, flags, mode)
-        names[fd] = str(path)
-        return fd
+    def small_disk(at: Any, data: bytes) -> None:
+        if str(at).endswith(".mnb"):  # manifests live in the margin kept free
+            if len(data) > budget["bytes"]:
+                budget["bytes"] = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            budget["bytes"] -= len(data)
+        real_write(at, data)
 
-    def small_disk(fd: int, mode: str) -> _Budgeted:
-        return _Budgeted(real_fdopen(fd, mode), names.pop(fd, ""), budget)
-
-    monkeypatch.setattr(os, "open", remember)
-    monkeypatch.setattr(os, "fdopen", small_disk)  # only segment files feel the budget
+    monkeypatch.setattr(drive_module, "write_atomically", small_disk)
     report = sync_here(a, tmp_path, now_ms=TS, segment_bytes=4000)
     monkeypatch.undo()
     assert report.full == "disk"
@@ -272,31 +269,6 @@ def test_a_full_filesystem_stops_cleanly_and_leaves_the_drive_consistent(
     assert carried(drive.manifest)[a.feed_id] == (1, report.to_drive)
     assert sync_here(b, tmp_path, now_ms=TS).from_drive.added == report.to_drive
     assert sync_here(a, tmp_path, now_ms=TS).to_drive == 200 - report.to_drive  # room again
-
-
-class _Budgeted:
-    """A file on a small disk: segment writes fail with ENOSPC once the budget is spent."""
-
-    def __init__(self, f: IO[bytes], name: str, budget: dict[str, int]) -> None:
-        self._f, self._name, self._budget = f, name, budget
-
-    def write(self, data: bytes) -> int:
-        if ".mnb." in self._name:  # manifests live in the margin kept free
-            if len(data) > self._budget["bytes"]:
-                self._f.write(data[: self._budget["bytes"]])
-                self._budget["bytes"] = 0
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self._budget["bytes"] -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._f, name)
-
-    def __enter__(self) -> _Budgeted:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._f.close()
 
 
 def test_a_drive_pulled_out_mid_sync_says_so_and_the_next_sync_finishes(

@@ -21,6 +21,7 @@ from meshnode.core.events import (
     MessageDropped,
     NeighbourHeard,
     PeerMemoryForgotten,
+    PeerMemoryNotKept,
     PeerMisbehaved,
     StoreOverCap,
 )
@@ -79,6 +80,7 @@ FEED = FeedId(bytes([8]) * 32)
 LOGGED: list[tuple[Event, int, str]] = [
     (PeerMisbehaved(peer=PEER, reason="bad note"), logging.WARNING, "misbehaved: bad note"),
     (PeerMemoryForgotten(peer=PEER, reason="crc"), logging.WARNING, "damaged memory of peer"),
+    (PeerMemoryNotKept(peer=PEER, reason="too big"), logging.INFO, "not keeping memory of peer"),
     (FeedForked(feed=FEED, seq=4), logging.WARNING, "forked at seq 4"),
     (ContactSkipped(feed=FEED, seq=2, reason="crc"), logging.ERROR, "skipping damaged contact"),
     (FollowsChanged(feed=FEED, seq=3), logging.DEBUG, "follow graph changed"),

@@ -4,6 +4,10 @@ Each side numbers the feeds it mentions. DEFINE names a run of our indexes by 32
 keyed by ``our epoch + peer`` (the peer matches each tag against feeds it knows); a feed
 whose tag repeats goes by its key (DEFINE_KEY), and so does any index the peer cannot
 match and asks for (WANT_KEY). A ref is an index plus a bit that says whose table it is in.
+
+What a peer names is held within bounds it cannot move: the peer's table names only feeds
+we keep or hold (one index each), and its names for other feeds are kept as bare tags, at
+most ``max_unknown_feeds`` of them; a peer that names more is dropped (PeerOverLimit).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from meshnode.codec.frame import (
     split_ref,
 )
 from meshnode.core.clocks import feed_tag
+from meshnode.core.ebt.session import PeerOverLimit
 from meshnode.types import FeedId
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ class FeedNames:
     host: Host
     epoch: bytes
     retry_s: float  # how long a WANT_KEY waits for its answer
+    max_unknown: int  # names of feeds we do not keep, per peer (ReplicationConfig)
 
     # -- our names ------------------------------------------------------------------------
 
@@ -118,14 +124,40 @@ class FeedNames:
             elif matches:
                 unclear.append(start + offset)
             else:
-                s.memory.unknown[start + offset] = tag  # maybe a feed we start wanting later
+                self._unknown(s, start + offset, tag)  # maybe a feed we start wanting later
         if unclear:
             s.emit(encode_indexes(FrameType.WANT_KEY, unclear))
 
     def on_define_key(self, s: Session, frame: bytes) -> None:
-        """The peer named some of its indexes by key."""
+        """The peer named some of its indexes by key; a feed we neither keep nor hold is
+        kept as a tag only, as if DEFINE had named it (its key would be 32 bytes of waste)."""
         for index, key in decode_define_key(frame):
-            _name(s, index, FeedId(key))
+            feed = FeedId(key)
+            if self._known(s, feed):
+                _name(s, index, feed)
+            else:
+                self._unknown(s, index, feed_tag(feed, s.memory.epoch + self.host.feed_id))
+
+    def _known(self, s: Session, feed: FeedId) -> bool:
+        """True for a feed we keep, hold, or have named to the peer ourselves."""
+        return (
+            feed in s.names.my_index
+            or feed in self.host.replicated()
+            or self.host.store.head(feed) is not None
+        )
+
+    def _unknown(self, s: Session, index: int, tag: int) -> None:
+        """The peer's ``index`` names a feed we do not know, by ``tag``; within the cap."""
+        unknown = s.memory.unknown
+        if index not in unknown and len(unknown) >= self.max_unknown:
+            raise PeerOverLimit(
+                f"named more than {self.max_unknown} feeds this node does not keep"
+                " (node.max_unknown_feeds)"
+            )
+        feed = s.memory.their_table.pop(index, None)
+        if feed is not None and s.names.their_index.get(feed) == index:
+            del s.names.their_index[feed]
+        unknown[index] = tag
 
     def resolve_unknown(self, s: Session, feeds: list[FeedId]) -> None:
         """Match the peer's unmatched tags against feeds we have just started to want."""
@@ -175,8 +207,16 @@ def _index(s: Session, feed: FeedId) -> int:
 
 
 def _name(s: Session, index: int, feed: FeedId) -> None:
-    s.memory.their_table[index] = feed
-    s.names.their_index[feed] = index
+    """The peer's ``index`` names ``feed``: one index per feed, one feed per index."""
+    their_table, their_index = s.memory.their_table, s.names.their_index
+    before = their_index.get(feed)
+    if before is not None and before != index:
+        their_table.pop(before, None)  # named again elsewhere: the old name goes
+    replaced = their_table.get(index)
+    if replaced is not None and replaced != feed and their_index.get(replaced) == index:
+        del their_index[replaced]
+    their_table[index] = feed
+    their_index[feed] = index
     s.memory.unknown.pop(index, None)
 
 

@@ -44,6 +44,7 @@ class Opening:
     def open(self, s: Session, now: float) -> None:
         """Queue our opening frames to a new session: HELLO, then a delta or a full clock."""
         self.names.resolve_unknown(s, list(self.host.replicated()))
+        s.hello.opened_at = now
         self.send_hello(s, now)
         if s.memory.epoch:
             s.hello.delta = True

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Protocol
 
-from meshnode.errors import LocalProtocolError
+from meshnode.errors import LocalProtocolError, MeshnodeError
 
 if TYPE_CHECKING:
     from meshnode.codec.message import Entry
@@ -35,12 +35,15 @@ if TYPE_CHECKING:
     from meshnode.types import FeedId, PeerId
 
 __all__ = [
+    "MAX_UNKNOWN_FEEDS",
+    "PEER_MEMORY_CAP_BYTES",
     "TRANSITIONS",
     "FeedIndexes",
     "HelloState",
     "Host",
     "LinkInfo",
     "NoteState",
+    "PeerOverLimit",
     "Phase",
     "PushState",
     "RepairState",
@@ -50,6 +53,18 @@ __all__ = [
     "TrafficStats",
     "next_phase",
 ]
+
+
+# A peer's names for feeds we do not keep cost ~100 B of RAM each: 10,000 is ~1 MB per
+# link, and several times the feeds a village box's neighbour keeps that it does not.
+MAX_UNKNOWN_FEEDS = 10_000
+# Disk for the memory of every peer remembered, together: ~100 peers that share 3,000
+# feeds each (~600 KB apiece), a small share of any SD card.
+PEER_MEMORY_CAP_BYTES = 64 << 20
+
+
+class PeerOverLimit(MeshnodeError):
+    """A peer's frames would grow what we hold about it past a limit: it is dropped."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +85,8 @@ class ReplicationConfig:
     resync_s: float = 15.0
     window_bytes: int = 256 * 1024
     max_strikes: int = 3
+    max_unknown_feeds: int = MAX_UNKNOWN_FEEDS  # per peer: names of feeds we do not keep
+    peer_memory_cap_bytes: int = PEER_MEMORY_CAP_BYTES  # every remembered peer together
 
 
 @dataclass(slots=True)
@@ -150,6 +167,7 @@ class HelloState:
     """Our side of the HELLO exchange."""
 
     sent_at: float = 0.0  # when our last HELLO went out
+    opened_at: float = 0.0  # when the session began (a peer silent since then is idle)
     delta: bool = False  # opened from memory of the peer: say only what changed
     sessions_seen: int = 0  # memory.sessions as loaded; a session counts once HELLO arrives
 
@@ -217,6 +235,7 @@ class Session:
     clock: NoteState = field(default_factory=NoteState)
     flow: PushState = field(default_factory=PushState)
     repair: RepairState = field(default_factory=RepairState)
+    added: int = 0  # entries this peer gave us that we stored, this session
 
     @classmethod
     def begin(

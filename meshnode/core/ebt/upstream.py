@@ -4,7 +4,8 @@ Each wanted feed has one *upstream* peer that we asked to push it; other peers a
 and only note what they have. A duplicate pushed by a peer that is not our upstream makes
 that peer lazy. A note about an entry we lack makes its sender our upstream at once when
 the current upstream cannot serve it, else after ``stall_timeout_s`` without progress (a
-*stall*: the claimant is asked when it falls due). Losing an upstream re-routes its feeds
+*stall*: the claimant is asked when it falls due), and at once when the upstream has not
+said HELLO within ``note_delay_s`` of connecting. Losing an upstream re-routes its feeds
 to the peer that has the most.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from meshnode.core.ebt.session import Phase
 
 if TYPE_CHECKING:
     from collections.abc import Container
@@ -67,7 +70,7 @@ class UpstreamChoice:
                 s.memory.sent.pop(feed, None)  # it may never have heard that we are eager
             self.set_upstream(feed, s, now)  # says "eager" again only if we had said "lazy"
             return
-        if up is None or up not in self.sessions:
+        if up is None or up not in self.sessions or self._silent(up, now):
             self.set_upstream(feed, s, now)
         elif feed in self.stalls:
             due, claimant = self.stalls[feed]
@@ -149,6 +152,13 @@ class UpstreamChoice:
         s = self.sessions.get(peer)
         remote = s.memory.remote.get(feed) if s else None
         return remote.latest if remote else 0
+
+    def _silent(self, peer: PeerId, now: float) -> bool:
+        """True when ``peer`` has not even sent its HELLO in ``note_delay_s`` since its
+        session began: a link that says nothing (an idle stranger holding a slot) must not
+        keep a feed from a peer that claims its entries."""
+        s = self.sessions[peer]
+        return s.phase is Phase.HELLO_SENT and now - s.hello.opened_at > self.config.note_delay_s
 
     def _can_serve(self, peer: PeerId, feed: FeedId, ours: int) -> bool:
         """True when ``peer`` claims the entry after ``ours`` (a capped peer may not hold it)."""

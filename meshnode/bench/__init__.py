@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "radio": "meshnode.bench.radio:bench_radio",
     "reopen": "meshnode.bench.reopen:bench_reopen",
     "replication": "meshnode.bench.replication:bench_replication",
+    "serial": "meshnode.bench.serial:bench_serial",
     "usb": "meshnode.bench.usb:bench_usb",
     "web": "meshnode.bench.web:bench_web",
 }

@@ -41,7 +41,7 @@ from meshnode.testing.emulator import EmulatedNode, LoRaEmulator
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
-__all__ = ["bench_radio", "run_radio"]
+__all__ = ["bench_radio", "run_radio", "running_tasks"]
 
 _NAMES = ("a", "b", "c")
 _TS_MS = 1_700_000_000_000
@@ -136,7 +136,7 @@ async def _scenario(entries: int, seed: int) -> dict[str, object]:
         for i, (name, node) in enumerate(zip(_NAMES, nodes, strict=True))
     ]
     real_start = loop.time() - _skipped(loop)
-    async with _running(emulator.run, *(i.run for i in interfaces)):
+    async with running_tasks(emulator.run, *(i.run for i in interfaces)):
         start = loop.time()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(delivered.wait(), _LIMIT_S)
@@ -154,7 +154,7 @@ def _skipped(loop: asyncio.AbstractEventLoop) -> float:
 
 
 @contextlib.asynccontextmanager
-async def _running(
+async def running_tasks(
     *runs: Callable[[], Coroutine[Any, Any, None]],
 ) -> AsyncIterator[list[asyncio.Task[None]]]:
     """Run each coroutine function as a task; cancel them all on the way out."""

@@ -26,6 +26,7 @@ from meshnode.host.datadir import (
     store_path,
 )
 from meshnode.host.eventlog import log_events
+from meshnode.host.verify import make_verifier
 from meshnode.secure.identity import parse_feed_id
 from meshnode.store.flatfile import FileStore
 
@@ -100,6 +101,7 @@ def open_node(ctx: Context, identity: Identity | None = None) -> Iterator[Node]:
             store=store,
             config=node_config(ctx.config),
             rng=random.Random(),
+            verifier=make_verifier(ctx.config.node.verify_threads),
         )
     except BaseException:
         store.close()

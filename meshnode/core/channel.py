@@ -19,6 +19,10 @@ sent once serves every neighbour that wants it. The rules:
   neighbours find each other, and a changed digest makes listeners ask for news. WANTs
   from nodes whose beacon named another network are ignored.
 * Out-of-order entries (after a loss) wait in a small buffer until the gap is filled.
+* Nothing twice on a slow link: a receiver holds its WANT while a feed's entries arrive
+  in order (for two frames of the link's rate after each), and a sender neither sends
+  again an entry still on its way (sent within ``in_flight_s``) nor, repairing a lost one,
+  those it sent after it (the asker keeps them until the gap fills).
 * Messages are not signed, so strangers are kept in check (neighbours.py): the table of
   neighbours is capped, resets of our timers caused by what a neighbour says are allowed
   only so often, and a ``held`` time is believed up to _MAX_HELD_HONOURED_S.
@@ -73,6 +77,7 @@ __all__ = ["Channel", "ChannelConfig", "ChannelStats", "Transmission"]
 _HEADER_BYTES = 5  # src + type
 _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
 _MAX_PENDING = 16  # out-of-order entries kept per feed
+_RECENT_SENT = 2 * _MAX_PENDING  # entries sent lately remembered per feed
 _BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
 _BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
 # A budget's window is an hour (radio/airtime.py): no real node's entries are held longer,
@@ -100,27 +105,40 @@ class ChannelConfig:
     entries_per_want: int = 32
     waiting_s: float = 3600.0
 
+    frame_s: float = 0.0  # a full frame's time on the wire or air (0: unknown)
+
     @classmethod
-    def for_link(cls, *, frame_s: float, mtu_bytes: int) -> ChannelConfig:
-        """Timers scaled to a link whose full frame takes ``frame_s`` on the air (0: a cable)."""
-        if frame_s <= 0:
+    def for_link(cls, *, frame_s: float, mtu_bytes: int, cable: bool = False) -> ChannelConfig:
+        """Timers scaled to a link whose full frame takes ``frame_s`` on the air or wire.
+
+        A cable (``cable``, or a radio of unknown airtime: ``frame_s`` 0) has no duty cycle:
+        its timers are short, but never shorter than a few frames of its wire time.
+        """
+        if cable or frame_s <= 0:
             return cls(
                 mtu_bytes=mtu_bytes,
-                backoff_s=0.05,
-                beacon_min_s=2.0,
+                frame_s=frame_s,
+                backoff_s=max(0.05, frame_s / 2),
+                beacon_min_s=max(2.0, 10 * frame_s),
                 beacon_max_s=600.0,
-                want_min_s=0.5,
-                want_max_s=30.0,
+                want_min_s=max(0.5, 1.5 * frame_s),
+                want_max_s=max(30.0, 60 * frame_s),
                 entries_per_want=256,
             )
         return cls(
             mtu_bytes=mtu_bytes,
+            frame_s=frame_s,
             backoff_s=3 * frame_s,
             beacon_min_s=120 * frame_s,
             beacon_max_s=3600.0,
             want_min_s=16 * frame_s,
             want_max_s=1200.0,
         )
+
+    @property
+    def in_flight_s(self) -> float:
+        """How long an entry sent may still be on its way (sent, heard, its WANT not yet)."""
+        return 2 * self.frame_s + 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +167,7 @@ class _Serve:
     next_seq: int
     credit: int
     full_first: bool
+    skip: frozenset[int] = frozenset()  # sent after the one asked again: it holds them
 
 
 @dataclass(slots=True)
@@ -191,6 +210,10 @@ class Channel:
         self._have: set[FeedId] = set()
         self._have_at: float | None = None
         self._pending: dict[FeedId, dict[int, EntryMessage]] = {}
+        # Entries we sent lately, by feed: seq -> when. A WANT made before they arrived
+        # does not make us send them again, nor does one asking again for an entry lost
+        # send again those sent after it (the asker keeps them until the gap fills).
+        self._recent: dict[FeedId, dict[int, float]] = {}
         self._rotate = 0
         node.add_append_listener(self._appended)
 
@@ -386,14 +409,35 @@ class Channel:
                 self._schedule(feed, start, full_first=empty and start > 1)
 
     def _schedule(self, feed: FeedId, seq: int, *, full_first: bool) -> None:
+        recent = self._recent_sent(feed)
+        in_flight = self.now - self.config.in_flight_s
+        while recent.get(seq, -math.inf) >= in_flight:  # on its way: asked before it came
+            seq += 1
+            full_first = False
+        lost_at = recent.get(seq)
+        skip = frozenset(
+            q
+            for q, at in recent.items()
+            if lost_at is not None and seq < q <= seq + _MAX_PENDING and at > lost_at
+        )
         credit = self.config.entries_per_want
         current = self._serve.get(feed)
         if current is None or seq < current.next_seq:
-            self._serve[feed] = _Serve(next_seq=seq, credit=credit, full_first=full_first)
+            self._serve[feed] = _Serve(seq, credit, full_first, skip)
         else:
             current.credit = max(current.credit, credit)
         if self._serve_at is None:
             self._serve_at = self.now + self.rng.uniform(0, self.config.backoff_s)
+
+    def _recent_sent(self, feed: FeedId) -> dict[int, float]:
+        """The entries of ``feed`` we sent lately (the last _RECENT_SENT): seq -> when."""
+        recent = self._recent.setdefault(feed, {})
+        since = self.now - self.config.want_max_s
+        for seq in [s for s, at in recent.items() if at < since]:
+            del recent[seq]
+        while len(recent) > _RECENT_SENT:
+            del recent[min(recent, key=recent.__getitem__)]
+        return recent
 
     def _on_entry(self, message: EntryMessage) -> None:
         feeds = self._feeds(message.tag)
@@ -431,8 +475,10 @@ class Channel:
         if result.outcome.value != "added":
             return False
         self.stats.entries_added += 1
-        # More may be coming: ask again only once the stream has stopped for a while.
-        self._want_hold_until = self.now + 2 * self.config.backoff_s
+        # More may be coming: ask again only once the stream has stopped for a while
+        # (a pause of two backoffs, and never less than two frames of the link's rate).
+        hold_s = max(2 * self.config.backoff_s, 2 * self.config.frame_s)
+        self._want_hold_until = self.now + hold_s
         nxt = self._pending.get(feed, {}).pop(message.seq + 1, None)
         if nxt is not None:
             self._try_entry(feed, nxt)
@@ -497,11 +543,15 @@ class Channel:
                 continue
             full = served.full_first or (seq == head.first and seq > 1 and served.full_first)
             body = raw if full else encode_short_entry(decode_entry(raw, max_content_bytes=1 << 20))
-            if seq + 1 <= head.latest and served.credit > 1:
-                rest = _Serve(next_seq=seq + 1, credit=served.credit - 1, full_first=False)
+            after = seq + 1
+            while after in served.skip:
+                after += 1
+            if after <= head.latest and served.credit > 1:
+                rest = _Serve(after, served.credit - 1, False, served.skip)
                 self._serve[feed] = rest
             if not self._serve:
                 self._serve_at = None
+            self._recent_sent(feed)[seq] = self.now
             return encode_entry_message(self.src, self._tag(feed), seq, body)
         self._serve_at = None
         return None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.codec.content import decode_about, decode_contact, decode_post, decode_reply
 from meshnode.codec.message import ContentType, Entry
+from meshnode.errors import VerifyError
 from meshnode.secure.identity import verify_signature
 
 if TYPE_CHECKING:
@@ -88,14 +89,20 @@ _CONTENT_DECODERS: dict[int, Callable[[bytes], object]] = {
 }
 
 
-def check_content(entry: Entry, network_key: bytes, max_content_bytes: int) -> None:
-    """Verify the signature and that the content decodes for its type.
+def check_content(
+    entry: Entry, network_key: bytes, max_content_bytes: int, signature_ok: bool | None = None
+) -> None:
+    """Verify the signature (unless ``signature_ok`` already says) and that the content
+    decodes for its type.
 
     Raises:
         VerifyError: bad signature.
         DecodeError: content does not decompress or does not fit its type.
     """
-    verify_signature(entry.author, network_key, entry.body, entry.signature)
+    if signature_ok is None:
+        verify_signature(entry.author, network_key, entry.body, entry.signature)
+    elif not signature_ok:
+        raise VerifyError("bad signature")
     decode = _CONTENT_DECODERS.get(entry.content_type)
     if entry.compressed or decode is not None:
         plain = entry.plain_content(max_content_bytes)

@@ -38,6 +38,7 @@ from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, ju
 from meshnode.core.policy import Policy, PolicyConfig, Scope
 from meshnode.core.replication import LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
+from meshnode.core.verifier import InlineVerifier, Verifier
 from meshnode.errors import DecodeError, ForkError, StoreCorrupt
 from meshnode.secure.identity import Identity, format_feed_id, network_tag
 from meshnode.types import FeedId, PeerId, Rng, Seq
@@ -97,12 +98,16 @@ class Node:
         store: Store,
         config: NodeConfig | None = None,
         rng: Rng,
+        verifier: Verifier | None = None,
     ) -> None:
         self.identity = identity
         self.feed_id = identity.feed_id
         self.network_key = network_key
         self.store = store
         self.config = config or NodeConfig()
+        # Batch paths (importer.ingest_all) check signatures ahead through it; the shell
+        # hands in a pool of threads, tests and one core keep the inline check.
+        self.verifier: Verifier = verifier or InlineVerifier()
         self.policy = Policy(self.feed_id, self.config.policy)
         self._forked = {f.feed: f.seq for f in store.forks()}
         self._wants: dict[FeedId, Scope] | None = None
@@ -206,12 +211,16 @@ class Node:
 
     # -- taking entries from outside ------------------------------------------------------
 
-    def ingest(self, raw: bytes, source: PeerId | None = None) -> IngestResult:
+    def ingest(
+        self, raw: bytes, source: PeerId | None = None, *, signature_ok: bool | None = None
+    ) -> IngestResult:
         """Verify a full-form entry from outside and store it if the policy wants it.
 
         Args:
             raw: full-form entry bytes from a peer, a bundle or a drive.
             source: the peer it came from, so it is not sent straight back.
+            signature_ok: the verdict of ``verifier.signature_valid(raw, network_key)``
+                when the shell checked it ahead (``self.verifier``); None: check it here.
 
         Returns:
             What happened; invalid input is REJECTED with a reason, never raised.
@@ -227,14 +236,16 @@ class Node:
             entry = decode_entry(raw, max_content_bytes=self.config.max_content_bytes)
         except DecodeError as exc:
             return IngestResult(outcome=Outcome.REJECTED, reason=f"malformed: {exc}")
-        return self.ingest_entry(entry, source)
+        return self.ingest_entry(entry, source, signature_ok=signature_ok)
 
     @property
     def max_content_bytes(self) -> int:
         """Largest content of an entry this node accepts."""
         return self.config.max_content_bytes
 
-    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
+    def ingest_entry(
+        self, entry: Entry, source: PeerId | None = None, *, signature_ok: bool | None = None
+    ) -> IngestResult:
         """``ingest`` for an entry already decoded (within ``max_content_bytes``)."""
         scope = self.replicated().get(entry.author)
         if scope is None:
@@ -256,7 +267,7 @@ class Node:
                 # Same bytes as an entry we verified before: no need to verify again.
                 return IngestResult(outcome=Outcome.HELD, entry=entry)
         try:
-            check_content(entry, self.network_key, self.config.max_content_bytes)
+            check_content(entry, self.network_key, self.config.max_content_bytes, signature_ok)
         except DecodeError as exc:
             return IngestResult(outcome=Outcome.REJECTED, reason=str(exc), entry=entry)
         verdict = judge_entry(entry, head, stored_id)

@@ -67,6 +67,7 @@ MAX_HOPS_LIMIT = 6
 MAX_CONFIG_BYTES = 1 << 20  # every key with comments is a few KiB; more is not a config
 MAX_BOX_NAME_CHARS = 40
 _MAX_CONTENT_LIMIT = 65536
+_MAX_VERIFY_THREADS = 64
 # A peer's name of a feed we do not keep costs ~100 B of RAM per link: 1,000,000 is 100 MB.
 _MAX_UNKNOWN_FEEDS_LIMIT = 1_000_000
 # A segment must hold a few entries of the largest size, and segment offsets have 40 bits.
@@ -99,6 +100,7 @@ class NodeSection:
     control_socket: str = ""
     max_unknown_feeds: int = ReplicationConfig().max_unknown_feeds
     peer_memory_cap_bytes: int = ReplicationConfig().peer_memory_cap_bytes
+    verify_threads: int = 0  # 0: the cores this process may use
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,6 +283,7 @@ def _parse_node(data: object) -> NodeSection:
             "max_unknown_feeds", d.max_unknown_feeds, 0, _MAX_UNKNOWN_FEEDS_LIMIT
         ),
         peer_memory_cap_bytes=t.size("peer_memory_cap_bytes", d.peer_memory_cap_bytes),
+        verify_threads=t.integer("verify_threads", d.verify_threads, 0, _MAX_VERIFY_THREADS),
     )
 
 

@@ -32,6 +32,9 @@ max_unknown_feeds = 10000
 # again costs a few bytes, not a whole clock). Past it, strangers are forgotten first,
 # never a peer we follow; 0 remembers no peer.
 peer_memory_cap_bytes = "64MiB"
+# Threads that check signatures while a bundle, a drive or the benchmark is taken in
+# (0..64). 0: one per core this process may use; 1: no threads, all on one.
+verify_threads = 0
 
 [store]
 # When appends reach the disk: "always" (fsync every entry; safest, slowest on SD cards),

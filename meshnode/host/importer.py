@@ -72,8 +72,9 @@ def ingest_all(node: Node, raws: Iterable[bytes], tally: ImportTally) -> Iterato
     unwanted = _Retry()
     graph_changed = False
     done = 0
-    for raw in raws:
-        graph_changed |= _ingest(node, raw, tally, unwanted)
+    # The node's verifier checks signatures of the entries ahead on other threads, if any.
+    for raw, signature_ok in node.verifier.checked(raws, node.network_key):
+        graph_changed |= _ingest(node, raw, tally, unwanted, signature_ok)
         done += 1
         if done % BATCH == 0:
             node.flush()
@@ -105,9 +106,11 @@ class _Retry:
         self.size_bytes += len(raw)
 
 
-def _ingest(node: Node, raw: bytes, tally: ImportTally, unwanted: _Retry) -> bool:
+def _ingest(
+    node: Node, raw: bytes, tally: ImportTally, unwanted: _Retry, signature_ok: bool | None = None
+) -> bool:
     """Ingest one entry; True when it was a contact entry that may change the follow graph."""
-    result = node.ingest(raw)
+    result = node.ingest(raw, signature_ok=signature_ok)
     if result.outcome is Outcome.UNWANTED:
         unwanted.add(raw)
         return False

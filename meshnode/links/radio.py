@@ -3,7 +3,9 @@
 The reader turns device bytes into link packets (drivers.py), packets into messages
 (radio/fragment.py) and hands them to the Channel core. The sender asks the Channel
 for the next message only when the air is ours: the airtime budget allows it (a hard
-check, radio/airtime.py) and the previous frame has had its time on the air. A device
+check, radio/airtime.py) and the previous frame has had its time on the air; on a cable,
+its wire time at the baud rate (8N1), so about one frame at most waits in the OS buffer
+and the channel picks what goes next when the wire is free. A device
 that vanishes is logged, reopened with backoff, set up again, and the node runs on.
 """
 
@@ -44,6 +46,7 @@ __all__ = ["RadioInterface"]
 log = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 16 << 10
+_TYPICAL_CABLE_FRAME_BYTES = 256  # an entry of a short post, framed
 _PROBE_BYTES = 20  # a short control message: is there room for anything of a kind?
 _ANSWER_TIMEOUT_S = 1.0  # an AT module answers a command within this
 _AT_GUARD_S = 0.02  # margin on an AT module's airtime: the serial line and its parser
@@ -79,6 +82,8 @@ class RadioInterface:
         if params is not None:
             params = replace(params, preamble_symbols=self.driver.preamble_symbols)
         self.params = params
+        # A cable's wire time: 10 bit times a byte (8N1) at its baud; radios use airtime.
+        self._wire_s_per_byte = 10 / radio.baud if radio.driver == "serial" else 0.0
         self.budget = (
             AirtimeBudget(REGIONS[radio.region], control_share=radio.control_share)
             if self.params is not None
@@ -86,11 +91,15 @@ class RadioInterface:
         )
         self._mtu = self._fit_mtu(radio)
         frame_s = self._airtime_s(bytes(self._mtu))
+        if radio.driver == "serial":  # a cable's MTU is large: time its timers by a typical frame
+            frame_s = self._airtime_s(bytes(min(self._mtu, _TYPICAL_CABLE_FRAME_BYTES)))
         # Room to look for before asking the channel for a message of each kind: a short
         # control message, or a full data frame (so an entry is not popped to wait inside
         # the send, while the channel could still beacon that its entries are held).
         self._probe_s = {"control": self._airtime_s(bytes(_PROBE_BYTES)), "data": frame_s}
-        config = ChannelConfig.for_link(frame_s=frame_s, mtu_bytes=max_payload(self._mtu))
+        config = ChannelConfig.for_link(
+            frame_s=frame_s, mtu_bytes=max_payload(self._mtu), cable=radio.driver == "serial"
+        )
         self.channel = Channel(node, config=config, rng=rng)
         self._reassembler = Reassembler(_MAX_MESSAGE_BYTES, timeout_s=max(30.0, 100 * frame_s))
         self._wake = asyncio.Event()
@@ -116,9 +125,10 @@ class RadioInterface:
         return mtu
 
     def _airtime_s(self, packet: bytes) -> float:
+        """Time ``packet`` takes on the air, or on a cable's wire at its baud."""
         params = self.params
         if params is None:
-            return 0.0
+            return self._wire_s_per_byte * sum(len(w) for w in self.driver.encode(packet))
         return sum(time_on_air_s(params, n) for n in self.driver.air_sizes(packet))
 
     def poke(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from tests.fakes import TS_MS, identity
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from meshnode.core.node import Node
     from meshnode.daemon.service import Service
 
 A, B, C = identity(1), identity(2), identity(3)
@@ -375,6 +377,10 @@ def test_a_real_daemon_full_of_idle_strangers_still_syncs_a_friend_and_dials_out
         assert f"refusing {b_id}" not in daemon_a.stderr()
 
 
+def _holds(node: Node, feed: FeedId, seq: int) -> bool:
+    return node.store.latest_seq(feed) == seq
+
+
 def test_a_silent_link_does_not_keep_a_feed_from_a_peer_that_has_it() -> None:
     # A stranger that completes the handshake and never says HELLO was adopted as the
     # upstream of every feed the node names to it; a friend arriving with the entries then
@@ -394,6 +400,6 @@ def test_a_silent_link_does_not_keep_a_feed_from_a_peer_that_has_it() -> None:
         mesh.run_until(lambda: False, mesh.now + 5)
         start = mesh.now
         mesh.add_link(author, k, LinkSpec(latency_s=0.05))  # RTT 0.1 s
-        node, feed = mesh.node(k), mesh.feed(author)
-        assert mesh.run_until(lambda n=node, f=feed: n.store.latest_seq(f) == 5, start + 30)
+        holds = functools.partial(_holds, mesh.node(k), mesh.feed(author), 5)
+        assert mesh.run_until(holds, start + 30)
         assert mesh.now - start < 0.5, seed  # 2.1 s when the silent link kept the feeds

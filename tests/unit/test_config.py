@@ -75,6 +75,11 @@ def test_values_are_read() -> None:
     )
 
 
+def test_verify_threads_is_read() -> None:
+    assert parse_config("[node]\nverify_threads = 3\n").node.verify_threads == 3
+    assert Config().node.verify_threads == 0  # one per core this process may use
+
+
 def test_usb_section_is_read() -> None:
     config = parse_config('[usb]\nlabel = "MESHSYNC"\ncap_bytes = "4GiB"\n')
     assert config.usb == UsbSection(label="MESHSYNC", cap_bytes=4 << 30)
@@ -120,6 +125,8 @@ def test_bad_value_names_the_full_dotted_key() -> None:
         ("[node]\nmax_content_bytes = 65537", "node.max_content_bytes"),
         ("[node]\nmax_content_bytes = true", "node.max_content_bytes"),
         ("[node]\ndata_dir = 5", "node.data_dir"),
+        ("[node]\nverify_threads = -1", "node.verify_threads"),
+        ("[node]\nverify_threads = 65", "node.verify_threads"),
         ('[store]\nfsync = "sometimes"', "store.fsync"),
         ("[store]\nfsync_batch_entries = 0", "store.fsync_batch_entries"),
         ('[store]\nsegment_bytes = "1KiB"', "store.segment_bytes"),

@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from meshnode.bench.lan import BenchDaemon
+from meshnode.bench.lan import BenchDaemon, rss_mb
 from meshnode.codec.channel import encode_beacon
 from meshnode.codec.frame import encode_define
 from meshnode.codec.manifest import Manifest, SegmentInfo, encode_manifest, segment_name
@@ -93,19 +93,12 @@ _MISSING_SEGMENTS = 10_000
 _BIG_MANIFEST_BYTES = 400 * 1000 * 1000
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class _Peak:
     """Samples a process's RSS every 50 ms in a thread; ``peak`` is the largest seen."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.peak = _rss_mb(pid)
+        self.peak = rss_mb(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -113,7 +106,7 @@ class _Peak:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             with contextlib.suppress(OSError):
-                self.peak = max(self.peak, _rss_mb(self.pid))
+                self.peak = max(self.peak, rss_mb(self.pid))
 
     def stop(self) -> float:
         self._stop.set()
@@ -382,7 +375,7 @@ def bench_hostile(only: tuple[str, ...] = ()) -> dict[str, object]:
         village = _Village(Path(tmp))
         try:
             time.sleep(_SETTLE_S)
-            idle_rss = _rss_mb(village.a.proc.pid)
+            idle_rss = village.a.rss_mb()
             reference = statistics.median(village.serve_friend() for _ in range(_FRIENDS))
             attacks: dict[str, object] = {}
             for name, attack in _ATTACKS.items():

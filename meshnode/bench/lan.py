@@ -36,11 +36,23 @@ from meshnode.host.datadir import init_data_dir, store_path
 from meshnode.secure.identity import DEFAULT_NETWORK_KEY, format_feed_id
 from meshnode.store.flatfile import FileStore, StoreConfig
 
-__all__ = ["BenchDaemon", "bench_lan"]
+__all__ = ["BenchDaemon", "bench_lan", "rss_mb"]
 
 _TS_MS = 1_700_000_000_000
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 _TIMEOUT_S = 600.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux /proc); NaN when it cannot be read."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 class BenchDaemon:
@@ -81,6 +93,10 @@ class BenchDaemon:
             time.sleep(0.01)
         tail = "\n".join(line for _, line in self.lines[-20:])
         raise RuntimeError(f"daemon did not log {pattern.pattern!r}:\n{tail}")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the daemon now, in MiB (Linux /proc)."""
+        return rss_mb(self.proc.pid)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the daemon has used so far (Linux /proc)."""

@@ -67,13 +67,6 @@ def _prepare(root: Path, feeds: int, per_feed: int) -> Path:
     return data
 
 
-def _rss_mb(daemon: BenchDaemon) -> float:
-    for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def _request(
     port: int, method: str, path: str, body: bytes = b"", headers: str = ""
 ) -> tuple[int, bytes, int]:
@@ -217,14 +210,14 @@ def bench_web(
         try:
             plain.wait_for(_LISTENING)
             time.sleep(1.0)
-            rss_without = _rss_mb(plain)
+            rss_without = plain.rss_mb()
         finally:
             plain.stop()
         daemon = BenchDaemon(data)
         try:
             _, match = daemon.wait_for(_PAGE)
             figures = asyncio.run(_load(int(match.group(1)), phones, posts, interval_s))
-            rss_with = _rss_mb(daemon)
+            rss_with = daemon.rss_mb()
         finally:
             daemon.stop()
     return {

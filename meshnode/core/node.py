@@ -389,12 +389,12 @@ class Node:
             yield decode_entry(self.store.get(feed, Seq(seq)), max_content_bytes=1 << 20)
             seq += 1
 
-    def status(self) -> dict[str, object]:
-        """JSON-ready summary: identity, sizes, caps and the range held of every feed."""
+    def status(self, *, ranges: bool = True) -> dict[str, object]:
+        """JSON-ready summary: identity, sizes, caps and (with ``ranges``) the range held
+        of every feed."""
         stats = self.store.stats()
-        hops = self.policy.hops()
         policy = self.config.policy
-        return {
+        out: dict[str, object] = {
             "id": format_feed_id(self.feed_id),
             "network": network_tag(self.network_key),
             "feeds": stats.feeds,
@@ -411,12 +411,15 @@ class Node:
             },
             "follows": len(self.policy.graph.follows.get(self.feed_id, ())),
             "blocks": len(self.policy.graph.blocks.get(self.feed_id, ())),
-            "ranges": {
+        }
+        if ranges:
+            hops = self.policy.hops()
+            out["ranges"] = {
                 format_feed_id(f): {"first": a, "latest": b, "hops": hops.get(f)}
                 for f, (a, b) in sorted(self.store.ranges().items())
-            },
-            "forked": self._forks_json(),
-        }
+            }
+        out["forked"] = self._forks_json()
+        return out
 
     def _forks_json(self) -> list[dict[str, object]]:
         return [{"feed": format_feed_id(f), "seq": s} for f, s in sorted(self._forked.items())]

@@ -188,11 +188,12 @@ def contact(node: Node, args: Mapping[str, object]) -> dict[str, object]:
 
 
 def status(node: Node, args: Mapping[str, object]) -> dict[str, object]:
-    """{"brief"?} -> the node's status (see Node.status); brief leaves out the ranges."""
+    """{"brief"?, "ranges"?} -> the node's status (see Node.status); brief gives only the
+    sizes, ``ranges: false`` all but the range of every feed."""
     if args.get("brief"):
         stats = node.store.stats()
         return {"entries": stats.entries, "feeds": stats.feeds, "bytes": stats.entry_bytes}
-    return node.status()
+    return node.status(ranges=args.get("ranges", True) is not False)
 
 
 def feed(node: Node, args: Mapping[str, object]) -> Iterator[dict[str, object]]:

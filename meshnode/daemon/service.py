@@ -375,8 +375,7 @@ class Service:
     def _operator_status(self) -> dict[str, object]:
         """What the page's operator sees: totals (not every feed's range), the disk under
         the data dir, every peer and radio, and the last drives synced (usb-syncs.json)."""
-        status = self._status_request(self.node, {})
-        status.pop("ranges", None)
+        status = self._status_request(self.node, {"ranges": False})
         peers = self._peers_request(self.node, {})
         data_dir = None if self.settings.web is None else self.settings.web.data_dir
         disk: dict[str, int] | None = None

@@ -85,6 +85,8 @@ class ContentType(IntEnum):
     CONTACT = 2
     REPLY = 3
     ABOUT = 4
+    PRIVATE = 5
+    ENCKEY = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,7 +3,8 @@
 At boot a box may not have the address it is told to listen on yet (a DHCP lease, a WiFi
 hotspot that comes up later). Exiting then would only make systemd restart the service
 until its start limit; instead the daemon runs without the listener (control socket, page,
-radios) and retries the bind with backoff, saying so once in the log, in STATUS= and in
+radios) and retries the bind whenever the kernel says an interface or address changed
+(with backoff where netlink is missing), saying so once in the log, in STATUS= and in
 ``meshnode status``. Any other bind failure (port taken, no permission) stays fatal.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.errors import LinkError
 from meshnode.host.address import format_host_port
+from meshnode.links.netlink import InterfaceWatch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -108,11 +110,16 @@ class Listener:
         return False
 
     async def wait_open(self) -> None:
-        """Retry ``open`` with backoff until it binds (LinkError as ``open`` raises it)."""
+        """Retry ``open`` on each interface change the kernel tells (with backoff where it
+        tells none) until it binds (LinkError as ``open`` raises it)."""
         delay, longest = self._retry_s
-        while not await self.open():
-            await asyncio.sleep(delay)
-            delay = min(longest, delay * 2)
+        with InterfaceWatch(poll_s=longest) as watch:
+            while not await self.open():
+                if watch.source == "netlink":
+                    await watch.changed()  # no timer: an idle box waiting for WiFi sleeps
+                    continue
+                await asyncio.sleep(delay)
+                delay = min(longest, delay * 2)
 
     def close(self) -> None:
         """Stop listening (nothing to do while waiting)."""

@@ -13,11 +13,13 @@ is a length byte plus ``key=value``):
 Identity lives in TXT, not in the instance name, because names are renamed on conflict.
 The node gets its own host name, never the system one: avahi-daemon already owns that,
 and zeroconf lives beside avahi on UDP 5353 (both set SO_REUSEPORT). Interfaces that come
-up after start (Wi-Fi, an access point) are handled by polling ``ifaddr`` every
-``rescan_s``: when the set of addresses changes, zeroconf rebinds its sockets
-(``async_update_interfaces``, zeroconf >= 0.150; older versions restart) and the service
-is re-announced with the new addresses. Peers are reported at one address: IPv4 on one of
-our subnets, else any IPv4, else IPv6 (``%scope`` kept). The only module importing zeroconf.
+up after start (Wi-Fi, an access point) are told by the kernel (rtnetlink, ``netlink.py``;
+without it the adapters are read every ``rescan_s``): the addresses are then read once with
+``ifaddr``, zeroconf rebinds its sockets (``async_update_interfaces``, zeroconf >= 0.150;
+older versions restart) and the service is re-announced with the new addresses. Nothing
+here wakes while the interfaces stay as they are. Peers are reported at one address: IPv4
+on one of our subnets, else any IPv4, else IPv6 (``%scope`` kept). The only module
+importing zeroconf.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from meshnode.links.netlink import InterfaceWatch
 from meshnode.secure.identity import KEY_BYTES, format_feed_id, network_tag
 from meshnode.types import FeedId
 
@@ -154,7 +157,7 @@ class MdnsDiscovery:
         port: int,
         on_seen: Callable[[PeerSeen], None],
         interfaces: list[str] | None = None,
-        rescan_s: float = 10.0,
+        rescan_s: float = 60.0,
         page: tuple[str, int] | None = None,
         page_tls: bool = False,
     ) -> None:
@@ -242,27 +245,40 @@ class MdnsDiscovery:
     async def _follow_interfaces(
         self, aiozc: AsyncZeroconf, info: AsyncServiceInfo, page: AsyncServiceInfo | None
     ) -> None:
-        """Poll the adapters; re-announce and rebind when their addresses change."""
+        """Re-announce and rebind when the kernel says an interface or address changed."""
+        with InterfaceWatch(poll_s=self._rescan_s) as watch:
+            known: set[str] | None = _adapter_addresses(loopback=True)  # after the watch opens
+            while known is not None:
+                await watch.changed()
+                known = await self._on_interfaces(aiozc, info, page, known)
+
+    async def _on_interfaces(
+        self,
+        aiozc: AsyncZeroconf,
+        info: AsyncServiceInfo,
+        page: AsyncServiceInfo | None,
+        known: set[str],
+    ) -> set[str] | None:
+        """Read the addresses once; re-announce and rebind. None: zeroconf must restart."""
         can_rebind = hasattr(aiozc, "async_update_interfaces")
-        known = _adapter_addresses(loopback=True)
-        while True:
-            await asyncio.sleep(self._rescan_s)
-            if (current := _adapter_addresses(loopback=True)) != known:
-                log.info("interface addresses changed: %s", sorted(current))
-                known = current
-                if not can_rebind:
-                    return
-                if (addresses := self._addresses()) != sorted(info.parsed_addresses()):
-                    # Records first: a new link must never hear our old (maybe loopback) ones.
-                    for record in (info, page):
-                        if record is not None:
-                            record.addresses = addresses
-                            await aiozc.async_update_service(record)
-                    log.info("advertising %s on %s", info.name, addresses)
-            if can_rebind:
-                # Every time, not only on change: a no-op when nothing changed, and it retries
-                # binds that failed, such as an IPv6 address that was still tentative (DAD).
-                await aiozc.async_update_interfaces(ip_version=self._ip_version())
+        if (current := _adapter_addresses(loopback=True)) != known:
+            log.info("interface addresses changed: %s", sorted(current))
+            known = current
+            if not can_rebind:
+                return None
+            if (addresses := self._addresses()) != sorted(info.parsed_addresses()):
+                # Records first: a new link must never hear our old (maybe loopback) ones.
+                for record in (info, page):
+                    if record is not None:
+                        record.addresses = addresses
+                        await aiozc.async_update_service(record)
+                log.info("advertising %s on %s", info.name, addresses)
+        if can_rebind:
+            # On every change told, not only when the set differs: it retries binds that
+            # failed, such as an IPv6 address that was still tentative (its DAD ending is an
+            # RTM_NEWADDR of its own).
+            await aiozc.async_update_interfaces(ip_version=self._ip_version())
+        return known
 
     def _changed(
         self, *, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange

@@ -145,6 +145,54 @@ def check_evict(make_store: MakeStore) -> None:
     assert store.ranges()[feed] == (12, 13)
 
 
+def check_restart(make_store: MakeStore) -> None:
+    store = make_store()
+    entries = chain(7, 40)
+    feed, other = entries[0].author, chain(8)[0].author
+    for entry in entries[5:10]:
+        store.append(entry)
+    store.append(chain(8)[0])
+    # latest+1 is an append, not a restart; earlier seqs and feeds not held are refused too.
+    for wrong in (entries[10], entries[9], entries[2], chain(9)[5]):
+        with pytest.raises(LocalProtocolError):
+            store.restart(wrong)
+    assert store.ranges() == {feed: (6, 10), other: (1, 1)}
+    assert store.restart(entries[29]) == sum(len(e.raw) for e in entries[5:10])
+    assert store.head(feed) == FeedHead(Seq(30), Seq(30), entries[29].id)
+    assert store.ranges() == {feed: (30, 30), other: (1, 1)}
+    with pytest.raises(KeyError):
+        store.get(feed, Seq(10))
+    assert store.entry_id(feed, Seq(10)) is None
+    assert store.get(feed, Seq(30)) == entries[29].raw
+    assert store.feed_bytes(feed) == len(entries[29].raw)
+    stats = store.stats()
+    assert (stats.feeds, stats.entries) == (2, 2)
+    assert stats.entry_bytes == len(entries[29].raw) + len(chain(8)[0].raw)
+    with pytest.raises(LocalProtocolError):
+        store.append(entries[31])
+    for entry in entries[30:35]:  # the feed goes on from its new first entry
+        store.append(entry)
+    assert store.evict(feed, Seq(33)) == sum(len(e.raw) for e in entries[29:32])
+    assert store.ranges()[feed] == (33, 35)
+    assert store.restart(entries[39]) == sum(len(e.raw) for e in entries[32:35])
+    assert store.head(feed) == FeedHead(Seq(40), Seq(40), entries[39].id)
+    assert store.stats().entries == 2
+
+
+def check_restart_forgets_old_contacts(make_store: MakeStore) -> None:
+    store = make_store()
+    entries = _with_contacts(5, 20, {2, 15, 18})
+    feed = entries[0].author
+    for entry in entries[:5]:
+        store.append(entry)
+    assert list(store.contacts()) == [(feed, 2)]
+    store.restart(entries[14])
+    assert list(store.contacts()) == [(feed, 15)]
+    for entry in entries[15:18]:
+        store.append(entry)
+    assert list(store.contacts()) == [(feed, 15), (feed, 18)]
+
+
 def check_contacts(make_store: MakeStore) -> None:
     store = make_store()
     entries = _with_contacts(4, 8, {2, 5, 7})
@@ -225,6 +273,8 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_first_entry_may_start_mid_feed,
     check_clock_ranges_feeds,
     check_evict,
+    check_restart,
+    check_restart_forgets_old_contacts,
     check_contacts,
     check_forks,
     check_stats,

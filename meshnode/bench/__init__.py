@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "idle": "meshnode.bench.idle:bench_idle",
     "ingest": "meshnode.bench.ingest:bench_ingest",
     "lan": "meshnode.bench.lan:bench_lan",
+    "private": "meshnode.bench.private:bench_private",
     "radio": "meshnode.bench.radio:bench_radio",
     "reopen": "meshnode.bench.reopen:bench_reopen",
     "replication": "meshnode.bench.replication:bench_replication",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from meshnode.cli.terminal import json_text
 from meshnode.core.node import Node
 from meshnode.daemon.control import LocalAccess, control_socket_path, find_daemon
+from meshnode.daemon.private_ops import private_requests
 from meshnode.errors import DecodeError, StoreLocked
 from meshnode.host.config import node_config, store_config
 from meshnode.host.datadir import (
@@ -26,6 +27,7 @@ from meshnode.host.datadir import (
     store_path,
 )
 from meshnode.host.eventlog import log_events
+from meshnode.host.mailbox_file import IndexSaver, load_mailbox_index
 from meshnode.host.verify import make_verifier
 from meshnode.secure.identity import parse_feed_id
 from meshnode.store.flatfile import FileStore
@@ -102,14 +104,19 @@ def open_node(ctx: Context, identity: Identity | None = None) -> Iterator[Node]:
             config=node_config(ctx.config),
             rng=random.Random(),
             verifier=make_verifier(ctx.config.node.verify_threads),
+            clock_ms=now_ms,
         )
     except BaseException:
         store.close()
         raise
+    saver = IndexSaver(node, ctx.data_dir)
     try:
+        load_mailbox_index(node, ctx.data_dir)
+        node.add_entry_listener(saver.entry_stored)
         yield node
     finally:
         log_events(node.events())
+        saver.save()
         node.close()
 
 
@@ -132,7 +139,7 @@ def open_access(ctx: Context) -> Iterator[Access]:
             # A group member reaches the node through the daemon, which is not answering.
             message = f"{exc}, and no daemon answers on {path}: start it or use sudo"
             raise DataDirDenied(message, in_group=True) from exc
-        yield LocalAccess(node)
+        yield LocalAccess(node, private_requests(ctx.data_dir))
 
 
 def now_ms() -> int:

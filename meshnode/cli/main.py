@@ -22,6 +22,7 @@ from meshnode.cli.context import build_context
 from meshnode.cli.doctor import add_doctor_command
 from meshnode.cli.feed import add_feed_commands
 from meshnode.cli.node import add_node_commands
+from meshnode.cli.private import add_private_commands
 from meshnode.cli.sim import add_sim_commands
 from meshnode.cli.terminal import VisibleStream, one_line
 from meshnode.cli.usb import add_usb_commands
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_node_commands(sub)
     add_feed_commands(sub)
+    add_private_commands(sub)
     add_bundle_commands(sub)
     add_sim_commands(sub)
     add_usb_commands(sub)

@@ -197,6 +197,13 @@ def _print_status(status: dict[str, object]) -> None:
             f"{format_bytes(_int(disk.get('free_bytes')))} free"
         )
     print(f"contacts {status.get('follows')} followed, {status.get('blocks')} blocked")
+    mailbox = status.get("mailbox")
+    if isinstance(mailbox, dict):
+        print(
+            f"mailbox  {mailbox.get('kept_entries')} private entries kept past the caps, "
+            f"{format_bytes(_int(mailbox.get('held_bytes')))} of "
+            f"{format_bytes(_int(mailbox.get('max_bytes')))}"
+        )
     usb = status.get("last_usb_sync")
     if isinstance(usb, dict):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(_int(usb.get("at_ms")) / 1000))
@@ -442,6 +449,7 @@ def _service_settings(ctx: Context, args: argparse.Namespace) -> ServiceSettings
         reconnect_max_s=lan.reconnect_max_s,
         radios=ctx.config.radios,
         web=page,
+        data_dir=ctx.data_dir,
     )
 
 

@@ -40,14 +40,18 @@ decompressed. Any layout change bumps FORMAT_VERSION and the vectors in tests/ve
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from meshnode.codec.compress import compress_block, decompress_block
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.errors import DecodeError
 from meshnode.secure.identity import KEY_BYTES, SIGNATURE_BYTES, Identity
 from meshnode.types import FeedId, MsgId, Seq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_MAX_CONTENT_BYTES",
@@ -62,6 +66,7 @@ __all__ = [
     "entry_author",
     "entry_seq",
     "is_short_form",
+    "short_form",
 ]
 
 FORMAT_VERSION = 1
@@ -186,50 +191,93 @@ def decode_entry(raw: bytes, *, max_content_bytes: int = DEFAULT_MAX_CONTENT_BYT
     Raises:
         DecodeError: any malformed input.
     """
-    if len(raw) < 1 + KEY_BYTES + 1 + 1 + 1 + SIGNATURE_BYTES:
+    end = len(raw) - SIGNATURE_BYTES
+    if end < 1 + KEY_BYTES + 1 + 1 + 1:
         raise DecodeError(f"entry too short ({len(raw)} bytes)")
     header = raw[0]
     if header & ~_LZ4 != _VERSION_BITS:  # the common case in one test; details below
         _check_header(header, short=False)
-    seq = raw[1 + KEY_BYTES]
-    if seq < 0x80:  # one-byte varint fast path: most feeds are short
-        pos = 2 + KEY_BYTES
+    # One-byte varints take a fast path: most feeds are short, most content types small.
+    seq = raw[_AUTHOR_END]
+    if seq < 0x80:
+        pos = _AUTHOR_END + 1
     else:
-        seq, pos = decode_varint(raw, 1 + KEY_BYTES)
+        seq, pos = decode_varint(raw, _AUTHOR_END)
     if not 1 <= seq <= MAX_SEQ:
         raise DecodeError(f"seq {seq} outside 1..2**53-1")
-    previous: MsgId | None = None
+    previous = None
     if seq > 1:
-        previous = MsgId(raw[pos : pos + KEY_BYTES])
+        previous = raw[pos : pos + KEY_BYTES]
         pos += KEY_BYTES
     timestamp_ms, pos = decode_varint(raw, pos)
-    content_type, pos = decode_varint(raw, pos)
-    end = len(raw) - SIGNATURE_BYTES
+    content_type = raw[pos] if pos < end else 0x80
+    if content_type < 0x80:
+        pos += 1
+    else:
+        content_type, pos = decode_varint(raw, pos)
     if pos > end:
         raise DecodeError("entry truncated before its signature")
     if end - pos > max_content_bytes + 10:
         raise DecodeError(f"content is {end - pos} bytes, limit is {max_content_bytes}")
-    content = raw[pos:end]
-    compressed = bool(header & _LZ4)
-    if not compressed and len(content) > max_content_bytes:
-        raise DecodeError(f"content is {len(content)} bytes, limit is {max_content_bytes}")
-    return Entry(
-        author=FeedId(raw[1 : 1 + KEY_BYTES]),
-        seq=Seq(seq),
-        previous=previous,
-        timestamp_ms=timestamp_ms,
-        content_type=content_type,
-        compressed=compressed,
-        content=content,
-        raw=raw,
-        id=MsgId(hashlib.sha256(raw).digest()),
+    compressed = header & _LZ4 == _LZ4
+    if not compressed and end - pos > max_content_bytes:
+        raise DecodeError(f"content is {end - pos} bytes, limit is {max_content_bytes}")
+    return _new_entry(
+        raw[1:_AUTHOR_END],
+        seq,
+        previous,
+        timestamp_ms,
+        content_type,
+        compressed,
+        raw[pos:end],
+        raw,
+        hashlib.sha256(raw).digest(),
     )
+
+
+def _entry_builder() -> Callable[..., Entry]:
+    """Build an Entry from its fields in order, through the slots' own setters.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``:
+    about 1 us an entry, a quarter of decoding one. The result is the same object.
+    """
+    names = [f.name for f in fields(Entry)]
+    assert names == list(Entry.__slots__)
+    setters = [getattr(Entry, name).__set__ for name in names]
+    new = object.__new__
+    (s_author, s_seq, s_previous, s_ts, s_type, s_compressed, s_content, s_raw, s_id) = setters
+
+    def build(
+        author: bytes, seq: int, previous: bytes | None, timestamp_ms: int, content_type: int,
+        compressed: bool, content: bytes, raw: bytes, entry_id: bytes,
+    ) -> Entry:  # fmt: skip
+        entry = new(Entry)
+        s_author(entry, author)
+        s_seq(entry, seq)
+        s_previous(entry, previous)
+        s_ts(entry, timestamp_ms)
+        s_type(entry, content_type)
+        s_compressed(entry, compressed)
+        s_content(entry, content)
+        s_raw(entry, raw)
+        s_id(entry, entry_id)
+        return entry
+
+    return build
+
+
+_new_entry = _entry_builder()
 
 
 def encode_short_entry(entry: Entry) -> bytes:
     """The short form of ``entry``, for a receiver that holds entry seq-1."""
-    raw = entry.raw
-    skip = 1 + KEY_BYTES + len(encode_varint(entry.seq)) + (KEY_BYTES if entry.previous else 0)
+    return short_form(entry.raw, entry.seq)
+
+
+def short_form(raw: bytes, seq: int) -> bytes:
+    """The short form of the valid full-form entry ``raw`` of seq ``seq``, without
+    decoding it (a stored entry: its previous id is there exactly when seq > 1)."""
+    skip = 1 + KEY_BYTES + len(encode_varint(seq)) + (KEY_BYTES if seq > 1 else 0)
     return bytes((raw[0] | _SHORT,)) + raw[skip:]
 
 

@@ -20,21 +20,27 @@ sent once serves every neighbour that wants it. The rules:
   from nodes whose beacon named another network are ignored.
 * Out-of-order entries (after a loss) wait in a small buffer until the gap is filled.
 * Nothing twice on a slow link: a receiver holds its WANT while a feed's entries arrive
-  in order (for two frames of the link's rate after each), and a sender neither sends
-  again an entry still on its way (sent within ``in_flight_s``) nor, repairing a lost one,
-  those it sent after it (the asker keeps them until the gap fills).
+  in order (for two frames of the link's rate after each) or while the link mends a
+  message in parts (``arriving``; a known gap is still asked for), and a sender neither
+  sends again an entry still on its way (sent within ``in_flight_s``, plus what the link
+  says mending may add: ``mending``) nor, repairing a lost one, those it sent after its
+  first sending (the asker keeps them until the gap fills).
+* Control first: when a beacon, HAVE or WANT is due with an entry, the short control
+  message goes first; it steers what the entries should be.
 * Messages are not signed, so strangers are kept in check (neighbours.py): the table of
   neighbours is capped, resets of our timers caused by what a neighbour says are allowed
   only so often, and a ``held`` time is believed up to _MAX_HELD_HONOURED_S.
 
 The shell owns the air: it calls ``poll_transmit`` when the channel is free and its
 airtime budget allows control or data traffic, and arms a timer for ``next_deadline``.
+Parts: timers in channel_config.py; the feeds, their tags and the entries messages carry
+in channel_feeds.py; the entries owed to neighbours in channel_serving.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.channel import (
@@ -43,41 +49,32 @@ from meshnode.codec.channel import (
     EntryMessage,
     Have,
     Want,
-    channel_tag,
     clock_digest,
     decode_message,
     encode_beacon,
-    encode_entry_message,
     encode_have,
     encode_want,
 )
-from meshnode.codec.message import (
-    decode_entry,
-    decode_short_entry,
-    encode_short_entry,
-    is_short_form,
-)
-from meshnode.core.events import EntryNotServed, Event, EventQueue, MessageDropped, NeighbourHeard
+from meshnode.core.channel_config import ChannelConfig
+from meshnode.core.channel_feeds import ChannelFeeds
+from meshnode.core.channel_serving import MAX_PENDING, Serving
+from meshnode.core.events import Event, EventQueue, MessageDropped, NeighbourHeard
 from meshnode.core.neighbours import Neighbours
 from meshnode.core.trickle import Trickle
-from meshnode.errors import DecodeError, StoreCorrupt
+from meshnode.errors import DecodeError
 from meshnode.secure.identity import network_tag
-from meshnode.types import FeedId, MsgId, PeerId, Rng, Seq
+from meshnode.types import FeedId, PeerId, Rng
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from meshnode.codec.message import Entry
     from meshnode.core.node import Node
-    from meshnode.core.policy import Scope
 
 __all__ = ["Channel", "ChannelConfig", "ChannelStats", "Transmission"]
 
 
 _HEADER_BYTES = 5  # src + type
 _PAIR_BYTES = 9  # a tag and a varint of up to 5 bytes
-_MAX_PENDING = 16  # out-of-order entries kept per feed
-_RECENT_SENT = 2 * _MAX_PENDING  # entries sent lately remembered per feed
 _BEACON_REDUNDANCY = 1  # Trickle k: skip our beacon after hearing this many calm ones
 _BEHIND_WANT_FACTOR = 8  # while behind, WANT at most every 8 x want_min_s
 # A budget's window is an hour (radio/airtime.py): no real node's entries are held longer,
@@ -90,55 +87,6 @@ _PROVEN_RESET_FACTOR = 0.25
 # one per half the longest beacon interval, so a flood of forged beacons costs a few
 # extra beacons and wants an hour, not the control share.
 _STRANGER_RESET_FACTOR = 0.5
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelConfig:
-    """Timers and limits of one shared channel; times scale with the channel's speed."""
-
-    mtu_bytes: int = 200
-    beacon_min_s: float = 10.0
-    beacon_max_s: float = 1800.0
-    want_min_s: float = 5.0
-    want_max_s: float = 600.0
-    backoff_s: float = 2.0
-    entries_per_want: int = 32
-    waiting_s: float = 3600.0
-
-    frame_s: float = 0.0  # a full frame's time on the wire or air (0: unknown)
-
-    @classmethod
-    def for_link(cls, *, frame_s: float, mtu_bytes: int, cable: bool = False) -> ChannelConfig:
-        """Timers scaled to a link whose full frame takes ``frame_s`` on the air or wire.
-
-        A cable (``cable``, or a radio of unknown airtime: ``frame_s`` 0) has no duty cycle:
-        its timers are short, but never shorter than a few frames of its wire time.
-        """
-        if cable or frame_s <= 0:
-            return cls(
-                mtu_bytes=mtu_bytes,
-                frame_s=frame_s,
-                backoff_s=max(0.05, frame_s / 2),
-                beacon_min_s=max(2.0, 10 * frame_s),
-                beacon_max_s=600.0,
-                want_min_s=max(0.5, 1.5 * frame_s),
-                want_max_s=max(30.0, 60 * frame_s),
-                entries_per_want=256,
-            )
-        return cls(
-            mtu_bytes=mtu_bytes,
-            frame_s=frame_s,
-            backoff_s=3 * frame_s,
-            beacon_min_s=120 * frame_s,
-            beacon_max_s=3600.0,
-            want_min_s=16 * frame_s,
-            want_max_s=1200.0,
-        )
-
-    @property
-    def in_flight_s(self) -> float:
-        """How long an entry sent may still be on its way (sent, heard, its WANT not yet)."""
-        return 2 * self.frame_s + 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,20 +110,6 @@ class ChannelStats:
     malformed: int = 0
 
 
-@dataclass(slots=True)
-class _Serve:
-    next_seq: int
-    credit: int
-    full_first: bool
-    skip: frozenset[int] = frozenset()  # sent after the one asked again: it holds them
-
-
-@dataclass(slots=True)
-class _State:
-    tags: dict[bytes, list[FeedId]] = field(default_factory=dict)
-    replicated: dict[FeedId, Scope] | None = None
-
-
 class Channel:
     """Replication over one shared broadcast channel for one node."""
 
@@ -193,14 +127,13 @@ class Channel:
             stranger_every_s=_STRANGER_RESET_FACTOR * config.beacon_max_s,
         )
         self.now = 0.0
-        self._state = _State()
+        self._feeds = ChannelFeeds(node)
         self._beacon = Trickle(config.beacon_min_s, config.beacon_max_s)
         self._want = Trickle(config.want_min_s, config.want_max_s)
         self._want_hold_until = 0.0
         self._hold_told = False
         self._want_deferred_until = 0.0
-        self._serve: dict[FeedId, _Serve] = {}
-        self._serve_at: float | None = None
+        self._serving = Serving(node, config=config, rng=rng, events=self._events, tag=self._tag)
         self._waiting: dict[FeedId, tuple[int, float]] = {}
         # The most a neighbour said it holds, believed until then (a claim nobody can
         # check must not keep us asking, or asking from a made-up seq, for ever).
@@ -210,10 +143,6 @@ class Channel:
         self._have: set[FeedId] = set()
         self._have_at: float | None = None
         self._pending: dict[FeedId, dict[int, EntryMessage]] = {}
-        # Entries we sent lately, by feed: seq -> when. A WANT made before they arrived
-        # does not make us send them again, nor does one asking again for an entry lost
-        # send again those sent after it (the asker keeps them until the gap fills).
-        self._recent: dict[FeedId, dict[int, float]] = {}
         self._rotate = 0
         node.add_append_listener(self._appended)
 
@@ -256,6 +185,23 @@ class Channel:
         for feed in [f for f, (_, until) in self._heard.items() if until <= now]:
             del self._heard[feed]
 
+    def arriving(self, now: float) -> None:
+        """The link is receiving a message in parts: do not ask for it again meanwhile
+        (unless a gap is known: an entry lost whole, which only a WANT brings again)."""
+        self.now = now
+        if not any(self._pending.values()):
+            self._hold_want(now)
+
+    def mending(self, extra_s: float) -> None:
+        """The link mends messages in parts: one sent may take ``extra_s`` more to arrive."""
+        self._serving.extra_in_flight_s = extra_s
+
+    def _hold_want(self, now: float) -> None:
+        # More may be coming: ask again only once the stream has stopped for a while
+        # (a pause of two backoffs, and never less than two frames of the link's rate).
+        hold_s = max(2 * self.config.backoff_s, 2 * self.config.frame_s)
+        self._want_hold_until = max(self._want_hold_until, now + hold_s)
+
     def events(self) -> list[Event]:
         """Drain the channel's events for the shell to log."""
         return self._events.drain()
@@ -267,8 +213,8 @@ class Channel:
             times += [self._beacon.fire_at, self._have_at]
             if self._want.fire_at is not None:
                 times.append(max(self._want.fire_at, self._want_hold_until))
-        if kind != "control" and self._serve:
-            times.append(self._serve_at)
+        if kind != "control" and self._serving:
+            times.append(self._serving.at)
         found = [t for t in times if t is not None]
         return min(found) if found else None
 
@@ -293,23 +239,29 @@ class Channel:
         if held_s and not self._hold_told:
             self._beacon.reset(now, self.rng)  # tell those waiting not to ask again yet
         self._hold_told = bool(held_s)
-        if data_ok and self._serve and self._serve_at is not None and self._serve_at <= now:
-            message = self._next_entry()
+        if control_ok:
+            tx = self._next_control(now, held_s)
+            if tx is not None:
+                return tx
+        if data_ok and self._serving.due(now):
+            message = self._serving.next_entry(now)
             if message is not None:
                 return self._sent(message, control=False)
-        if not control_ok:
-            return None
+        return None
+
+    def _next_control(self, now: float, held_s: int) -> Transmission | None:
+        """A due beacon, HAVE or WANT: control goes first, being short and steering the rest."""
         if self._beacon.fire_at is not None and self._beacon.fire_at <= now:
             calm = self._beacon.heard >= _BEACON_REDUNDANCY and not held_s
             self._beacon.next_interval(now, self.rng)
-            if calm:
-                self.stats.suppressed += 1
-            else:
-                digest = clock_digest(self._held())
-                beacon = encode_beacon(self.src, self.net, digest, held_s)
-                return self._sent(beacon, control=True)
+            if not calm:
+                digest = clock_digest(self._feeds.held())
+                return self._sent(encode_beacon(self.src, self.net, digest, held_s), control=True)
+            self.stats.suppressed += 1
         if self._have_at is not None and self._have_at <= now:
-            return self._send_have()
+            tx = self._send_have()
+            if tx is not None:
+                return tx
         due = self._want.fire_at
         if due is not None and due <= now and self._want_hold_until <= now:
             return self._send_want()
@@ -317,31 +269,12 @@ class Channel:
 
     def _held_s(self, now: float, data_ok: bool, data_at: float | None) -> int:
         """Whole seconds the budget holds entries someone waits for (0: none held)."""
-        if data_ok or data_at is None or not self._serve or data_at <= now:
+        if data_ok or data_at is None or not self._serving or data_at <= now:
             return 0
         return min(MAX_HELD_S, math.ceil(data_at - now))
 
-    # -- what we hold and want ---------------------------------------------------------
-
-    def _replicated(self) -> dict[FeedId, Scope]:
-        replicated = self.node.replicated()
-        if self._state.replicated is not replicated:  # the policy changed: rebuild the tags
-            tags: dict[bytes, list[FeedId]] = {}
-            for feed in replicated:
-                tags.setdefault(channel_tag(feed, self.node.network_key), []).append(feed)
-            self._state = _State(tags=tags, replicated=replicated)
-        return replicated
-
-    def _feeds(self, tag: bytes) -> list[FeedId]:
-        self._replicated()
-        return self._state.tags.get(tag, [])
-
-    def _held(self) -> dict[FeedId, int]:
-        store = self.node.store
-        return {f: store.latest_seq(f) for f in self._replicated()}
-
     def _tag(self, feed: FeedId) -> bytes:
-        return channel_tag(feed, self.node.network_key)
+        return self._feeds.tag(feed)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -377,7 +310,7 @@ class Channel:
         news = [
             (feed, latest)
             for tag, latest in have.haves
-            for feed in self._feeds(tag)
+            for feed in self._feeds.feeds(tag)
             if latest > store.latest_seq(feed)
         ]
         if not news or not self.neighbours.may_reset(have.src, self.now):
@@ -395,7 +328,7 @@ class Channel:
             self._beacon.reset(self.now, self.rng)  # a stranger: tell it who we are
         store = self.node.store
         for tag, next_seq, empty in want.wants:
-            for feed in self._feeds(tag):
+            for feed in self._feeds.feeds(tag):
                 # Its answer serves us too: do not ask the same within our own interval.
                 quiet_s = max(self.config.want_min_s, self._want.interval_s)
                 self._covered[feed] = (next_seq, self.now + quiet_s)
@@ -406,45 +339,12 @@ class Channel:
                 start = max(next_seq, head.first)
                 if next_seq < head.first and not empty:
                     continue  # it holds entries before our range: it must ask elsewhere
-                self._schedule(feed, start, full_first=empty and start > 1)
-
-    def _schedule(self, feed: FeedId, seq: int, *, full_first: bool) -> None:
-        recent = self._recent_sent(feed)
-        in_flight = self.now - self.config.in_flight_s
-        while recent.get(seq, -math.inf) >= in_flight:  # on its way: asked before it came
-            seq += 1
-            full_first = False
-        lost_at = recent.get(seq)
-        skip = frozenset(
-            q
-            for q, at in recent.items()
-            if lost_at is not None and seq < q <= seq + _MAX_PENDING and at > lost_at
-        )
-        credit = self.config.entries_per_want
-        current = self._serve.get(feed)
-        if current is None or seq < current.next_seq:
-            self._serve[feed] = _Serve(seq, credit, full_first, skip)
-        else:
-            current.credit = max(current.credit, credit)
-        if self._serve_at is None:
-            self._serve_at = self.now + self.rng.uniform(0, self.config.backoff_s)
-
-    def _recent_sent(self, feed: FeedId) -> dict[int, float]:
-        """The entries of ``feed`` we sent lately (the last _RECENT_SENT): seq -> when."""
-        recent = self._recent.setdefault(feed, {})
-        since = self.now - self.config.want_max_s
-        for seq in [s for s, at in recent.items() if at < since]:
-            del recent[seq]
-        while len(recent) > _RECENT_SENT:
-            del recent[min(recent, key=recent.__getitem__)]
-        return recent
+                self._serving.schedule(feed, start, full_first=empty and start > 1, now=self.now)
 
     def _on_entry(self, message: EntryMessage) -> None:
-        feeds = self._feeds(message.tag)
+        feeds = self._feeds.feeds(message.tag)
         for feed in feeds:
-            served = self._serve.get(feed)
-            if served is not None and served.next_seq == message.seq:
-                served.next_seq += 1  # someone else sent it: do not send it again
+            if self._serving.overheard(feed, message.seq):  # someone else sent it
                 self.stats.suppressed += 1
         for feed in feeds:
             added = self.stats.entries_added
@@ -457,7 +357,7 @@ class Channel:
         for feed in feeds:  # not the next one of any feed: keep it until the gap fills
             if message.seq > self.node.store.latest_seq(feed) + 1:
                 pending = self._pending.setdefault(feed, {})
-                if len(pending) < _MAX_PENDING:
+                if len(pending) < MAX_PENDING:
                     pending[message.seq] = message
                 self._want.reset(self.now, self.rng)
 
@@ -468,48 +368,27 @@ class Channel:
         if message.seq <= latest and latest:
             self.stats.duplicates += 1
             return True
-        entry = self._rebuild(feed, message, latest)
+        entry = self._feeds.entry(feed, message, latest)
         if entry is None:
             return False
         result = self.node.ingest_entry(entry, source=self.source)
         if result.outcome.value != "added":
             return False
         self.stats.entries_added += 1
-        # More may be coming: ask again only once the stream has stopped for a while
-        # (a pause of two backoffs, and never less than two frames of the link's rate).
-        hold_s = max(2 * self.config.backoff_s, 2 * self.config.frame_s)
-        self._want_hold_until = self.now + hold_s
+        self._hold_want(self.now)
         nxt = self._pending.get(feed, {}).pop(message.seq + 1, None)
         if nxt is not None:
             self._try_entry(feed, nxt)
         return True
 
-    def _rebuild(self, feed: FeedId, message: EntryMessage, latest: int) -> Entry | None:
-        limit = self.node.max_content_bytes
-        try:
-            if not is_short_form(message.entry):
-                entry = decode_entry(message.entry, max_content_bytes=limit)
-                return entry if entry.author == feed and entry.seq == message.seq else None
-            if message.seq != latest + 1:
-                return None  # the short form needs the entry before it
-            previous = self.node.store.entry_id(feed, Seq(latest)) if latest else None
-            return decode_short_entry(
-                message.entry,
-                author=feed,
-                seq=Seq(message.seq),
-                previous=MsgId(previous) if previous else None,
-                max_content_bytes=limit,
-            )
-        except (DecodeError, StoreCorrupt):
-            return None
-
     def _appended(self, feed: FeedId, seq: int, source: PeerId | None) -> None:
-        if source == self.source or feed not in self._replicated():
+        if source == self.source or feed not in self._feeds.replicated():
             return
         waiting = self._waiting.get(feed)
         if waiting is not None and waiting[0] == seq:
             del self._waiting[feed]
-            self._schedule(feed, seq, full_first=False)  # someone waits for exactly this
+            # Someone waits for exactly this.
+            self._serving.schedule(feed, seq, full_first=False, now=self.now)
             return
         self._have.add(feed)
         if self._have_at is None:
@@ -526,36 +405,6 @@ class Channel:
             self.stats.entries_sent += 1
         return Transmission(message=message, control=control)
 
-    def _next_entry(self) -> bytes | None:
-        """The next entry to serve, taking feeds in turn."""
-        store = self.node.store
-        while self._serve:
-            feed = next(iter(self._serve))
-            served = self._serve.pop(feed)
-            head = store.head(feed)
-            if head is None or served.next_seq > head.latest or served.credit <= 0:
-                continue
-            seq = max(served.next_seq, head.first)
-            try:
-                raw = store.get(feed, Seq(seq))
-            except StoreCorrupt as exc:
-                self._events.push(EntryNotServed(reason=str(exc)))
-                continue
-            full = served.full_first or (seq == head.first and seq > 1 and served.full_first)
-            body = raw if full else encode_short_entry(decode_entry(raw, max_content_bytes=1 << 20))
-            after = seq + 1
-            while after in served.skip:
-                after += 1
-            if after <= head.latest and served.credit > 1:
-                rest = _Serve(after, served.credit - 1, False, served.skip)
-                self._serve[feed] = rest
-            if not self._serve:
-                self._serve_at = None
-            self._recent_sent(feed)[seq] = self.now
-            return encode_entry_message(self.src, self._tag(feed), seq, body)
-        self._serve_at = None
-        return None
-
     def _send_have(self) -> Transmission | None:
         store = self.node.store
         budget = (self.config.mtu_bytes - _HEADER_BYTES) // _PAIR_BYTES
@@ -570,7 +419,7 @@ class Channel:
     def _send_want(self) -> Transmission | None:
         """A WANT for the feeds we are behind on (or all, in turn), less those overheard."""
         self._want.next_interval(self.now, self.rng)
-        wants = self._replicated()
+        wants = self._feeds.replicated()
         store = self.node.store
         behind: list[tuple[bytes, int, bool]] = []
         rest: list[tuple[bytes, int, bool]] = []
@@ -616,7 +465,7 @@ class Channel:
         """JSON-ready counters and neighbours."""
         return {
             "neighbours": self.neighbour_ids(),
-            "serving": len(self._serve),
+            "serving": len(self._serving),
             "waiting": len(self._waiting),
             "control_bytes": self.stats.control_bytes,
             "data_bytes": self.stats.data_bytes,

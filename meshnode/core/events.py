@@ -22,6 +22,7 @@ __all__ = [
     "EventsDropped",
     "FeedForked",
     "FollowsChanged",
+    "MailboxReleased",
     "MessageDropped",
     "NeighbourHeard",
     "PeerMemoryForgotten",
@@ -99,6 +100,16 @@ class StoreOverCap:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxReleased:
+    """The mailbox stopped keeping ``feed``'s private entries up to ``seq``: kept
+    ``keep_days``, or a named limit (``max_bytes``, ``author_share``) was reached."""
+
+    feed: FeedId
+    seq: int
+    limit: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MessageDropped:
     """A shared-channel message that did not decode was dropped."""
 
@@ -135,6 +146,7 @@ Event = (
     | ContactSkipped
     | FollowsChanged
     | StoreOverCap
+    | MailboxReleased
     | MessageDropped
     | NeighbourHeard
     | EntryNotServed

@@ -2,8 +2,11 @@
 
 A node holds one contiguous range a..b of each feed. The first entry it takes of a feed
 may have any seq (capped nodes start mid-feed); every later one must be b+1 and name
-entry b's id as previous. Two valid, different entries for one (author, seq) prove a
-fork, and so does a valid entry b+1 whose previous is not entry b.
+entry b's id as previous. A feed kept to its newest ``cap`` entries may instead restart
+at an entry s past a gap when s - cap >= b (``restarts_at``): none of a..b would be among
+the newest ``cap`` once s is held, so nothing it keeps is lost; the chain is checked from
+s on. Two valid, different entries for one (author, seq) prove a fork, and so does a
+valid entry b+1 whose previous is not entry b.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ if TYPE_CHECKING:
 
     from meshnode.types import MsgId, Seq
 
-__all__ = ["FeedHead", "IngestResult", "Outcome", "Verdict", "check_content", "judge_entry"]
+__all__ = [
+    "FeedHead",
+    "IngestResult",
+    "Outcome",
+    "Verdict",
+    "check_content",
+    "judge_entry",
+    "restarts_at",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,12 @@ def judge_entry(entry: Entry, head: FeedHead | None, stored_id: MsgId | None) ->
     if seq < head.first:
         return Verdict.BEFORE
     return Verdict.HELD if stored_id == entry.id else Verdict.FORK
+
+
+def restarts_at(seq: int, latest: int, cap: int | None) -> bool:
+    """Whether a feed held up to ``latest`` and kept to its newest ``cap`` entries (None:
+    kept whole) takes entry ``seq`` as its new first one, past a gap."""
+    return cap is not None and seq > latest + 1 and seq - cap >= latest
 
 
 # Content types whose bytes the node checks before it stores an entry; others are opaque.

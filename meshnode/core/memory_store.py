@@ -8,7 +8,7 @@ import nacl.utils
 
 from meshnode.codec.message import ContentType, Entry
 from meshnode.core.feed import FeedHead
-from meshnode.core.store import ForkRecord, StoreStats, evict_oldest
+from meshnode.core.store import ForkRecord, StoreStats, check_restart, evict_oldest
 from meshnode.errors import LocalProtocolError
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
@@ -129,6 +129,18 @@ class MemoryStore:
         f.bytes -= freed
         self._entries -= len(raws)
         self._bytes -= freed
+        return freed
+
+    def restart(self, entry: Entry) -> int:
+        """Make ``entry`` the first entry held of its feed, past a gap; returns bytes freed."""
+        f = self._feeds.get(entry.author)
+        check_restart(None if f is None else f.first + len(f.raws) - 1, entry.seq)
+        assert f is not None
+        freed = f.bytes
+        self._entries -= len(f.raws)
+        self._bytes -= freed
+        self._feeds[entry.author] = _Feed(entry.seq)  # in its place: feeds() keeps its order
+        self.append(entry)
         return freed
 
     def record_fork(self, fork: ForkRecord) -> None:

@@ -32,10 +32,21 @@ from meshnode.core.events import (
     EventQueue,
     FeedForked,
     FollowsChanged,
+    MailboxReleased,
     StoreOverCap,
 )
-from meshnode.core.feed import IngestResult, Outcome, Verdict, check_content, judge_entry
+from meshnode.core.feed import (
+    FeedHead,
+    IngestResult,
+    Outcome,
+    Verdict,
+    check_content,
+    judge_entry,
+    restarts_at,
+)
+from meshnode.core.mailbox import Mailbox, MailboxConfig
 from meshnode.core.policy import Policy, PolicyConfig, Scope
+from meshnode.core.reach import OwnReach, peers_reach
 from meshnode.core.replication import LinkInfo, ReplicationConfig, Replicator
 from meshnode.core.store import ForkRecord, Store
 from meshnode.core.verifier import InlineVerifier, Verifier
@@ -46,6 +57,7 @@ from meshnode.types import FeedId, PeerId, Rng, Seq
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from meshnode.core.mailbox import Release
 
 __all__ = ["CheckReport", "Node", "NodeConfig", "Problem"]
 
@@ -57,6 +69,7 @@ class NodeConfig:
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +112,7 @@ class Node:
         config: NodeConfig | None = None,
         rng: Rng,
         verifier: Verifier | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.identity = identity
         self.feed_id = identity.feed_id
@@ -109,6 +123,10 @@ class Node:
         # hands in a pool of threads, tests and one core keep the inline check.
         self.verifier: Verifier = verifier or InlineVerifier()
         self.policy = Policy(self.feed_id, self.config.policy)
+        # Wall time for the mailbox's keep_days (the shell's clock; None: time stands at 0).
+        self._clock_ms = clock_ms
+        self.mailbox = Mailbox(self.config.mailbox)
+        self._own_reach = OwnReach()
         self._forked = {f.feed: f.seq for f in store.forks()}
         self._wants: dict[FeedId, Scope] | None = None
         self._events = EventQueue()
@@ -130,11 +148,27 @@ class Node:
 
     def disconnect(self, peer: PeerId, *, now: float) -> None:
         """The link to ``peer`` is gone; its memory is kept for the next session."""
+        session = self.replicator.sessions.get(peer)
+        if session is not None:
+            self._own_reach.session_ended(session, self.feed_id)
         self.replicator.disconnect(peer, now)
 
-    def receive_frame(self, peer: PeerId, frame: bytes, *, now: float) -> None:
-        """Handle one frame from ``peer``; a bad one disconnects it with PeerMisbehaved."""
-        self.replicator.receive_frame(peer, frame, now)
+    def receive_frame(
+        self,
+        peer: PeerId,
+        frame: bytes,
+        *,
+        now: float,
+        ahead: Entry | None = None,
+        signature_ok: bool | None = None,
+    ) -> None:
+        """Handle one frame from ``peer``; a bad one disconnects it with PeerMisbehaved.
+
+        ``ahead``: the frame's entry as ``replicator.entries_ahead(peer)`` decoded it, and
+        ``signature_ok`` the verdict of ``verifier.signature_valid`` on its bytes, when the
+        shell checked it ahead; used only if the node rebuilds the same entry at its turn.
+        """
+        self.replicator.receive_frame(peer, frame, now, ahead, signature_ok)
 
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
         """Drain the frames to send, each for one peer's link."""
@@ -149,8 +183,9 @@ class Node:
         return self.replicator.next_deadline()
 
     def handle_timer(self, now: float) -> None:
-        """Run the timers due at ``now``."""
+        """Run the timers due at ``now``, and release mailbox entries kept long enough."""
         self.replicator.handle_timer(now)
+        self.expire_mailbox()
 
     def events(self) -> list[Event]:
         """Drain the node's events, then the replicator's."""
@@ -276,6 +311,9 @@ class Node:
             return IngestResult(outcome=Outcome.ADDED, entry=entry)
         if verdict is Verdict.FORK:
             return self._record_fork(entry)
+        if verdict is Verdict.GAP and self._restarts(entry, head, scope):
+            self._append(entry, scope, source, restart=True)
+            return IngestResult(outcome=Outcome.ADDED, entry=entry)
         latest = head.latest if head else 0
         first = head.first if head else 0
         reason = (
@@ -292,11 +330,34 @@ class Node:
         reason = f"fork: conflicts with the stored chain at seq {entry.seq}"
         return IngestResult(outcome=Outcome.FORKED, reason=reason, entry=entry)
 
-    def _append(self, entry: Entry, scope: Scope, source: PeerId | None = None) -> None:
-        self.store.append(entry)
+    def _restarts(self, entry: Entry, head: FeedHead | None, scope: Scope) -> bool:
+        """Whether a capped feed starts afresh at ``entry``, past a gap (feed.restarts_at):
+        never while the mailbox keeps a private entry of it."""
+        return (
+            head is not None
+            and restarts_at(entry.seq, head.latest, scope.max_entries)
+            and self.mailbox.floor(entry.author) is None
+        )
+
+    def _append(
+        self, entry: Entry, scope: Scope, source: PeerId | None = None, *, restart: bool = False
+    ) -> None:
+        if restart:
+            self.store.restart(entry)
+            self.mailbox.evicted(entry.author, entry.seq)
+        else:
+            self.store.append(entry)
         if entry.content_type == ContentType.CONTACT and self._apply_contact(entry):
             self._wants = None
             self.replicator.policy_changed()
+        if entry.author != self.feed_id:  # our own feed is never evicted: no need to keep
+            private = entry.content_type == ContentType.PRIVATE
+            size, now_ms = len(entry.raw), self.now_ms()
+            released = self.mailbox.stored(
+                entry.author, entry.seq, size, private=private, now_ms=now_ms
+            )
+            if released:  # rare: skip the sets and sorting for every entry stored
+                self._released(released, skip=entry.author)
         self._enforce_caps(entry.author, scope)
         self.replicator.appended(entry.author, entry.seq, source)
         for listener in self._append_listeners:
@@ -338,12 +399,51 @@ class Node:
         scope = self.policy.scope(feed)
         return None if scope is None else scope.hops
 
+    # -- the mailbox: private entries kept past the caps (core/mailbox.py) ------------------
+
+    def now_ms(self) -> int:
+        """Wall time in ms from the shell's clock (0 without one)."""
+        return self._clock_ms() if self._clock_ms is not None else 0
+
+    def expire_mailbox(self) -> None:
+        """Release the private entries kept ``keep_days``; the caps then apply to them."""
+        self._released(self.mailbox.expire(self.now_ms()))
+
+    def _released(self, released: list[Release], skip: FeedId | None = None) -> None:
+        for release in released:
+            self._events.push(
+                MailboxReleased(feed=release.feed, seq=release.seq, limit=release.limit)
+            )
+        for feed in sorted({r.feed for r in released} - {skip}):
+            scope = self.replicated().get(feed)
+            if scope is not None and self.store.head(feed) is not None:
+                self._enforce_caps(feed, scope)
+
+    def _evict(self, feed: FeedId, below: Seq) -> int:
+        """Evict ``feed`` below ``below``, but never a private entry the mailbox keeps."""
+        floor = self.mailbox.floor(feed)
+        if floor is not None:
+            below = min(below, floor)
+        freed = self.store.evict(feed, below)
+        self.mailbox.evicted(feed, below)
+        return freed
+
+    def reach(self, feed: FeedId) -> dict[FeedId, int]:
+        """The highest seq of ``feed`` each known peer is known to hold (by its identity),
+        from replication memory, and this node's own; peers known to hold none are left out."""
+        known = self._own_reach.get() if feed == self.feed_id else {}
+        out = peers_reach(self.replicator, self.store, feed, known)
+        head = self.store.head(feed)
+        if head is not None:
+            out[self.feed_id] = int(head.latest)
+        return out
+
     def _enforce_caps(self, feed: FeedId, scope: Scope) -> None:
         if scope.max_entries is not None:
             head = self.store.head(feed)
             assert head is not None
             if head.latest - head.first + 1 > scope.max_entries:
-                self.store.evict(feed, Seq(head.latest - scope.max_entries + 1))
+                self._evict(feed, Seq(head.latest - scope.max_entries + 1))
         cap = self.config.policy.feed_cap_bytes
         if cap and scope.hops >= 1 and self.store.feed_bytes(feed) > cap:
             self._evict_bytes(feed, self.store.feed_bytes(feed) - cap)
@@ -358,11 +458,13 @@ class Node:
         head = self.store.head(feed)
         if head is None:
             return 0
+        floor = self.mailbox.floor(feed)
+        end = head.latest if floor is None else min(head.latest, floor)
         seq, freed = head.first, 0
-        while freed < excess and seq < head.latest:
+        while freed < excess and seq < end:
             freed += len(self.store.get(feed, seq))
             seq = Seq(seq + 1)
-        return self.store.evict(feed, seq) if seq > head.first else 0
+        return self._evict(feed, seq) if seq > head.first else 0
 
     def _evict_globally(self, excess: int) -> None:
         """Free ``excess`` bytes from the least wanted feeds first; our own feed is never cut."""
@@ -418,6 +520,7 @@ class Node:
                 format_feed_id(f): {"first": a, "latest": b, "hops": hops.get(f)}
                 for f, (a, b) in sorted(self.store.ranges().items())
             }
+        out["mailbox"] = self.mailbox.status()
         out["forked"] = self._forks_json()
         return out
 

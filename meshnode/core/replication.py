@@ -12,17 +12,22 @@ with the part that keeps each:
   notes); the follower answers with notes only for the feeds where it differs. Either
   way sync takes at most two round trips plus transfer time. The session's phases are a
   transition table (``session``); feeds are named by per-peer indexes (``names``).
-* Silence (here). A follower that does not mention a feed the leader listed holds it at
-  the leader's seq and wants new entries pushed (eager).
+* Silence (here). On a reliable link, a follower that does not mention a feed the leader
+  listed holds it at the leader's seq and wants new entries pushed (eager). On a lossy
+  link an answer may be lost, so the follower answers for every feed, and the leader
+  takes a follower it has not heard from as lazy (it is told of new entries, not sent
+  them).
 * Eager/lazy (``upstream``). Each wanted feed has one *upstream* peer that we asked to
   push (eager); other peers are lazy and get delayed, batched notes (``notes``). A
   duplicate pushed by a peer that is not our upstream makes that peer lazy. A note about
-  an entry we lack makes its sender our upstream at once when the current upstream cannot
-  serve it, else after ``stall_timeout_s`` without progress (ask another peer).
+  an entry we lack makes its sender our upstream soon when the current upstream cannot
+  serve it (a measured round trip for entries a newcomer held, two note delays for news),
+  else after ``stall_timeout_s`` without progress (ask another peer).
 * Pushes (``push``) go out in seq order per feed, round-robin across feeds, within a
   per-link window of in-flight bytes (the shell reports delivery with ``delivered``).
-* Lossy links (``repair``) ask again for gaps, restate their clocks now and then, and
-  forgive a few stale entries.
+* Lossy links (``repair``) keep entries that came early, ask for just the missing ones,
+  read notes as acks (nothing that arrived is sent again), restate their clocks now and
+  then, and forgive a few stale entries.
 * A peer that sends an invalid entry or a frame that does not decode, or that names more
   feeds we do not keep than ``max_unknown_feeds`` (``names``), is reported with
   ``PeerMisbehaved`` and dropped (here); nothing invalid is stored.
@@ -47,13 +52,15 @@ from meshnode.codec.frame import (
 from meshnode.codec.message import decode_entry, decode_short_entry
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.core.clocks import NOT_REPLICATING, Note, decode_note, encode_note
+from meshnode.core.ebt.ahead import EntriesAhead, same_entry
 from meshnode.core.ebt.keeper import MemoryKeeper
 from meshnode.core.ebt.names import FeedNames
 from meshnode.core.ebt.notes import Notes, send_notes, told
 from meshnode.core.ebt.opening import Opening
-from meshnode.core.ebt.push import Pusher, schedule_push
+from meshnode.core.ebt.push import Pusher, push_from, schedule_push
 from meshnode.core.ebt.repair import Repair
 from meshnode.core.ebt.session import (
+    UNDATED,
     Host,
     LinkInfo,
     PeerOverLimit,
@@ -96,6 +103,8 @@ class Replicator:
         self.sessions: dict[PeerId, Session] = {}
         self.traffic = TrafficStats()
         self.now = 0.0
+        self._dated = False  # self.now is the time of the input being handled
+        self._undated = False  # some pushes were made while the time was not known
         self._events: list[Event] = []
         self.keeper = MemoryKeeper(host=host, config=config, events=self._events)
         self.names = names = FeedNames(
@@ -109,7 +118,9 @@ class Replicator:
         self.choice = choice = UpstreamChoice(
             host=host, config=config, sessions=self.sessions, notes=notes
         )
-        self.repair = Repair(host=host, config=config, names=names, notes=notes)
+        self.repair = Repair(
+            host=host, config=config, names=names, notes=notes, sessions=self.sessions
+        )
         self.opening = Opening(
             host=host, config=config, epoch=epoch, names=names, notes=notes, choice=choice
         )
@@ -126,7 +137,7 @@ class Replicator:
 
     def connect(self, peer: PeerId, now: float, link: LinkInfo) -> None:
         """Open a session with ``peer`` and queue our opening frames."""
-        self.now = now
+        self._tick(now)
         if peer in self.sessions:
             self.disconnect(peer, now)
         memory = self.keeper.load(peer)
@@ -137,7 +148,7 @@ class Replicator:
     def disconnect(self, peer: PeerId, now: float, *, keep: bool = True) -> None:
         """Close the session with ``peer``, keep its memory (unless not ``keep``), and
         re-route its feeds."""
-        self.now = now
+        self._tick(now)
         s = self.sessions.pop(peer, None)
         if s is None:
             return
@@ -167,7 +178,20 @@ class Replicator:
 
     def frames_to_send(self) -> list[tuple[PeerId, bytes]]:
         """Drain frames: control first, then pushes round-robin across feeds."""
-        return self.pusher.frames_to_send(list(self.sessions.values()))
+        out = self.pusher.frames_to_send(
+            list(self.sessions.values()), self.now if self._dated else None
+        )
+        self._undated = self._undated or not self._dated
+        self._dated = False  # the next call may come at any time (a post, a drained link)
+        return out
+
+    def _tick(self, now: float) -> None:
+        """An input at ``now``: the time is known until the frames it causes are drained."""
+        self.now = now
+        self._dated = True
+        if self._undated:
+            self._undated = False
+            self.repair.date_pushes(now)
 
     def delivered(self, peer: PeerId, nbytes: int) -> None:
         """The shell has delivered ``nbytes`` of entry frames to ``peer``'s link."""
@@ -180,13 +204,17 @@ class Replicator:
         times = [t for t, _ in self.choice.stalls.values()]
         for s in self.sessions.values():
             times += [t for t in (s.clock.notes_at, s.repair.resync_at) if t is not None]
+            times += [t for t in s.repair.unacked.values() if t != UNDATED]
+            asks = self.repair.asks_due(s) if s.repair.early else None
+            if asks is not None:
+                times.append(asks)
             if not s.reliable and s.phase is not Phase.CONFIRMED:
                 times.append(s.hello.sent_at + self.config.hello_retry_s)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now``."""
-        self.now = now
+        self._tick(now)
         self.choice.handle_timer(now)
         for s in list(self.sessions.values()):
             if s.clock.notes_at is not None and s.clock.notes_at <= now:
@@ -199,6 +227,10 @@ class Replicator:
                 self.opening.send_hello(s, now)
             if s.repair.resync_at is not None and s.repair.resync_at <= now:
                 self.repair.resync(s, now)
+            if s.repair.unacked:
+                self.repair.ack_due(s, now)
+            if s.repair.early:
+                self.repair.ask_again(s, now)
 
     # -- local changes, and status ------------------------------------------------------
 
@@ -236,9 +268,17 @@ class Replicator:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def receive_frame(self, peer: PeerId, frame: bytes, now: float) -> None:
-        """Handle one frame from ``peer``."""
-        self.now = now
+    def receive_frame(
+        self,
+        peer: PeerId,
+        frame: bytes,
+        now: float,
+        ahead: Entry | None = None,
+        signature_ok: bool | None = None,
+    ) -> None:
+        """Handle one frame from ``peer``; ``ahead`` is its entry as ``entries_ahead``
+        decoded it, ``signature_ok`` the shell's check of that entry's signature."""
+        self._tick(now)
         s = self.sessions.get(peer)
         if s is None or not frame:
             return
@@ -252,6 +292,8 @@ class Replicator:
                 self._on_hello(s, decode_hello(frame))
             elif s.phase is Phase.HELLO_SENT:
                 return  # frames before HELLO (it was lost): resync repairs
+            elif ahead is not None and kind is FrameType.ENTRY:
+                self._on_entry(s, frame, ahead, signature_ok)
             else:
                 self._handlers[kind](s, frame)
         except DecodeError as exc:
@@ -305,9 +347,10 @@ class Replicator:
         """Follower: silence means "same seq, push to me"; speak only where that is untrue."""
         self.choice.adopt(s, feed)
         mine = self.notes.my_note(s, feed, replicated[feed])
-        if mine.latest == note.latest and not mine.lazy and mine.first == 0 and mine.start < 0:
+        same = mine.latest == note.latest and mine.first == 0 and mine.start < 0
+        if same and not mine.lazy and s.reliable:
             s.memory.sent[feed] = told(mine)
-            return
+            return  # (on a lossy link silence may be a lost answer: always speak)
         s.clock.notes[feed] = True
 
     def _on_note(self, s: Session, feed: FeedId, note: Note) -> None:
@@ -320,7 +363,17 @@ class Replicator:
         ours = self.host.store.latest_seq(feed)
         # An explicit want is a resend request; otherwise keep entries already in flight.
         keep = note.start < 0 and feed in s.clock.heard and not before.lazy and s.reliable
+        # So is a capped peer's ask for a tail we pushed it on our own (push_from), over
+        # a stream that delivers in order: it asked before that push reached it.
+        keep = keep or (
+            s.reliable
+            and note.start > note.latest + 1
+            and s.flow.pushed_now.get(feed, 0) >= note.start
+        )
+        stated = feed not in s.clock.heard  # its state as the session opens, not news
         s.clock.heard.add(feed)
+        if self.repair.on_ack(s, feed, note, self.now):
+            return  # a lossy peer's ack of what is on its way: the pusher keeps its place
         assumed = s.flow.assumed.get(feed, -1)
         s.flow.assumed[feed] = max(assumed, note.latest) if keep else note.latest
         if note.lazy:
@@ -330,16 +383,33 @@ class Replicator:
                 self._queue_note(s, feed, urgent=True)
         elif ours >= note.push_from:
             start = s.flow.assumed[feed] + 1 if keep else note.push_from
+            if not keep and note.start < 0:  # from a partial peer far behind: its tail only
+                start = push_from(note, ours, note.latest)
             schedule_push(s, feed, start, force=not keep)
         if note.latest > ours:
-            self.choice.behind(s, feed, self.now)
+            self.choice.behind(s, feed, self.now, stated=stated)
         elif note.latest < ours and note.lazy:
             self._queue_note(s, feed, urgent=False)
 
-    def _on_entry(self, s: Session, frame: bytes) -> None:
+    def entries_ahead(self, peer: PeerId) -> EntriesAhead:
+        """Decodes the entries of frames from ``peer`` before their turn (``ebt.ahead``)."""
+        return EntriesAhead(self.host, self.sessions, peer)
+
+    def _on_entry(
+        self,
+        s: Session,
+        frame: bytes,
+        ahead: Entry | None = None,
+        signature_ok: bool | None = None,
+    ) -> None:
         ref, seq, body = decode_entry_frame(frame)
         limit = self.host.max_content_bytes
         if ref is None:
+            if self.repair.early_full_form(s, body, frame, self.now):
+                return
+            if ahead is not None and ahead.raw == body:
+                self._take_entry(s, ahead, ref=ref, signature_ok=signature_ok)
+                return
             entry = decode_entry(body, max_content_bytes=limit)
         else:
             feed = self.names.feed_of(s, ref, self.now)
@@ -347,7 +417,10 @@ class Replicator:
                 return
             previous = self.host.store.entry_id(feed, Seq(seq - 1)) if seq > 1 else None
             if seq > 1 and previous is None:
-                self.repair.ask_resend(s, feed, self.now)
+                self.repair.hold_early(s, feed, seq, frame, self.now)
+                return
+            if ahead is not None and same_entry(ahead, body, feed, seq, previous):
+                self._take_entry(s, ahead, ref=ref, signature_ok=signature_ok)
                 return
             entry = decode_short_entry(
                 body,
@@ -358,9 +431,12 @@ class Replicator:
             )
         self._take_entry(s, entry, ref=ref)
 
-    def _take_entry(self, s: Session, decoded: Entry, *, ref: int | None) -> None:
+    def _take_entry(
+        self, s: Session, decoded: Entry, *, ref: int | None, signature_ok: bool | None = None
+    ) -> None:
         s.memory.received += 1
-        result = self.host.ingest_entry(decoded, source=s.peer)
+        s.rtt.answered(decoded.author, decoded.seq, self.now)
+        result = self.host.ingest_entry(decoded, source=s.peer, signature_ok=signature_ok)
         entry = result.entry
         if result.outcome is Outcome.ADDED and entry is not None:
             said = s.memory.sent.get(entry.author, -1)
@@ -376,6 +452,7 @@ class Replicator:
             self._events.append(EntryReceived(peer=s.peer, feed=entry.author, seq=entry.seq))
             self.choice.first_from[entry.author] = s.peer
             self.keeper.entry_added(s)
+            self._take_early(entry.author)
         elif result.outcome is Outcome.HELD and entry is not None:
             self.choice.duplicate(s, entry.author, self.now)
         elif result.outcome is Outcome.UNWANTED and entry is not None:
@@ -389,6 +466,17 @@ class Replicator:
             s, result, ref=ref, now=self.now
         ):
             self._misbehaved(s, f"sent an invalid entry: {result.reason}")
+
+    def _take_early(self, feed: FeedId) -> None:
+        """Take the entry kept early (``Repair.hold_early``) that now follows what we hold."""
+        early = self.repair.next_early(feed)
+        if early is None:
+            return
+        s, frame = early
+        try:
+            self._on_entry(s, frame)
+        except (DecodeError, PeerOverLimit) as exc:
+            self._misbehaved(s, f"bad ENTRY frame: {exc}")
 
     # -- views and shortcuts (the EBT rule tests steer sessions with them) --------------
 

@@ -1,7 +1,8 @@
 """The Store protocol: the one seam between the core and the disk.
 
 A store keeps, per feed, one contiguous range first..latest of full-form entries, plus
-fork proofs. It does not validate: the node checks every entry before ``append``. It is
+fork proofs; ``restart`` moves a feed's range past a gap (a capped feed's new tail). It
+does not validate: the node checks every entry before ``append``. It is
 synchronous; ``append`` returns once the record is handed to the OS (it survives the
 process being killed), and ``flush`` makes everything durable according to the fsync
 policy.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from meshnode.errors import LocalProtocolError
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
@@ -21,7 +23,14 @@ if TYPE_CHECKING:
     from meshnode.core.feed import FeedHead
     from meshnode.types import FeedId, MsgId, PeerId
 
-__all__ = ["ForkRecord", "Store", "StoreStats", "entries_to_evict", "evict_oldest"]
+__all__ = [
+    "ForkRecord",
+    "Store",
+    "StoreStats",
+    "check_restart",
+    "entries_to_evict",
+    "evict_oldest",
+]
 
 _S = TypeVar("_S", bound=int)
 
@@ -105,6 +114,16 @@ class Store(Protocol):
         """Forget entries of ``feed`` with seq < below (never the latest); returns bytes freed."""
         ...
 
+    def restart(self, entry: Entry) -> int:
+        """Store a checked entry past latest+1 of a held feed as the feed's new first entry,
+        forgetting every entry held before it; returns bytes freed.
+
+        All or nothing: a crash leaves the old range or the new one. Raises StoreFull
+        (nothing changed) when there is no room, LocalProtocolError unless the feed is held
+        and seq > latest+1.
+        """
+        ...
+
     def record_fork(self, fork: ForkRecord) -> None:
         """Keep fork proof; the feed then counts as forked."""
         ...
@@ -163,3 +182,11 @@ def evict_oldest(
         del column[:n]
     first = Seq(first + n)
     return first, [seq for seq in contacts if seq >= first], cut
+
+
+def check_restart(latest: int | None, seq: int) -> None:
+    """Raise LocalProtocolError unless a feed held up to ``latest`` (None: not held) may
+    restart at ``seq``: past latest+1, since latest+1 is an append."""
+    if latest is None or seq <= latest + 1:
+        held = "not held" if latest is None else f"held up to seq {latest}"
+        raise LocalProtocolError(f"restart at seq {seq} does not skip past the feed ({held})")

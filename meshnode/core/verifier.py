@@ -15,7 +15,7 @@ from meshnode.secure.identity import SIGNATURE_BYTES, verify_signature
 from meshnode.types import FeedId
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable
 
 __all__ = ["InlineVerifier", "Verifier", "signature_valid", "signatures_valid"]
 
@@ -27,8 +27,9 @@ class Verifier(Protocol):
 
     def checked(
         self, raws: Iterable[bytes], network_key: bytes
-    ) -> Iterator[tuple[bytes, bool | None]]:
-        """``(raw, True/False)`` when checked here, ``(raw, None)`` for the node to check."""
+    ) -> Generator[tuple[bytes, bool | None]]:
+        """``(raw, True/False)`` when checked here, ``(raw, None)`` for the node to check;
+        closing the generator early ends what checks ahead."""
         ...
 
 
@@ -37,7 +38,7 @@ class InlineVerifier:
 
     def checked(
         self, raws: Iterable[bytes], network_key: bytes
-    ) -> Iterator[tuple[bytes, bool | None]]:
+    ) -> Generator[tuple[bytes, bool | None]]:
         """Every entry with None."""
         for raw in raws:
             yield raw, None

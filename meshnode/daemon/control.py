@@ -37,7 +37,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meshnode.daemon import ops
+from meshnode.daemon import ops, private_ops
 from meshnode.errors import MeshnodeError, StoreError
 from meshnode.host.jobs import Job, run_inline
 
@@ -107,19 +107,21 @@ class LocalAccess:
 
     remote = False
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, extra: Handlers | None = None) -> None:
         self.node = node
+        self.handlers: Handlers = {**ops.HANDLERS, **(extra or {})}
+        self.streams: Streams = {**ops.STREAMS, **private_ops.STREAMS}
 
     def call(self, cmd: str, **args: object) -> dict[str, object]:
         """Run a plain command on the local node."""
-        handler = ops.HANDLERS.get(cmd)
+        handler = self.handlers.get(cmd)
         if handler is None:
             raise ops.RequestError(f"{cmd} needs the daemon (meshnode run)")
         return handler(self.node, args)
 
     def stream(self, cmd: str, **args: object) -> Iterator[dict[str, object]]:
         """Run a streaming command on the local node (its jobs in place)."""
-        return run_inline(ops.STREAMS[cmd](self.node, args))
+        return run_inline(self.streams[cmd](self.node, args))
 
 
 class ControlClient:
@@ -191,7 +193,7 @@ class ControlServer:
     ) -> None:
         self.node = node
         self.handlers: Handlers = {**ops.HANDLERS, **extra}
-        self.streams: Streams = dict(ops.STREAMS)
+        self.streams: Streams = {**ops.STREAMS, **private_ops.STREAMS}
         self.after = after
         self.path = path
         self.connections = 0  # open now

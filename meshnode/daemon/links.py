@@ -25,16 +25,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.core.replication import LinkInfo
+from meshnode.daemon.checker import CheckerPool
+from meshnode.daemon.intake import Intake
 from meshnode.daemon.slots import SlotLimits, Slots, address_key
 from meshnode.errors import LinkError, StoreError
+from meshnode.host.verify import PoolVerifier
 from meshnode.links.tcp import accept
 from meshnode.secure.identity import format_feed_id
+from meshnode.store.flatfile import FileStore
 from meshnode.types import FeedId, PeerId
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from meshnode.codec.message import Entry
+    from meshnode.core.ebt.ahead import EntriesAhead
     from meshnode.core.node import Node
     from meshnode.links.tcp import TcpLink, TcpSettings
     from meshnode.secure.identity import Identity
@@ -103,6 +109,16 @@ class LinkTable:
         self.all_detached.set()  # no links yet
         self._banned: dict[PeerId, tuple[float, int]] = {}  # until, offences
         self._inbound: set[asyncio.Task[Any]] = set()
+        # Signatures of received entries are checked by worker processes ahead of the
+        # node (intake.py) when its verifier has more than one thread; else at their turn.
+        verifier = node.verifier
+        store = node.store
+        self._holding = store.holding if isinstance(store, FileStore) else contextlib.nullcontext
+        self.verify_pool = (
+            CheckerPool(verifier.threads, node.network_key)
+            if isinstance(verifier, PoolVerifier)
+            else None
+        )
 
     def stats_of(self, peer: PeerId) -> PeerStats:
         """The counters of ``peer``, created on first use (the table is capped)."""
@@ -223,8 +239,13 @@ class LinkTable:
         if not self._attach(link, address):
             link.close()
             return
+        intake = self._intake(link)
         try:
-            await link.run(self._on_frames, self._on_sent)
+            try:
+                await link.run(self._on_frames if intake is None else intake, self._on_sent)
+            finally:
+                if intake is not None:
+                    await intake.settle()  # what arrived before the end is still taken
             log.info("link to %s at %s closed", peer_name(link.peer), link.address)
         except LinkError as exc:
             log.info("link to %s closed: %s", peer_name(link.peer), exc)
@@ -299,6 +320,10 @@ class LinkTable:
             link.abort()
             self._detach(link)
 
+    def offences(self, peer: PeerId) -> int:
+        """How often ``peer`` was dropped for breaking the rules (while remembered)."""
+        return self._banned.get(peer, (0.0, 0))[1]
+
     def banned_for(self, peer: PeerId) -> float:
         """Seconds ``peer`` is still refused (0 when it is not)."""
         until, _ = self._banned.get(peer, (0.0, 0))
@@ -322,14 +347,37 @@ class LinkTable:
         self.node.disconnect(link.peer, now=loop_now())
         self.pump()
 
+    def _intake(self, link: TcpLink) -> _LinkIntake | None:
+        if self.verify_pool is None:
+            return None
+        ahead = self.node.replicator.entries_ahead(link.peer)
+        return _LinkIntake(self.verify_pool, ahead, self, link)
+
     def _on_frames(self, link: TcpLink, frames: list[bytes]) -> None:
+        self.take(link, frames, None, None)
+
+    def take(
+        self,
+        link: TcpLink,
+        frames: list[bytes],
+        entries: list[Entry | None] | None,
+        verdicts: list[bool | None] | None,
+    ) -> None:
+        """Hand frames from ``link`` to the node, with their entries decoded and checked
+        ahead when ``entries`` and ``verdicts`` (one per frame) are given."""
         if self.links.get(link.peer) is not link:
             return
         now = loop_now()
-        for frame in frames:
-            self.node.receive_frame(link.peer, frame, now=now)
-            if self.links.get(link.peer) is not link:
-                break  # the core dropped this peer
+        with self._holding():  # the read's entries go to disk in one write, before any answer
+            for i, frame in enumerate(frames):
+                if entries is None or verdicts is None:
+                    self.node.receive_frame(link.peer, frame, now=now)
+                else:
+                    self.node.receive_frame(
+                        link.peer, frame, now=now, ahead=entries[i], signature_ok=verdicts[i]
+                    )
+                if self.links.get(link.peer) is not link:
+                    break  # the core dropped this peer
         self.pump()
 
     def _on_sent(self, link: TcpLink, entry_bytes: int) -> None:
@@ -337,3 +385,20 @@ class LinkTable:
             self.slots.useful(link.peer, loop_now())
             self.node.delivered(link.peer, entry_bytes)
             self.pump()
+
+
+class _LinkIntake(Intake):
+    """The intake of one TCP link, called by its read loop."""
+
+    def __init__(
+        self, pool: CheckerPool, ahead: EntriesAhead, table: LinkTable, link: TcpLink
+    ) -> None:
+        super().__init__(
+            pool,
+            ahead,
+            lambda frames, entries, verdicts: table.take(link, frames, entries, verdicts),
+            link.abort,
+        )
+
+    def __call__(self, link: TcpLink, frames: list[bytes]) -> asyncio.Future[None] | None:
+        return self.receive(frames)

@@ -30,6 +30,7 @@ from meshnode.daemon.control import ControlServer
 from meshnode.daemon.dialing import Dialer, Target, reconnect_delay_s
 from meshnode.daemon.links import LinkTable, loop_now, peer_name
 from meshnode.daemon.listener import Listener
+from meshnode.daemon.private_ops import private_requests
 from meshnode.daemon.slots import DEFAULT_EVICT_IDLE_S, SlotLimits
 from meshnode.errors import LinkError
 from meshnode.host.address import PeerAddress, format_host_port
@@ -79,6 +80,7 @@ class ServiceSettings:
     reconnect_max_s: float = 300.0
     radios: tuple[RadioSection, ...] = ()
     web: WebSettings | None = None  # the village page; None: not served
+    data_dir: Path | None = None  # pinned keys for private messages; None: no dm/inbox
 
 
 class Service:
@@ -143,7 +145,11 @@ class Service:
         )
         self.control = ControlServer(
             node,
-            extra={"peers": self._peers_request, "status": self._status_request},
+            extra={
+                "peers": self._peers_request,
+                "status": self._status_request,
+                **private_requests(settings.data_dir),
+            },
             after=self._pump,
             path=control_path,
         )
@@ -212,6 +218,9 @@ class Service:
             self.control.close()
             if self.web is not None:
                 await self.web.close()
+            if self.table.verify_pool is not None:
+                self.table.verify_pool.close()
+                await self.table.verify_pool.wait_closed()
             self.node.flush()
 
     async def _open_sockets(self) -> asyncio.Server:

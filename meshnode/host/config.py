@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast
 
 from meshnode.codec.message import DEFAULT_MAX_CONTENT_BYTES
+from meshnode.core.mailbox import MailboxConfig
 from meshnode.core.node import NodeConfig
 from meshnode.core.policy import PolicyConfig
 from meshnode.core.replication import ReplicationConfig
@@ -68,6 +69,8 @@ MAX_CONFIG_BYTES = 1 << 20  # every key with comments is a few KiB; more is not 
 MAX_BOX_NAME_CHARS = 40
 _MAX_CONTENT_LIMIT = 65536
 _MAX_VERIFY_THREADS = 64
+_MAX_KEEP_DAYS = 3650  # a mailbox that keeps ten years is a misreading of the unit
+_MAX_AUTHOR_SHARE = 1024
 # A peer's name of a feed we do not keep costs ~100 B of RAM per link: 1,000,000 is 100 MB.
 _MAX_UNKNOWN_FEEDS_LIMIT = 1_000_000
 # A segment must hold a few entries of the largest size, and segment offsets have 40 bits.
@@ -171,6 +174,7 @@ class Config:
     lan: LanSection = field(default_factory=LanSection)
     usb: UsbSection = field(default_factory=UsbSection)
     web: WebSection = field(default_factory=WebSection)
+    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     radios: tuple[RadioSection, ...] = ()
     source: str = "defaults"
 
@@ -266,7 +270,8 @@ class _Table:
 
 
 def _names(
-    cls: type[NodeSection | StoreSection | PolicySection | LanSection | UsbSection | WebSection],
+    cls: type[NodeSection | StoreSection | PolicySection | LanSection | UsbSection | WebSection]
+    | type[MailboxConfig],
 ) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
@@ -313,6 +318,24 @@ def _parse_policy(data: object) -> PolicySection:
         feed_cap_bytes=t.size("feed_cap_bytes", d.feed_cap_bytes),
         global_cap_bytes=t.size("global_cap_bytes", d.global_cap_bytes),
     )
+
+
+def _parse_mailbox(data: object) -> MailboxConfig:
+    """[mailbox]: how long and how much of the private entries the node keeps past the caps."""
+    t, d = _Table("mailbox", data, _names(MailboxConfig)), MailboxConfig()
+    return MailboxConfig(
+        keep_days=_keep_days(t.data.get("keep_days", d.keep_days)),
+        max_bytes=t.size("max_bytes", d.max_bytes, lo=1 << 20),
+        author_share=t.integer("author_share", d.author_share, 1, _MAX_AUTHOR_SHARE),
+    )
+
+
+def _keep_days(value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError("mailbox.keep_days", f"must be a number of days, got {value!r}")
+    if not 0 <= value <= _MAX_KEEP_DAYS:
+        raise ConfigError("mailbox.keep_days", f"must be days in 0..{_MAX_KEEP_DAYS}, got {value}")
+    return float(value)
 
 
 def _parse_usb(data: object) -> UsbSection:
@@ -452,6 +475,7 @@ _SECTIONS = {
     "lan": _parse_lan,
     "usb": _parse_usb,
     "web": _parse_web,
+    "mailbox": _parse_mailbox,
     "radio": _parse_radios,
 }
 
@@ -479,6 +503,7 @@ def parse_config(text_or_dict: str | Mapping[str, object], source: str = "<strin
         lan=_parse_lan(data.get("lan", {})),
         usb=_parse_usb(data.get("usb", {})),
         web=_parse_web(data.get("web", {})),
+        mailbox=_parse_mailbox(data.get("mailbox", {})),
         radios=_parse_radios(data.get("radio", [])),
         source=source,
     )
@@ -537,7 +562,12 @@ def node_config(config: Config) -> NodeConfig:
     replication = ReplicationConfig(
         max_unknown_feeds=n.max_unknown_feeds, peer_memory_cap_bytes=n.peer_memory_cap_bytes
     )
-    return NodeConfig(max_content_bytes=n.max_content_bytes, policy=policy, replication=replication)
+    return NodeConfig(
+        max_content_bytes=n.max_content_bytes,
+        policy=policy,
+        replication=replication,
+        mailbox=config.mailbox,
+    )
 
 
 def store_config(config: Config) -> StoreConfig:

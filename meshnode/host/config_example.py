@@ -32,8 +32,8 @@ max_unknown_feeds = 10000
 # again costs a few bytes, not a whole clock). Past it, strangers are forgotten first,
 # never a peer we follow; 0 remembers no peer.
 peer_memory_cap_bytes = "64MiB"
-# Threads that check signatures while a bundle, a drive or the benchmark is taken in
-# (0..64). 0: one per core this process may use; 1: no threads, all on one.
+# Worker processes that check signatures while a bundle, a drive or the benchmark is
+# taken in (0..64). 0: one per core this process may use; 1: none, all on one thread.
 verify_threads = 0
 
 [store]
@@ -93,6 +93,16 @@ reconnect_max_s = 300.0
 label = ""
 # Most space a new drive's folder takes (`meshnode usb init --cap` overrides it).
 cap_bytes = "1GiB"
+
+[mailbox]
+# Private messages cannot be read by the box, nor whom they are for, so it keeps every one
+# it stores past the caps of its author's feed: for this many days from when it stored it
+# (0: no longer than the caps allow), within max_bytes in all and max_bytes / author_share
+# per author, the oldest released first. The store may go over [policy] global_cap_bytes
+# by up to max_bytes for them. See SECURITY.md.
+keep_days = 30
+max_bytes = "64MiB"
+author_share = 8
 
 [web]
 # The page that phones on the box's WiFi open in their browser, and its JSON API.

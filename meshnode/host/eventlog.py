@@ -20,6 +20,7 @@ from meshnode.core.events import (
     EventsDropped,
     FeedForked,
     FollowsChanged,
+    MailboxReleased,
     MessageDropped,
     NeighbourHeard,
     PeerMemoryForgotten,
@@ -161,6 +162,18 @@ def log_event(event: Event) -> None:
             log.debug("follow graph changed by %s:%d", format_feed_id(feed), seq)
         case StoreOverCap(excess_bytes=excess):
             log.warning("store is %d bytes over its global cap, with nothing left to evict", excess)
+        case MailboxReleased(feed=feed, seq=seq, limit=limit):
+            if limit == "keep_days":
+                log.debug(
+                    "mailbox: kept %s's private entries up to seq %d", format_feed_id(feed), seq
+                )
+            else:
+                log.info(
+                    "mailbox limit %s reached: released %s's private entries up to seq %d",
+                    limit,
+                    format_feed_id(feed),
+                    seq,
+                )
         case MessageDropped(reason=reason):
             log.debug("dropping a malformed channel message: %s", reason)
         case NeighbourHeard(short_id=short_id):

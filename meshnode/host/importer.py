@@ -2,23 +2,28 @@
 
 ``ingest_all`` verifies and stores entries in order through ``Node.ingest``, flushing every
 ``BATCH`` entries and yielding the count done so far between batches (a caller on an event
-loop lets other work run there). Entries refused only because no follow reached their feed
-yet are tried again once a contact entry among them changed the follow graph (up to
-MAX_RETRY_BYTES of them).
+loop lets other work run there). A flat-file store writes each batch's entries in one go
+(``FileStore.holding``): they are handed to the OS, then fsynced, before the count is
+yielded. Entries refused only because no follow reached their feed yet are tried again
+once a contact entry among them changed the follow graph (up to MAX_RETRY_BYTES of them).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from meshnode.codec.message import ContentType
 from meshnode.core.feed import Outcome
+from meshnode.store.flatfile import FileStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from contextlib import AbstractContextManager
 
     from meshnode.core.feed import IngestResult
     from meshnode.core.node import Node
@@ -72,13 +77,21 @@ def ingest_all(node: Node, raws: Iterable[bytes], tally: ImportTally) -> Iterato
     unwanted = _Retry()
     graph_changed = False
     done = 0
-    # The node's verifier checks signatures of the entries ahead on other threads, if any.
-    for raw, signature_ok in node.verifier.checked(raws, node.network_key):
-        graph_changed |= _ingest(node, raw, tally, unwanted, signature_ok)
-        done += 1
-        if done % BATCH == 0:
+    # The node's verifier checks signatures of the entries ahead elsewhere, if it can.
+    checked = node.verifier.checked(raws, node.network_key)
+    try:
+        while True:
+            with _holding(node):  # never across a yield: other appends are not held
+                before = done
+                for raw, signature_ok in islice(checked, BATCH):
+                    graph_changed |= _ingest(node, raw, tally, unwanted, signature_ok)
+                    done += 1
+            if done - before < BATCH:
+                break
             node.flush()
             yield done
+    finally:
+        checked.close()  # a caller that stops early ends the verifier's workers
     # A follow later in the batch can make earlier entries wanted: retry those.
     while unwanted.raws and graph_changed:
         retry, unwanted, graph_changed = unwanted, _Retry(dropped=unwanted.dropped), False
@@ -88,6 +101,11 @@ def ingest_all(node: Node, raws: Iterable[bytes], tally: ImportTally) -> Iterato
     node.flush()
     if done % BATCH or not done:
         yield done
+
+
+def _holding(node: Node) -> AbstractContextManager[None]:
+    """Gather a batch's appends into one write where the store can."""
+    return node.store.holding() if isinstance(node.store, FileStore) else nullcontext()
 
 
 @dataclass(slots=True)

@@ -5,7 +5,9 @@ The reader turns device bytes into link packets (drivers.py), packets into messa
 for the next message only when the air is ours: the airtime budget allows it (a hard
 check, radio/airtime.py) and the previous frame has had its time on the air; on a cable,
 its wire time at the baud rate (8N1), so about one frame at most waits in the OS buffer
-and the channel picks what goes next when the wire is free. A device
+and the channel picks what goes next when the wire is free. A cable that loses bytes
+gets small fragments and repairs of only those lost (radio/repair.py); its repair traffic
+goes before any message. A device
 that vanishes is logged, reopened with backoff, set up again, and the node runs on.
 """
 
@@ -32,6 +34,7 @@ from meshnode.radio.fragment import (
     max_payload,
     reassembly_key,
 )
+from meshnode.radio.repair import CableRepair
 
 if TYPE_CHECKING:
     import random
@@ -52,6 +55,7 @@ _ANSWER_TIMEOUT_S = 1.0  # an AT module answers a command within this
 _AT_GUARD_S = 0.02  # margin on an AT module's airtime: the serial line and its parser
 _SETTLE_S = 0.5  # for a device that echoes its settings to do so after setup
 _REFUSED_WAIT_MAX_S = 300.0  # backoff cap for a device that keeps refusing its settings
+_KISS_OVERHEAD_BYTES = 3  # two FENDs and the type byte around each packet on a cable
 
 
 async def _wait_event(
@@ -102,6 +106,17 @@ class RadioInterface:
         )
         self.channel = Channel(node, config=config, rng=rng)
         self._reassembler = Reassembler(_MAX_MESSAGE_BYTES, timeout_s=max(30.0, 100 * frame_s))
+        # A cable is point to point: a lossy one gets small fragments and repairs of them.
+        self._repair = (
+            CableRepair(
+                frame_s=frame_s,
+                mtu_bytes=self._mtu,
+                overhead_bytes=_KISS_OVERHEAD_BYTES,
+                max_message_bytes=_MAX_MESSAGE_BYTES,
+            )
+            if radio.driver == "serial"
+            else None
+        )
         self._wake = asyncio.Event()
         self._answered = asyncio.Event()
         self._message_id = rng.randrange(256)
@@ -219,16 +234,36 @@ class RadioInterface:
         while True:
             data = await port.read()
             for packet in self.driver.feed(data):
+                if self._repair is not None:
+                    self._deliver(self._repair.receive(packet, clock()), clock())
+                    self._wake.set()  # a repair or a loss report may be due
+                    continue
                 # No sender on the link: fragments are told apart by their message id.
-                key = reassembly_key(packet)
-                message = self._reassembler.feed(key, packet, clock())
-                if message is not None:
-                    self.channel.receive(message, clock())
-                    log_events(self.channel.events())
-                    self.on_receive()
-                    self._wake.set()
+                message = self._reassembler.feed(reassembly_key(packet), packet, clock())
+                self._deliver([] if message is None else [message], clock())
             if self.driver.answers_commands:
                 self._answered.set()
+
+    def _deliver(self, messages: list[bytes], now: float) -> None:
+        for message in messages:
+            self.channel.receive(message, now)
+            log_events(self.channel.events())
+            self.on_receive()
+            self._wake.set()
+
+    async def _send_urgent(self, port: SerialPort, now: float) -> bool:
+        """Put a cable's repair traffic on the wire before any message; True if any."""
+        if self._repair is None:
+            return False
+        packets = self._repair.take_urgent(now)
+        self.channel.mending(self._repair.extra_delay_s)
+        if self._repair.receiver.partials:  # a message is being mended: no WANT for it yet
+            self.channel.arriving(now)
+        for packet in packets:
+            duration = self._airtime_s(packet)
+            self.airtime_s["control"] += duration
+            await self._put_on_air(port, packet, duration)
+        return bool(packets)
 
     async def _send_loop(
         self, port: SerialPort, clock: Callable[[], float], reader: asyncio.Task[None]
@@ -237,6 +272,8 @@ class RadioInterface:
             now = clock()
             self.channel.handle_timer(now)
             log_events(self.channel.events())
+            if await self._send_urgent(port, now):
+                continue
             control_ok, data_ok = self._allowed(now)
             data_at = None
             if not data_ok and self.budget is not None:
@@ -266,7 +303,9 @@ class RadioInterface:
             return 0.0 if budget is None else budget.wait_s(now, self._probe_s[kind], kind)
 
         wake = self.channel.next_wake(now, budget_wait_s)
-        return math.inf if wake is None else max(0.0, wake - now)
+        repair_at = None if self._repair is None else self._repair.next_deadline()
+        wakes = [t for t in (wake, repair_at) if t is not None]
+        return max(0.0, min(wakes) - now) if wakes else math.inf
 
     async def _sleep(self, wait_s: float, reader: asyncio.Task[None]) -> None:
         if wait_s <= 0:
@@ -278,7 +317,11 @@ class RadioInterface:
         self, port: SerialPort, clock: Callable[[], float], message: bytes, kind: str
     ) -> None:
         self._message_id = (self._message_id + 1) % 256
-        for packet in fragment(message, mtu_bytes=self._mtu, message_id=self._message_id):
+        mtu = self._mtu if self._repair is None else self._repair.mtu_bytes
+        packets = fragment(message, mtu_bytes=mtu, message_id=self._message_id)
+        if self._repair is not None:
+            self._repair.sender.sent(self._message_id, packets)
+        for packet in packets:
             duration = self._airtime_s(packet)
             if self.budget is not None:
                 wait = self.budget.wait_s(clock(), duration, kind)
@@ -327,6 +370,14 @@ class RadioInterface:
             **self.channel.status(),
             **self.driver.status(),
         }
+        if self._repair is not None:
+            out["link_repair"] = {
+                "fragment_bytes": self._repair.mtu_bytes,
+                "byte_loss_in": round(self._repair.receiver.meter.byte_loss, 5),
+                "repairs_asked": self._repair.repairs_asked,
+                "fragments_resent": self._repair.fragments_resent,
+                "given_up": self._repair.receiver.given_up,
+            }
         if self.budget is not None:
             limit = self.budget.limit_s
             out["region"] = self.radio.region

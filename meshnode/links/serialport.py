@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -89,9 +90,22 @@ class SerialPort:
 
     async def write(self, data: bytes) -> None:
         """Write all of ``data`` (in a worker thread: a slow UART must not stall the loop)."""
+        if self._fd is not None:
+            data = self._write_now(data)  # the kernel takes a frame at once: no thread, no wait
+            if not data:
+                return
         try:
             await asyncio.to_thread(self._write_all, data)
         except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"{self.name}: write failed: {exc}") from None
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the device takes without blocking; return the rest."""
+        try:
+            return data[os.write(self._fd, data) :] if self._fd is not None else data
+        except BlockingIOError:
+            return data
+        except OSError as exc:
             raise LinkClosed(f"{self.name}: write failed: {exc}") from None
 
     def _write_all(self, data: bytes) -> None:

@@ -57,7 +57,7 @@ from meshnode.secure.shs import (
 from meshnode.types import PeerId
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from meshnode.secure.identity import Identity
     from meshnode.secure.shs import HandshakeResult
@@ -283,10 +283,12 @@ class TcpLink:
 
     async def run(
         self,
-        on_frames: Callable[[TcpLink, list[bytes]], None],
+        on_frames: Callable[[TcpLink, list[bytes]], Awaitable[None] | None],
         on_sent: Callable[[TcpLink, int], None],
     ) -> None:
-        """Read, write and ping until the link ends; LinkError says why when it failed."""
+        """Read, write and ping until the link ends; LinkError says why when it failed.
+
+        ``on_frames`` may return an awaitable: the link reads no more until it is done."""
         helpers = [
             asyncio.create_task(self._write_loop(on_sent)),
             asyncio.create_task(self._ping_loop()),
@@ -301,7 +303,9 @@ class TcpLink:
                 self._closing = True
                 self._writer.close()
 
-    async def _read_loop(self, on_frames: Callable[[TcpLink, list[bytes]], None]) -> None:
+    async def _read_loop(
+        self, on_frames: Callable[[TcpLink, list[bytes]], Awaitable[None] | None]
+    ) -> None:
         idle_s = self.settings.idle_timeout_s
         while True:
             try:
@@ -325,7 +329,9 @@ class TcpLink:
             except DecodeError as exc:
                 raise LinkError(f"{self.address}: {exc}") from None
             if frames:
-                on_frames(self, frames)
+                waiting = on_frames(self, frames)
+                if waiting is not None:
+                    await waiting  # the node is behind: read on once it caught up
             if self._decoder.closed:
                 return
 

@@ -10,6 +10,9 @@ cable about 1024)::
     crc         2 bytes   CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection,
                           no final XOR) of every byte before it, big-endian
 
+Header 0xFF (index 127 with MORE, which no message has: there is no fragment 128) is a
+link control packet of a cable's per-fragment repair, specified in radio/repair.py.
+
 Header 0x00 (index 0, no MORE) is a whole message in one packet: nothing to reassemble,
 so no message id. A fragmented message is packets index 0..n-1, MORE set on all but the
 last, every payload but the last exactly ``mtu_bytes - 4`` bytes.

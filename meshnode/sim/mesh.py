@@ -98,6 +98,7 @@ class Mesh:
         self._counter = itertools.count()
         self.links: dict[tuple[int, int], _Direction] = {}
         self.last_delivery_s = 0.0
+        self._losses: list[tuple[int, int, Callable[[bytes], bool]]] = []
         self.nodes = [self._new_sim_node(seed, i) for i in range(n)]
         self.by_peer = {PeerId(s.identity.feed_id): i for i, s in enumerate(self.nodes)}
         for i in range(n):
@@ -256,8 +257,22 @@ class Mesh:
         done = start + len(frame) / spec.bandwidth_bytes_per_s
         direction.busy_until = done
         self._push(done, _DRAINED, (a, b, len(frame)))
-        if self.rng.random() >= spec.loss:
+        lost = self.rng.random() < spec.loss
+        if not lost and self._losses:
+            lost = self._chosen_loss(a, b, frame)
+        if not lost:
             self._push(done + spec.latency_s, _DELIVER, (a, b, frame))
+
+    def lose(self, a: int, b: int, match: Callable[[bytes], bool]) -> None:
+        """Lose the next frame from a to b for which ``match(frame)`` holds (once)."""
+        self._losses.append((a, b, match))
+
+    def _chosen_loss(self, a: int, b: int, frame: bytes) -> bool:
+        for k, (x, y, match) in enumerate(self._losses):
+            if (x, y) == (a, b) and match(frame):
+                del self._losses[k]
+                return True
+        return False
 
     def step(self) -> bool:
         """Process the next event; False when none is left."""

@@ -18,6 +18,7 @@ from meshnode.core.store import entries_to_evict, evict_oldest
 from meshnode.errors import DecodeError
 from meshnode.secure.identity import format_feed_id
 from meshnode.store._records import (
+    ENTRY_KINDS,
     HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
     MISSING,
@@ -125,6 +126,22 @@ class Index:
         self.entry_bytes += size
         return True
 
+    def drop_latest(self, feed: FeedId, latest_id: MsgId | None) -> None:
+        """Undo the latest ``add_entry`` of ``feed`` (its record was never written);
+        ``latest_id`` is the feed's latest id before it, None if it had no entry."""
+        fi = self.feeds[feed]
+        size = fi.sizes.pop()
+        fi.offsets.pop()
+        if fi.contacts and fi.contacts[-1] == fi.first + len(fi.offsets):
+            fi.contacts.pop()
+        fi.bytes -= size
+        self.entries -= 1
+        self.entry_bytes -= size
+        if latest_id is None:
+            del self.feeds[feed]
+        else:
+            fi.latest_id = latest_id
+
     def evictable(self, feed: FeedId, below: Seq) -> int:
         """How many entries evict(feed, below) would drop (never the latest)."""
         fi = self.feeds.get(feed)
@@ -151,17 +168,38 @@ class Index:
         self.entry_bytes -= freed
         return freed
 
+    def restart(
+        self, feed: FeedId, seq: Seq, content_type: int, entry_id: MsgId, offset: int, size: int
+    ) -> int:
+        """Apply the RESTART record at ``offset``: entry ``seq`` starts ``feed`` afresh and
+        every entry held before it is dead; returns entry bytes freed."""
+        old = self.feeds.get(feed)
+        fi = self.feeds[feed] = FeedIndex(seq)  # in its place: the feed order stays
+        freed = 0
+        if old is not None:
+            for off, n in zip(old.offsets, old.sizes, strict=True):
+                if off != MISSING:
+                    self._kill(off, HEADER_BYTES + n)
+            # The EVICT in force stays so: `check` must not call entries it cut lost.
+            fi.evict_off, fi.evict_len = old.evict_off, old.evict_len
+            freed = old.bytes
+            self.entries -= len(old.offsets)
+            self.entry_bytes -= freed
+        self.add_entry(feed, seq, content_type, entry_id, offset, size)
+        return freed
+
     def apply(self, number: int, record: Record) -> None:
         """Index one record found by a scan of segment ``number``."""
         offset = pack_offset(number, record.pos)
         size = record.end - record.pos
         try:
-            if record.kind is Kind.ENTRY:
+            if record.kind in ENTRY_KINDS:
                 e = decode_entry(record.payload, max_content_bytes=MAX_PAYLOAD_BYTES)
-                ok = self.add_entry(
-                    e.author, e.seq, e.content_type, e.id, offset, size - HEADER_BYTES
-                )
-                if not ok:
+                args = (e.author, e.seq, e.content_type, e.id, offset, size - HEADER_BYTES)
+                held = self.feeds.get(e.author)
+                if record.kind is Kind.RESTART and (held is None or e.seq > held.latest):
+                    self.restart(*args)
+                elif not self.add_entry(*args):
                     log.error(
                         "entry at offset %d repeats seq %d of its feed; ignored", offset, e.seq
                     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError
 from meshnode.store._records import (
+    ENTRY_KINDS,
     HEADER_BYTES,
     MISSING,
     Damage,
@@ -65,7 +66,7 @@ def _is_live(index: Index, number: int, record: Record) -> bool:
     """Whether the index still refers to this record (FORK records always live)."""
     offset = pack_offset(number, record.pos)
     try:
-        if record.kind is Kind.ENTRY:
+        if record.kind in ENTRY_KINDS:
             feed, seq = entry_key(record.payload)
             fi = index.feeds.get(feed)
             i = seq - fi.first if fi is not None else -1
@@ -157,7 +158,7 @@ def reindex_segment(index: Index, number: int, fd: int, size: int) -> None:
             raise AssertionError(f"compacted segment {number} is damaged at {item.pos}")
         offset = pack_offset(number, item.pos)
         record_bytes = item.end - item.pos
-        if item.kind is Kind.ENTRY:
+        if item.kind in ENTRY_KINDS:
             feed, seq = entry_key(item.payload)
             fi = index.feeds[feed]
             fi.offsets[seq - fi.first] = offset
@@ -182,7 +183,7 @@ def verify_segment(index: Index, number: int, fd: int, path: str) -> Iterator[Lo
         yield LogProblem(path=path, pos=size, feed=None, seq=None, reason=reason)
     for item in scan_segment(fd, 0, size):
         if isinstance(item, Record):
-            if item.kind is Kind.ENTRY and _bad_key(item.payload):
+            if item.kind in ENTRY_KINDS and _bad_key(item.payload):
                 reason = "entry record does not decode"
                 yield LogProblem(path=path, pos=item.pos, feed=None, seq=None, reason=reason)
             continue
@@ -202,7 +203,7 @@ def _lost_entry(index: Index, fd: int, pos: int) -> tuple[FeedId, Seq] | None:
     # author and seq near the record's start usually survive a flipped byte. Trust them
     # only for a held feed and a seq the index cannot otherwise account for.
     head = os.pread(fd, HEADER_BYTES + _KEY_BYTES_MAX, pos)
-    if len(head) <= HEADER_BYTES or head[HEADER_BYTES - 1] != Kind.ENTRY:
+    if len(head) <= HEADER_BYTES or head[HEADER_BYTES - 1] not in ENTRY_KINDS:
         return None
     try:
         feed, seq = entry_key(head[HEADER_BYTES:])

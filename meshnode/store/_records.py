@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "ENTRY_KINDS",
     "HEADER",
     "HEADER_BYTES",
     "MAX_PAYLOAD_BYTES",
@@ -53,7 +54,7 @@ _POS_MASK = (1 << _POS_BITS) - 1
 MISSING = (1 << 64) - 1
 _CHUNK_BYTES = 1 << 20
 # A plausible header: length < 2**24 (its top byte is 0) and a known kind byte.
-_CANDIDATE = re.compile(rb"(?=[\x00-\xff]{3}\x00[\x00-\xff]{4}[\x01-\x04])")
+_CANDIDATE = re.compile(rb"(?=[\x00-\xff]{3}\x00[\x00-\xff]{4}[\x01-\x05])")
 
 
 class Kind(IntEnum):
@@ -63,6 +64,11 @@ class Kind(IntEnum):
     EVICT = 2
     FORK = 3
     PEER = 4
+    RESTART = 5  # an entry that starts its feed afresh, past a gap: what was held is gone
+
+
+# Kinds whose payload is an entry's full-form bytes.
+ENTRY_KINDS = frozenset((Kind.ENTRY, Kind.RESTART))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 from meshnode.errors import DecodeError, StoreCorrupt, StoreError
 from meshnode.secure.identity import format_feed_id
-from meshnode.store._records import MISSING, Kind, entry_key, read_record, segment_of
+from meshnode.store._records import (
+    ENTRY_KINDS,
+    MISSING,
+    Kind,
+    entry_key,
+    read_record,
+    segment_of,
+)
 from meshnode.store._recovery import segment_path
 
 if TYPE_CHECKING:
@@ -59,7 +66,7 @@ class SegmentReader:
         if offset == MISSING:
             raise StoreCorrupt(f"{where} was lost to a damaged record")
         found = self.read(offset, size)
-        if isinstance(found, tuple) and found[0] is Kind.ENTRY:
+        if isinstance(found, tuple) and found[0] in ENTRY_KINDS:
             try:
                 if entry_key(found[1]) == (feed, seq):
                     return found[1]

@@ -15,13 +15,17 @@ Record (every integer little-endian)::
                    2 EVICT: feed (32) || varint below: entries of feed with seq < below are gone
                    3 FORK:  feed (32) || varint seq || full-form bytes of the conflicting entry
                    4 PEER:  peer (32) || replication memory of that peer (opaque; none: forgotten)
+                   5 RESTART: an entry's full-form bytes, as ENTRY, that starts its feed
+                            afresh past a gap (a capped feed's new tail): every entry of the
+                            feed before it is gone. One record: a crash leaves one range or
+                            the other
     payload  length bytes
 
 A new segment starts when a record would take the current one past ``segment_bytes``.
 An offset is a u64: segment number << 40 | position in the segment (1 TiB per segment).
 The latest EVICT record of a feed and the latest PEER record of a peer are in force;
-earlier ones, the ENTRY records they evicted, and PEER records that forget, are dead
-bytes that ``compact`` reclaims.
+earlier ones, the ENTRY records they evicted (or a RESTART left behind), and PEER records
+that forget, are dead bytes that ``compact`` reclaims.
 
 index.bin (every integer little-endian; a checksum failure or a different magic means
 "rebuild")::
@@ -55,19 +59,26 @@ raises StoreCorrupt for the entry it held and ``verify_log`` names it.
 
 Durability. ``append`` hands each record to the OS with write(2) on an O_APPEND
 descriptor before it returns (no user-space buffer), so ``kill -9`` loses nothing
-acknowledged under any policy. On a power cut, ``fsync="always"`` loses nothing
+acknowledged under any policy. Inside ``with store.holding():`` (a batch import) entry
+records are gathered and handed over in one write(2) when the block ends, at ``flush``,
+before any other record or a read that needs them, and every ``HELD_BYTES``; there
+"acknowledged" means the block has ended (or ``flush`` returned), and ``kill -9`` may lose
+the entries appended since. On a power cut, ``fsync="always"`` loses nothing
 acknowledged; ``"batch"`` (default) loses at most the last ``fsync_batch_entries - 1``
 appends (none that preceded a ``flush``); ``"never"`` loses what the OS had not yet
 written back since the latest ``flush`` or close (on Linux, up to about 30 s of appends).
 A failed fsync makes the store read-only until it is reopened.
 
 Disk full: a failed write is truncated away, the index is left untouched and StoreFull
-is raised; everything stored stays readable and the store stays usable.
+is raised; everything stored stays readable and the store stays usable. A failed write of
+held entries is truncated away too and they leave the index, but the store is then
+read-only until reopened, since its user acted on them already.
 
 Compaction removes index.bin first, then rewrites each segment that holds dead records to
 ``NNNNNNNN.seg.tmp`` (live records only, fsynced), renames it over the segment and fsyncs
 the directory, then writes a new checkpoint. A crash at any point leaves every segment in
-its old or its new form, both consistent (the EVICT record in force is always kept), and
+its old or its new form, both consistent (the EVICT record in force is always kept, and
+segments go in log order, so the entries a RESTART left behind go no later than it), and
 the next open removes any ``.tmp`` file and rebuilds the index from the log.
 """
 
@@ -81,9 +92,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from meshnode.core.feed import FeedHead
-from meshnode.core.store import ForkRecord, StoreStats
-from meshnode.errors import ConfigError, DecodeError, LocalProtocolError, StoreError
-from meshnode.store._index import Covered, encode_checkpoint
+from meshnode.core.store import ForkRecord, StoreStats, check_restart
+from meshnode.errors import ConfigError, DecodeError, LocalProtocolError
 from meshnode.store._maintenance import (
     LogProblem,
     missing_entries,
@@ -93,35 +103,27 @@ from meshnode.store._maintenance import (
 )
 from meshnode.store._records import (
     HEADER_BYTES,
-    MAX_PAYLOAD_BYTES,
     Kind,
     decode_fork,
     decode_peer,
     encode_evict,
     encode_fork,
     encode_peer,
-    encode_record,
-    pack_offset,
 )
-from meshnode.store._recovery import load_epoch, recover, segment_path, tail_crc
+from meshnode.store._recovery import load_epoch, recover, segment_path
 from meshnode.store._segments import SegmentReader
-from meshnode.store.files import (
-    FileIo,
-    fsync_dir,
-    lock_store,
-    store_error,
-    write_all,
-    write_atomically,
-)
+from meshnode.store._writer import HELD_BYTES, LogWriter
+from meshnode.store.files import FileIo, fsync_dir, lock_store
 from meshnode.types import FeedId, MsgId, PeerId, Seq
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from meshnode.codec.message import Entry
 
-__all__ = ["FileIo", "FileStore", "LogProblem", "StoreConfig"]
+__all__ = ["HELD_BYTES", "FileIo", "FileStore", "LogProblem", "StoreConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -153,30 +155,53 @@ class FileStore:
     ) -> None:
         self.path = Path(path)
         self.config = config if config is not None else StoreConfig()
-        self._io = io if io is not None else FileIo()
+        io = io if io is not None else FileIo()
         self._log_dir = self.path / "log"
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self._reader = SegmentReader(self.path, self._log_dir)
-        self._fd = -1
-        self._closed = False
-        self._broken: str | None = None
-        self._unsynced = 0
+        # Appends after which the writer fsyncs, as the policy says (never: none).
+        sync_after = {"always": 1, "batch": self.config.fsync_batch_entries}.get(
+            self.config.fsync, 1 << 62
+        )
         self._lock_fd = lock_store(self.path)
         try:
-            self._epoch = load_epoch(self.path, self._io)
-            self._index, self._since_checkpoint = recover(
-                self.path, self._epoch, self._io, self.config.checkpoint_bytes
+            self._epoch = load_epoch(self.path, io)
+            self._index, since_checkpoint = recover(
+                self.path, self._epoch, io, self.config.checkpoint_bytes
             )
-            # Whether index.bin describes the store as it is: close then need not rewrite it.
-            self._checkpointed = self._since_checkpoint == 0
-            self._segment = max(self._index.segments, default=0)
-            self._fd = self._open_segment(self._segment)
-            self._pos = self._index.segments.setdefault(self._segment, 0)
+            self._writer = LogWriter(
+                self.path,
+                self._epoch,
+                self._index,
+                io,
+                since_checkpoint=since_checkpoint,
+                segment_bytes=self.config.segment_bytes,
+                checkpoint_bytes=self.config.checkpoint_bytes,
+                sync_after=sync_after,
+            )
         except BaseException:
             self._release()
             raise
-        if self._since_checkpoint >= self.config.checkpoint_bytes:
-            self._checkpoint()
+        if self._writer.since_checkpoint >= self.config.checkpoint_bytes:
+            self._writer.checkpoint()
+
+    # -- seams: tests swap the OS calls and watch the write position --------------------
+
+    @property
+    def _io(self) -> FileIo:
+        return self._writer.io
+
+    @_io.setter
+    def _io(self, io: FileIo) -> None:
+        self._writer.io = io
+
+    @property
+    def _pos(self) -> int:
+        return self._writer.pos
+
+    @property
+    def _written(self) -> int:
+        return self._writer.written
 
     # -- reads --------------------------------------------------------------------------
 
@@ -201,6 +226,7 @@ class FileStore:
         if fi is None or not fi.first <= seq <= fi.latest:
             raise KeyError((feed, seq))
         i = seq - fi.first
+        self._writer.write_held()
         return self._reader.entry(feed, seq, fi.offsets[i], fi.sizes[i])
 
     def entry_id(self, feed: FeedId, seq: Seq) -> MsgId | None:
@@ -252,6 +278,7 @@ class FileStore:
     def forks(self) -> list[ForkRecord]:
         """Fork proofs (damaged ones are logged and left out)."""
         out = []
+        self._writer.write_held()
         for offset in self._index.forks:
             found = self._reader.read(offset, None)
             try:
@@ -269,6 +296,7 @@ class FileStore:
         held = self._index.peers.get(peer)
         if held is None:
             return None
+        self._writer.write_held()
         found = self._reader.read(held[0], held[1] - HEADER_BYTES)
         if isinstance(found, str):
             log.warning("forgetting damaged memory of a peer: %s", found)
@@ -282,11 +310,15 @@ class FileStore:
         fi = self._index.feeds.get(entry.author)
         if fi is not None and entry.seq != fi.latest + 1:
             raise LocalProtocolError(f"append of seq {entry.seq} does not extend the feed")
-        offset = self._write(Kind.ENTRY, entry.raw)
+        offset = self._writer.entry(entry, None if fi is None else fi.latest_id)
         self._index.add_entry(
             entry.author, entry.seq, entry.content_type, entry.id, offset, len(entry.raw)
         )
-        self._after_write()
+        self._writer.after_write()
+
+    def holding(self) -> AbstractContextManager[None]:
+        """Gather entry records in memory and write them in one go when the block ends."""
+        return self._writer.holding()
 
     def evict(self, feed: FeedId, below: Seq) -> int:
         """Forget entries of ``feed`` below ``below``, never the latest; returns bytes freed."""
@@ -295,15 +327,30 @@ class FileStore:
             return 0
         below = Seq(self._index.feeds[feed].first + n)
         payload = encode_evict(feed, below)
-        offset = self._write(Kind.EVICT, payload)
+        offset = self._writer.write(Kind.EVICT, payload)
         freed = self._index.evict(feed, below, offset, HEADER_BYTES + len(payload))
-        self._after_write()
+        self._writer.after_write()
+        return freed
+
+    def restart(self, entry: Entry) -> int:
+        """Start a held feed afresh at ``entry``, past a gap; returns bytes freed.
+
+        One RESTART record: a crash leaves the old range or the new one, never neither.
+        """
+        fi = self._index.feeds.get(entry.author)
+        check_restart(None if fi is None else fi.latest, entry.seq)
+        offset = self._writer.write(Kind.RESTART, entry.raw)
+        freed = self._index.restart(
+            entry.author, entry.seq, entry.content_type, entry.id, offset, len(entry.raw)
+        )
+        self._writer.after_write()
         return freed
 
     def record_fork(self, fork: ForkRecord) -> None:
         """Keep fork proof."""
-        self._index.forks.append(self._write(Kind.FORK, encode_fork(fork.feed, fork.seq, fork.raw)))
-        self._after_write()
+        payload = encode_fork(fork.feed, fork.seq, fork.raw)
+        self._index.forks.append(self._writer.write(Kind.FORK, payload))
+        self._writer.after_write()
 
     def set_peer_state(self, peer: PeerId, state: bytes) -> None:
         """Replace a peer's replication memory (one record: all or nothing)."""
@@ -318,136 +365,41 @@ class FileStore:
 
     def _put_peer(self, peer: PeerId, state: bytes) -> None:
         payload = encode_peer(peer, state)
-        offset = self._write(Kind.PEER, payload)
+        offset = self._writer.write(Kind.PEER, payload)
         self._index.set_peer(peer, offset, HEADER_BYTES + len(payload), forgets=not state)
-        self._after_write()
+        self._writer.after_write()
 
     def peers(self) -> dict[PeerId, int]:
         """Record bytes per remembered peer, the least recently set first (log order)."""
         held = sorted(self._index.peers.items(), key=lambda item: item[1][0])
         return {peer: size for peer, (_, size) in held}
 
-    def _write(self, kind: Kind, payload: bytes) -> int:
-        """Append one record; returns its offset. Nothing is left behind if it fails."""
-        self._check_writable()
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise LocalProtocolError(f"record of {len(payload)} bytes is over the limit")
-        record = encode_record(kind, payload)
-        if self._pos > 0 and self._pos + len(record) > self.config.segment_bytes:
-            self._roll()
-        start = self._pos
-        try:
-            write_all(self._io, self._fd, record)
-        except OSError as exc:
-            self._undo(start, exc)
-        self._pos += len(record)
-        self._index.segments[self._segment] = self._pos
-        self._since_checkpoint += len(record)
-        self._checkpointed = False
-        self._unsynced += 1
-        return pack_offset(self._segment, start)
-
-    def _undo(self, start: int, exc: OSError) -> None:
-        """Cut a failed write back to ``start`` and raise the matching StoreError."""
-        path = self._segment_path(self._segment)
-        try:
-            self._io.truncate(self._fd, start)
-        except OSError as cut:
-            self._broken = f"a failed write to {path} could not be cut back ({cut})"
-            raise StoreError(self._broken) from exc
-        raise store_error(f"cannot write to {path}", exc) from exc
-
-    def _after_write(self) -> None:
-        policy = self.config.fsync
-        if policy == "always" or (
-            policy == "batch" and self._unsynced >= self.config.fsync_batch_entries
-        ):
-            self._sync()
-        if self._since_checkpoint >= self.config.checkpoint_bytes:
-            self._checkpoint()
-
-    def _roll(self) -> None:
-        """Start the next segment; the full one is fsynced first."""
-        self._sync()
-        fd = self._open_segment(self._segment + 1)
-        os.close(self._fd)
-        self._fd, self._segment, self._pos = fd, self._segment + 1, 0
-        self._index.segments[self._segment] = 0
-
-    def _open_segment(self, number: int) -> int:
-        path = self._segment_path(number)
-        existed = path.exists()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if not existed:
-                fsync_dir(self._log_dir, io=self._io)
-        except OSError as exc:
-            raise store_error(f"cannot create {path}", exc) from exc
-        return fd
-
-    def _sync(self) -> None:
-        if self._unsynced == 0 or self._fd < 0:
-            return
-        try:
-            self._io.fsync(self._fd)
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages: stop writing.
-            self._broken = f"fsync of {self._segment_path(self._segment)} failed ({exc})"
-            raise StoreError(self._broken) from exc
-        self._unsynced = 0
-
-    def _check_writable(self) -> None:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
-        if self._broken is not None:
-            raise StoreError(f"store {self.path} is read-only until reopened: {self._broken}")
-
-    # -- checkpoint, compaction, verification -------------------------------------------
-
-    def _checkpoint(self) -> bool:
-        """Write index.bin for the log so far; a failure is logged (open will rebuild)."""
-        path = self.path / "index.bin"
-        try:
-            self._sync()
-            covered = Covered(
-                self._segment,
-                self._pos,
-                tail_crc(self._segment_path(self._segment), self._pos),
-            )
-            chunks = encode_checkpoint(self._index, self._epoch, covered)
-            write_atomically(path, chunks, io=self._io)
-        except (OSError, StoreError) as exc:
-            log.warning("could not write index checkpoint %s: %s", path, exc)
-            self._since_checkpoint = 0  # not again at every append; a later one may succeed
-            return False
-        self._since_checkpoint = 0
-        self._checkpointed = True
-        return True
+    # -- compaction, verification -------------------------------------------------------
 
     def compact(self) -> int:
         """Rewrite segments holding dead records without them; returns bytes reclaimed."""
-        self._check_writable()
-        self._sync()
+        writer = self._writer
+        writer.check_writable()
+        writer.sync()
         # Until the new checkpoint, a crash makes the next open rebuild from the log, which
         # is consistent whichever of each segment's old and compacted forms it finds.
         (self.path / "index.bin").unlink(missing_ok=True)
-        self._checkpointed = False
-        fsync_dir(self.path, io=self._io)
+        writer.checkpointed = False
+        fsync_dir(self.path, io=writer.io)
         reclaimed = 0
         for number in sorted(n for n, dead in self._index.dead.items() if dead > 0):
             if number in self._index.segments:
                 reclaimed += self._compact_segment(number)
-        self._checkpoint()
+        writer.checkpoint()
         return reclaimed
 
     def _compact_segment(self, number: int) -> int:
         """Replace one segment by its live records; returns bytes reclaimed."""
-        index, active = self._index, number == self._segment
+        index, active = self._index, number == self._writer.segment
         size = index.segments[number]
-        new_size = replace_segment(index, self._io, self._reader, number, active=active)
+        new_size = replace_segment(index, self._writer.io, self._reader, number, active=active)
         if active:
-            os.close(self._fd)
-            self._fd, self._pos = self._open_segment(number), new_size
+            self._writer.reopen(new_size)
         if number in index.segments:
             reindex_segment(index, number, self._reader.fd(number), new_size)
         log.info("compacted %s from %d to %d bytes", self._segment_path(number), size, new_size)
@@ -455,6 +407,7 @@ class FileStore:
 
     def verify_log(self) -> Iterator[LogProblem]:
         """Walk every record of every segment; yield each damaged stretch and what it hit."""
+        self._writer.write_held()
         for number in sorted(self._index.segments):
             path = str(self._segment_path(number))
             yield from verify_segment(self._index, number, self._reader.fd(number), path)
@@ -469,28 +422,23 @@ class FileStore:
 
     def flush(self) -> None:
         """fsync every append so far, whatever the policy."""
-        self._check_writable()
-        self._sync()
+        self._writer.check_writable()
+        self._writer.sync()
 
     def close(self) -> None:
         """Flush, write the index checkpoint, release the lock. Idempotent."""
-        if self._closed:
+        if self._writer.closed:
             return
         try:
-            if self._broken is None:
-                self._sync()
-                if not self._checkpointed:
-                    self._checkpoint()
+            self._writer.close()
         finally:
-            self._closed = True
             self._release()
 
     def _release(self) -> None:
         self._reader.close()
-        for fd in [self._fd, self._lock_fd]:
-            if fd >= 0:
-                os.close(fd)
-        self._fd = self._lock_fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        self._lock_fd = -1
 
     def __enter__(self) -> FileStore:
         return self

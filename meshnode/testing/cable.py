@@ -7,16 +7,25 @@ UART's buffer. Bytes are counted per direction, with the most ever waiting, and 
 be dropped with a given probability (seeded) to stand for line noise. The relay runs on
 the event loop's clock, so a loop that skips idle waits (bench/warp.py) carries a slow
 cable in little real time.
+
+``python -m meshnode.testing.cable --baud 9600 --link-a A --link-b B`` runs one for
+daemons in other processes: symlinks at A and B name the two ptys, and when stopped
+(SIGTERM or SIGINT) it prints the bytes each end wrote and lost as one JSON object.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
+import signal
+import sys
 import tty
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["ThrottledCable"]
 
@@ -158,3 +167,53 @@ class ThrottledCable:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             end.master = end.slave = -1
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Bytes written, carried, lost and most queued, by end."""
+        return {
+            name: {
+                "written_bytes": self.written_bytes(name),
+                "sent_bytes": end.sent_bytes,
+                "dropped_bytes": end.dropped_bytes,
+                "most_queued_bytes": end.most_queued_bytes,
+            }
+            for name, end in self._ends.items()
+        }
+
+
+async def _serve(cable: ThrottledCable) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    task = asyncio.create_task(cable.run())
+    await stop.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a cable between two symlinked ptys until stopped; print its counts as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m meshnode.testing.cable")
+    parser.add_argument("--baud", type=int, required=True)
+    parser.add_argument("--link-a", type=Path, required=True)
+    parser.add_argument("--link-b", type=Path, required=True)
+    parser.add_argument("--drop-bytes", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cable = ThrottledCable(args.baud, drop_bytes=args.drop_bytes, seed=args.seed)
+    links: dict[str, Path] = {"a": args.link_a, "b": args.link_b}
+    try:
+        for name, link in links.items():
+            link.symlink_to(cable.port(name))
+        asyncio.run(_serve(cable))
+    finally:
+        for link in links.values():
+            link.unlink(missing_ok=True)
+        cable.close()
+    sys.stdout.write(json.dumps(cable.counts()) + "\n")
+
+
+if __name__ == "__main__":
+    main()

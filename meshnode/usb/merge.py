@@ -52,6 +52,7 @@ from meshnode.usb.drive import (
     unlist,
     write_segment,
 )
+from meshnode.usb.priority import private_first
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Generator, Iterator, Mapping
@@ -411,15 +412,19 @@ class _Batch:
 
 
 def _to_drive(node: Node, drive: Drive, report: SyncReport, segment_bytes: int) -> Iterator[Item]:
-    plan = plan_writes(node, drive)
+    plan = private_first(node, plan_writes(node, drive))
     total = sum(latest - first + 1 for _, first, latest in plan)
     room, kind = drive.room()
     batch = _Batch()
+    ended: set[FeedId] = set()  # a feed's later run must not leave a gap on the drive
     for feed, first, latest in plan:
+        if feed in ended:
+            continue
         for seq in range(first, latest + 1):
             try:
                 raw = node.store.get(feed, Seq(seq))
             except (KeyError, StoreCorrupt):
+                ended.add(feed)
                 break  # evicted meanwhile, or damaged here: the run on the drive ends before
             if _bound(batch.raw_bytes + len(raw) + 3) > min(room, segment_bytes):
                 if not (yield from _flush(drive, report, batch)):

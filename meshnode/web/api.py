@@ -31,11 +31,12 @@ from meshnode.secure.identity import (
     format_feed_id,
     format_msg_id,
     network_tag,
-    parse_feed_id,
     parse_msg_id,
 )
+from meshnode.web.inbox import Inbox, inbox_routes
 from meshnode.web.operator import COOKIE, LOGINS_PER_MINUTE, SESSION_S, Operator
 from meshnode.web.poster import PosterSettings, poster_html
+from meshnode.web.query import query_feed, query_int
 from meshnode.web.stream import KEEPALIVE_S, Hub, StreamsFull
 from meshnode.web.threads import ThreadKeeper
 
@@ -105,6 +106,8 @@ class Box:
         self.on_change = on_change
         self.hub = Hub()
         self.threads = ThreadKeeper(node)
+        self.inbox = Inbox(node, self.threads.ready)  # private entries and keys
+        self.threads.also.append(self.inbox.add)
         # The operator's view of the whole box (peers, radios, drives), which only the
         # daemon knows; without a daemon, the node's own status.
         self.status: Callable[[], dict[str, object]] = node.status
@@ -117,27 +120,6 @@ _BOX_KEY = web.AppKey("box", Box)
 
 def _box(request: web.Request) -> Box:
     return request.app[_BOX_KEY]
-
-
-def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
-    if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=f"{name} must be between {lo} and {hi}")
-    return value
-
-
-def _query_feed(request: web.Request) -> FeedId:
-    try:
-        # A "+" of the base64 id sent unescaped arrives as a space; an id has no spaces.
-        return parse_feed_id(request.query.get("feed", "").replace(" ", "+"))
-    except DecodeError as exc:
-        raise web.HTTPBadRequest(text=f"feed: {exc}") from None
 
 
 async def box_info(request: web.Request) -> web.Response:
@@ -160,7 +142,7 @@ async def box_info(request: web.Request) -> web.Response:
 async def timeline(request: web.Request) -> web.Response:
     """GET /api/timeline?limit=N&before=CURSOR: newest first, with the next page's cursor."""
     box = _box(request)
-    limit = _query_int(request, "limit", 20, 1, 100)
+    limit = query_int(request, "limit", 20, 1, 100)
     before = request.query.get("before")
     try:
         cursor = decode_cursor(before) if before else None
@@ -185,9 +167,9 @@ def _entries_json(box: Box, entries: list[Entry]) -> list[dict[str, object]]:
 async def person(request: web.Request) -> web.Response:
     """GET /api/feed?feed=ID&before=SEQ&limit=N: a person's name and entries, newest first."""
     box = _box(request)
-    feed = _query_feed(request)
-    limit = _query_int(request, "limit", 20, 1, 100)
-    before = _query_int(request, "before", 1 << 62, 2, 1 << 62)
+    feed = query_feed(request)
+    limit = query_int(request, "limit", 20, 1, 100)
+    before = query_int(request, "before", 1 << 62, 2, 1 << 62)
     about = _name_of(box, feed)
     head = box.node.store.head(feed)
     entries: list[Entry] = []
@@ -237,7 +219,7 @@ async def thread(request: web.Request) -> web.Response:
 async def feed_head(request: web.Request) -> web.Response:
     """GET /api/head?feed=ID: what the box holds of a feed (a phone signs after ``latest``)."""
     box = _box(request)
-    feed = _query_feed(request)
+    feed = query_feed(request)
     head = box.node.store.head(feed)
     out: dict[str, object] = {
         "feed": format_feed_id(feed),
@@ -303,7 +285,7 @@ def _name_of(box: Box, feed: FeedId) -> About | None:
 async def people(request: web.Request) -> web.Response:
     """GET /api/people?feed=ID: every feed the box keeps, its name, and what ID says of it."""
     box = _box(request)
-    me = _query_feed(request) if "feed" in request.query else None
+    me = query_feed(request) if "feed" in request.query else None
     graph = box.node.policy.graph
     follows = graph.follows.get(me, set()) if me else set()
     blocks = graph.blocks.get(me, set()) if me else set()
@@ -478,3 +460,4 @@ def routes(app: web.Application, box: Box) -> None:
     app.router.add_post("/api/operator/hide", operator_hide)
     app.router.add_get("/api/operator/log", operator_log)
     app.router.add_get("/api/operator/poster", operator_poster)
+    inbox_routes(app, box.inbox)

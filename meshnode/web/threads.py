@@ -1,4 +1,5 @@
-"""Keeps the page's thread index (core/threads.py) up to date beside the daemon's work.
+"""Keeps the page's indexes up to date beside the daemon's work: the thread index
+(core/threads.py) and those added to ``also`` (the inbox's, web/inbox.py).
 
 Each entry the node stores reaches the index as the node decoded it (an entry listener:
 a content-type check, and for a reply its parent's id, so a LAN sync of thousands of
@@ -17,6 +18,8 @@ from meshnode.core.threads import ThreadIndex
 from meshnode.core.timeline import read_entry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from meshnode.codec.message import Entry
     from meshnode.core.node import Node
 
@@ -33,11 +36,14 @@ class ThreadKeeper:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.index = ThreadIndex()
+        self.also: list[Callable[[Entry], None]] = []  # more indexes, each fed every entry
         self.ready = asyncio.Event()  # set once every kept feed has been read
 
     def entry_stored(self, entry: Entry) -> None:
         """Node entry listener."""
         self.index.add(entry)
+        for add in self.also:
+            add(entry)
 
     async def read_store(self) -> None:
         """Index every entry the store holds of the feeds the box keeps, then set ready."""
@@ -48,8 +54,8 @@ class ThreadKeeper:
                 continue
             for seq in range(int(head.first), int(head.latest) + 1):
                 entry = read_entry(self.node, feed, seq)
-                if entry is not None:  # evicted or damaged: nothing to thread
-                    self.index.add(entry)
+                if entry is not None:  # evicted or damaged: nothing to index
+                    self.entry_stored(entry)
                 done += 1
                 if done % _CHUNK == 0:
                     await asyncio.sleep(0)

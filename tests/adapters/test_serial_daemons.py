@@ -43,6 +43,15 @@ def _cable(root: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def start_on_cable(pool: DaemonPool, extra: str = "") -> None:
+    """Start daemons a and b, each with one serial radio on its end of the cable."""
+    for name in ("a", "b"):
+        config = pool.root / f"{name}.toml"
+        end = pool.root / f"tty-{name}"
+        config.write_text(f'[[radio]]\ndriver = "serial"\nport = "{end}"\n{extra}')
+        pool.start(name, pre=("--config", str(config)))
+
+
 def _unplug(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.wait(5)
@@ -56,11 +65,7 @@ def test_two_daemons_sync_both_ways_over_a_cable_and_survive_an_unplug(pool: Dae
     pool.ok(a, "post", "-", stdin="".join(f"cable {i}\n" for i in range(30)))
     cable = _cable(pool.root)
     try:
-        for name in ("a", "b"):
-            config = pool.root / f"{name}.toml"
-            end = pool.root / f"tty-{name}"
-            config.write_text(f'[[radio]]\ndriver = "serial"\nport = "{end}"\n')
-            pool.start(name, pre=("--config", str(config)))
+        start_on_cable(pool)
         wait_for(
             "B to hold A's posts", lambda: len(pool.feed(b, a_id)) == 31 or None, SYNC_TIMEOUT_S
         )

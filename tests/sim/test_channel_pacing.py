@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import random
 
-from meshnode.codec.channel import EntryMessage, Want, channel_tag, decode_message, encode_want
+from meshnode.codec.channel import (
+    EntryMessage,
+    Want,
+    channel_tag,
+    decode_message,
+    encode_have,
+    encode_want,
+)
 from meshnode.codec.content import ContactAction
 from meshnode.core.channel import Channel, ChannelConfig
 from meshnode.core.memory_store import MemoryStore
@@ -91,3 +98,83 @@ def test_the_receiver_does_not_ask_while_entries_arrive_in_order() -> None:
     assert follower.store.latest_seq(author.feed_id) == 20
     assert wants == 1
     assert sender.stats.entries_sent == 20
+
+
+def test_control_goes_on_the_wire_before_entries_due_at_the_same_time() -> None:
+    node, a = _author(6)
+    other = _node(2)
+    node.set_contact(ContactAction.FOLLOW, other.feed_id, timestamp_ms=1)
+    a.receive(_want(node, 1), 0.1)  # B asks for A's entries: an entry is due after a backoff
+    # C says it holds news that A follows: A's WANT is due too (and A's first beacon).
+    a.receive(encode_have(b"CCCC", [(channel_tag(other.feed_id, other.network_key), 3)]), 0.2)
+    now, kinds = 10.0, []
+    for _ in range(4):
+        tx = a.poll_transmit(now, control_ok=True, data_ok=True)
+        assert tx is not None
+        kinds.append(type(decode_message(tx.message)).__name__)
+    assert "Want" in kinds
+    first_entry = kinds.index("EntryMessage")
+    assert first_entry >= 1
+    assert "EntryMessage" not in kinds[:first_entry]
+    assert all(kind == "EntryMessage" for kind in kinds[first_entry:])
+
+
+def test_an_entry_sent_again_does_not_bring_again_those_sent_after_its_first_sending() -> None:
+    node, a = _author(12)
+    a.receive(_want(node, 1), 0.0)
+    assert _sent_seqs(a, 1.0, 20.0) == list(range(1, 13))
+    a.receive(_want(node, 2), 20.0)  # 2 was lost; 3 to 12 wait at the asker
+    assert _sent_seqs(a, 21.0, 24.0) == [2]
+    a.receive(_want(node, 2), 30.0)  # lost again (a noisy line)
+    assert _sent_seqs(a, 31.0, 50.0) == [2]
+
+
+def test_a_mending_link_makes_an_entry_take_longer_to_be_on_its_way() -> None:
+    node, a = _author(3)
+    a.mending(10.0)  # each message may take up to 10 s more to arrive whole
+    a.receive(_want(node, 1), 0.0)
+    assert _sent_seqs(a, 1.0, 6.0) == [1, 2, 3]
+    a.receive(_want(node, 1), 12.0)  # asked before the mended entry 1 came
+    assert _sent_seqs(a, 13.0, 20.0) == []
+    a.mending(0.0)
+    a.receive(_want(node, 1), 21.0)
+    assert _sent_seqs(a, 22.0, 30.0) == [1]
+
+
+def _follower(author: Node) -> Channel:
+    follower = _node(1)
+    follower.set_contact(ContactAction.FOLLOW, author.feed_id, timestamp_ms=1)
+    b = Channel(follower, config=_CONFIG, rng=random.Random(2))
+    b.start(0.0)
+    return b
+
+
+def _wants(channel: Channel, start_s: float, end_s: float, arriving: bool) -> int:
+    count, now = 0, start_s
+    while now < end_s:
+        if arriving:
+            channel.arriving(now)
+        channel.handle_timer(now)
+        tx = channel.poll_transmit(now, control_ok=True, data_ok=True)
+        count += tx is not None and isinstance(decode_message(tx.message), Want)
+        now += 0.1
+    return count
+
+
+def test_no_want_while_the_link_is_still_mending_a_message() -> None:
+    author, _ = _author(2)
+    assert _wants(_follower(author), 0.0, 30.0, arriving=True) == 0
+    assert _wants(_follower(author), 0.0, 30.0, arriving=False) >= 1
+
+
+def test_a_known_gap_is_asked_for_even_while_the_link_mends() -> None:
+    author, sender = _author(3)
+    b = _follower(author)
+    sender.receive(_want(author, 1), 0.0)
+    sent = [
+        tx
+        for now in (1.0, 2.5, 4.0)
+        if (tx := sender.poll_transmit(now, control_ok=False, data_ok=True))
+    ]
+    b.receive(sent[2].message, 5.0)  # 3 arrived, 1 and 2 were lost whole
+    assert _wants(b, 5.0, 15.0, arriving=True) >= 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from meshnode.bench.replication import _author_entries, _follow_all
 from meshnode.codec.frame import FrameType
 from meshnode.codec.varint import encode_varint
@@ -51,7 +49,6 @@ def test_idle_unreliable_link_does_not_restate_every_feed() -> None:
     assert mesh.traffic().control_bytes - before < 500  # about 5,500 today, forever
 
 
-@pytest.mark.xfail(strict=True, reason="Notes.my_note asks for a tail only when nothing is held")
 def test_capped_node_fetches_only_its_tail_after_a_long_absence() -> None:
     mesh = Mesh(3, seed=11, config=NodeConfig(policy=PolicyConfig(partial_entries=5)))
     mesh.follow(1, 0)
@@ -69,10 +66,10 @@ def test_capped_node_fetches_only_its_tail_after_a_long_absence() -> None:
     mesh.mend(1, 2)
     mesh.run_until_quiet(limit_s=mesh.now + 60)
     assert mesh.node(2).store.ranges()[mesh.feed(0)] == (66, 70)
-    assert mesh.traffic().entries - before <= 5 + 2  # 60 today: 55 are evicted on arrival
+    # The node restarts the feed at 66 (Store.restart): not 60 entries, 55 evicted on arrival.
+    assert mesh.traffic().entries - before <= 5 + 2
 
 
-@pytest.mark.xfail(strict=True, reason="a capped peer serves from its first seq; never backfilled")
 def test_full_node_gets_the_whole_feed_after_meeting_a_capped_peer() -> None:
     mesh = Mesh(4, seed=10, config=NodeConfig(policy=PolicyConfig(partial_entries=5)))
     mesh.follow(1, 0)
@@ -121,7 +118,6 @@ def test_slow_but_working_upstream_is_not_replaced_mid_transfer() -> None:
     assert len(duplicates) <= 5  # 56 today: O is made upstream while U is still delivering
 
 
-@pytest.mark.xfail(strict=True, reason="UpstreamChoice.behind waits 2 * note_delay_s, not at once")
 def test_peer_with_entries_the_upstream_lacks_serves_within_two_round_trips() -> None:
     a, u, o, k = 0, 1, 2, 3
     mesh = Mesh(4, seed=0)

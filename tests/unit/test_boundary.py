@@ -29,7 +29,7 @@ FORBIDDEN = {
 }
 # Outside libraries with I/O of their own, each imported by one module only.
 OWNERS = {
-    "aiohttp": {"web/api.py", "web/operator.py", "web/server.py"},
+    "aiohttp": {"web/api.py", "web/inbox.py", "web/operator.py", "web/query.py", "web/server.py"},
     "lz4": {"codec/compress.py"},
     "segno": {"web/poster.py"},
     "serial": {"links/serialport.py"},

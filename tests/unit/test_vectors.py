@@ -13,6 +13,7 @@ from meshnode.codec.message import (
     decode_entry,
     decode_short_entry,
     encode_short_entry,
+    short_form,
 )
 from meshnode.codec.varint import decode_varint, encode_varint
 from meshnode.core.feed import check_content
@@ -49,6 +50,7 @@ def test_entry_vector_decodes_and_verifies(case: dict[str, Any]) -> None:
     assert entry.compressed == case["compressed"]
     assert entry.plain_content().hex() == case["content_plain_hex"]
     assert encode_short_entry(entry).hex() == case["short_hex"]
+    assert short_form(raw, case["seq"]).hex() == case["short_hex"]  # without decoding
     previous = bytes.fromhex(case["previous_hex"]) if case["previous_hex"] else None
     rebuilt = decode_short_entry(
         bytes.fromhex(case["short_hex"]),

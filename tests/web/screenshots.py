@@ -4,8 +4,9 @@
 
 Three boxes' worth of people post, answer and name themselves; one phone-sized headless
 Chromium opens the page of the "North Village" box and photographs the main page, a
-thread, a person's page, the backup and the operator's view. Needs chromium and
-chromium-driver (as the browser tests do).
+thread, a person's page, the backup, the operator's view, and the private messages (the
+inbox, and a conversation with Amina). Needs chromium and chromium-driver (as the browser
+tests do).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _shoot(browser: WebDriver, folder: Path, name: str, height: int) -> None:
 
 
 def _wait_held(pool: DaemonPool, box: Path, feed: str) -> None:
-    wait_for("the village on the box", lambda: len(pool.feed(box, feed)) == 2 or None, 30)
+    # A name and a post (and the key for private messages each daemon publishes).
+    wait_for("the village on the box", lambda: len(pool.feed(box, feed)) >= 2 or None, 30)
 
 
 def main(folder: Path) -> None:
@@ -71,6 +73,8 @@ def main(folder: Path) -> None:
         pool.ok(tomas, "about", "--name", "Tomás", "--description", "Keeps the water pump")
         pool.ok(tomas, "post", "The pump is fixed. Water from 7 until noon.")
         pool.ok(amina, "post", "Bread on Tuesday: who needs a loaf?")
+        for person in (amina, tomas):
+            pool.ok(person, "keys", "publish")  # so that the page can write to them privately
         for who in (amina_id, tomas_id):
             pool.ok(box, "follow", who)
         pool.ok(box, "about", "--name", "North Village", "--description", "The box in the hall")
@@ -111,6 +115,36 @@ def main(folder: Path) -> None:
         _until(browser, "the operator's view", f"return {_count('#operator-peers li')} == 2")
         _run(browser, f"{_q('#operator')}.scrollIntoView()")
         _shoot(browser, folder, "page-operator.png", 1000)
+        _private_messages(browser, pool, folder, amina)
+
+
+def _private_messages(browser: WebDriver, pool: DaemonPool, folder: Path, amina: Path) -> None:
+    """Lea writes to Amina, Amina answers from her own node: the inbox and the conversation."""
+    _run(browser, "location.hash = '#inbox'")
+    people = "#dm-people input"
+    _until(browser, "people with a key", f"return {_count(people)} >= 2")
+    lea = str(_run(browser, f"return {_q('#me-id')}.textContent"))
+    _run(
+        browser,
+        "[...document.querySelectorAll('#dm-people label')]"
+        ".find(l => l.textContent === 'Amina').querySelector('input').click()",
+    )
+    _set(browser, "#dm-text", "Can I pick the bread up at five?")
+    _run(browser, f"{_q('#dm-send')}.click()")
+    _until(browser, "the conversation", f"return {_count('#dm-list li')} == 1")
+    pool.ok(amina, "follow", lea)  # Amina's node fetches Lea's feed, and so her key
+    wait_for(
+        "Lea's key at Amina's",
+        lambda: any(e["type"] == "enckey" for e in pool.feed(amina, lea)) or None,
+        30,
+    )
+    pool.ok(amina, "dm", lea, "Yes! I keep two loaves for you.")
+    _until(browser, "Amina's answer", f"return {_count('#dm-list li')} == 2")
+    _until(browser, "the delivery", "return /At Amina/.test(document.body.textContent)")
+    _shoot(browser, folder, "page-private.png", 760)
+    _run(browser, "location.hash = '#inbox'")
+    _until(browser, "the inbox", f"return {_count('#conversations li')} == 1")
+    _shoot(browser, folder, "page-inbox.png", 1000)
 
 
 if __name__ == "__main__":

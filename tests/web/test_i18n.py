@@ -14,7 +14,7 @@ MARKED = re.compile(r'data-i18n(?:-label|-alt)?="([^"]+)"')
 
 def _used() -> set[str]:
     keys = set(MARKED.findall((STATIC / "index.html").read_text(encoding="utf-8")))
-    for script in ("app.js", "backup.js"):
+    for script in ("app.js", "backup.js", "inbox.js"):
         source = (STATIC / script).read_text(encoding="utf-8")
         keys |= {k for k in KEY.findall(source) if not k.startswith(("meshnode.", "api."))}
     # tn("a.b", count) uses the plural forms "a.b.one", "a.b.other", ...: not "a.b" itself

@@ -3,7 +3,9 @@
 A note says how much of a feed we hold and whether the peer should push it to us (eager)
 or just tell us what it has (lazy). Notes wait ``note_delay_s`` (jittered) to be batched;
 urgent ones go out with the next frames. A note the peer already knows is not sent again
-(request skipping): ``memory.sent`` records what we last told it (see ``told``).
+(request skipping): ``memory.sent`` records what we last told it (see ``told``). For a
+capped feed the note asks for the tail we keep, from nothing held or past a gap the cap
+exceeds (``tail_start``): the node takes that entry as a restart (feed.restarts_at).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from meshnode.codec.frame import FrameType
 from meshnode.codec.varint import encode_varint
 from meshnode.core.clocks import NOT_REPLICATING, Note, encode_note
 from meshnode.core.ebt.session import Phase
+from meshnode.core.feed import restarts_at
 
 if TYPE_CHECKING:
     from meshnode.core.ebt.names import FeedNames
@@ -52,15 +55,40 @@ class Notes:
         lazy = feed not in s.rx
         start = -1
         remote = s.memory.remote.get(feed)
-        if scope.max_entries is not None and head is None:
-            # A capped feed we hold nothing of: ask for its tail only, once we know it.
-            if remote is None or feed not in s.clock.heard:
+        if scope.max_entries is not None:
+            # A capped feed: ask for its tail only, once we know it (from nothing held, or
+            # past a gap the cap exceeds, which the node takes as a restart).
+            if head is None and (remote is None or feed not in s.clock.heard):
                 lazy = True
-            elif remote.latest > scope.max_entries:
-                start = remote.latest - scope.max_entries + 1
+            else:
+                start = self.tail_start(s, feed, latest, scope.max_entries)
         if remote is None and lazy:
             start = latest + 1  # a query: "I do not know your state of this feed"
+        elif not lazy and start < 0 and feed in s.repair.early:
+            start = latest + 1  # a gap: later entries came, this one did not (Repair)
         return Note(latest, lazy, first, start)
+
+    def resume_at(self, s: Session, feed: FeedId, latest: int) -> int:
+        """The first seq to ask ``s`` for after ``latest``: a capped feed's tail past a gap
+        it exceeds (the node takes it as a restart), else latest + 1."""
+        scope = self.host.scope(feed)
+        if scope is not None and scope.max_entries is not None and latest > 0:
+            tail = self.tail_start(s, feed, latest, scope.max_entries)
+            if tail >= 0:
+                return tail
+        return latest + 1
+
+    @staticmethod
+    def tail_start(s: Session, feed: FeedId, latest: int, cap: int) -> int:
+        """Where to ask ``s`` to push a capped feed held up to ``latest`` from: the start of
+        its newest ``cap`` entries as the peer said, when that skips what we hold; else -1."""
+        remote = s.memory.remote.get(feed)
+        if remote is None or feed not in s.clock.heard:
+            return -1
+        tail = remote.latest - cap + 1
+        if latest == 0:
+            return tail if tail > 1 else -1
+        return tail if restarts_at(tail, latest, cap) else -1
 
     def queue(self, s: Session, feed: FeedId, *, urgent: bool, now: float) -> None:
         """Note ``feed`` to ``s``: with the next frames if urgent, else after a delay."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from meshnode.codec.frame import EPOCH_BYTES, PROTOCOL_VERSION, FrameType, Hello, encode_hello
 from meshnode.core.clocks import Note, PeerMemory, encode_note
 from meshnode.core.ebt.notes import send_run, told
-from meshnode.core.ebt.push import schedule_push
+from meshnode.core.ebt.push import push_from, schedule_push
 from meshnode.core.ebt.session import Phase, Signal
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class Opening:
             if hello.ack_wanted:
                 self.send_hello(s, now)  # a repeated HELLO: only confirm we heard it
             return
+        _time_hello(s, hello, now)
         memory = s.memory
         trusted = (
             memory.epoch == hello.epoch
@@ -110,8 +111,10 @@ class Opening:
             note = self.notes.my_note(s, feed, replicated.get(feed))
             s.memory.sent[feed] = told(note)
             if note.replicating and feed not in s.memory.remote:
-                # Until the follower says otherwise, its silence means "same seq, eager".
-                s.memory.remote[feed] = Note(note.latest, False)
+                # Until the follower says otherwise, its silence means "same seq, eager"
+                # (lazy on a lossy link, where the follower always answers: silence there
+                # is a lost answer, and pushes on a guess would be duplicates).
+                s.memory.remote[feed] = Note(note.latest, not s.reliable)
                 s.flow.assumed[feed] = note.latest
             notes.append(encode_note(note))
         send_run(s, notes)
@@ -137,7 +140,8 @@ class Opening:
                 self.choice.behind(s, feed, now)  # it had more when we parted: ask again
             if not remote.lazy and remote.replicating:
                 s.flow.assumed[feed] = max(remote.latest, s.memory.pushed.get(feed, 0))
-                schedule_push(s, feed, s.flow.assumed[feed] + 1)
+                ours = self.host.store.latest_seq(feed)
+                schedule_push(s, feed, push_from(remote, ours, s.flow.assumed[feed]))
 
     def _forget(self, s: Session, epoch: bytes) -> None:
         """The peer (or we) lost state: start the relationship afresh."""
@@ -153,6 +157,14 @@ class Opening:
         s.clock.notes_at = None
         s.hello.delta = False
         s.control = [f for f in s.control if f[0] == FrameType.HELLO]
+
+
+def _time_hello(s: Session, hello: Hello, now: float) -> None:
+    """A first guess of the round trip: their HELLO answers ours, or crossed it on the way."""
+    if hello.got_yours:
+        s.rtt.sample(now - s.hello.sent_at)
+    elif now > s.hello.opened_at:  # both spoke at once: theirs took one way
+        s.rtt.sample(2 * (now - s.hello.opened_at))
 
 
 def _push_unconfirmed_again(s: Session) -> None:

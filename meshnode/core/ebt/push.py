@@ -4,7 +4,8 @@ A peer that is eager for a feed gets its entries pushed, in seq order per feed a
 round-robin across feeds, while its link has fewer than ``window_bytes`` of entries in
 flight (the shell reports delivery with ``delivered``). An entry the peer can rebuild
 goes in short form (no author, seq or previous hash): when it follows what we think the
-peer holds of its feed.
+peer holds of its feed. A partial peer far behind is pushed only a tail as long as the
+range it holds (``push_from``), which a capped node takes as a restart of the feed.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshnode.codec.frame import encode_entry_frame
-from meshnode.codec.message import decode_entry, encode_short_entry
+from meshnode.codec.message import short_form
+from meshnode.core.ebt.session import UNDATED
+from meshnode.core.feed import restarts_at
 from meshnode.types import Seq
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from meshnode.core.clocks import Note
     from meshnode.core.ebt.names import FeedNames
     from meshnode.core.ebt.notes import Notes
     from meshnode.core.ebt.session import Host, ReplicationConfig, Session
     from meshnode.types import FeedId, PeerId
 
-__all__ = ["Pusher", "schedule_push"]
-
-_MAX_STORED_CONTENT_BYTES = 1 << 20  # what we stored was checked already: no tighter limit
+__all__ = ["Pusher", "push_from", "schedule_push"]
 
 
 def schedule_push(s: Session, feed: FeedId, seq: int, *, force: bool = False) -> None:
@@ -34,6 +36,20 @@ def schedule_push(s: Session, feed: FeedId, seq: int, *, force: bool = False) ->
     current = s.flow.push.get(feed)
     if current is None or force or seq < current:
         s.flow.push[feed] = seq
+
+
+def push_from(remote: Note, ours: int, assumed: int) -> int:
+    """Where to push a feed we hold up to ``ours`` from, to an eager peer that holds up to
+    ``assumed``: just after it, or, past a gap longer than a partial peer holds, only a
+    tail that long, which it takes as a restart when that is its cap (feed.restarts_at)."""
+    # A partial peer said where its range starts, or asked for a tail when it held none.
+    first = remote.first or (remote.start if remote.start > remote.latest + 1 else 0)
+    if first > 1:
+        held = assumed - first + 1
+        tail = ours - held + 1
+        if restarts_at(tail, assumed, held):
+            return tail
+    return assumed + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,15 +61,20 @@ class Pusher:
     names: FeedNames
     notes: Notes
 
-    def frames_to_send(self, sessions: Iterable[Session]) -> list[tuple[PeerId, bytes]]:
-        """Drain frames: control first, then pushes round-robin across feeds."""
+    def frames_to_send(
+        self, sessions: Iterable[Session], now: float | None
+    ) -> list[tuple[PeerId, bytes]]:
+        """Drain frames: control first, then resends, then pushes round-robin across feeds
+        (``now`` None: the time is not known, and lossy pushes are dated later)."""
         out: list[tuple[PeerId, bytes]] = []
         for s in sessions:
             if any(s.clock.notes.values()):
                 self.notes.flush(s, urgent_only=True)
             out.extend((s.peer, f) for f in s.control)
             s.control.clear()
-            self._drain(s, out)
+            if s.flow.resend:
+                self._resend(s, out, now)
+            self._drain(s, out, now)
         return out
 
     @staticmethod
@@ -79,11 +100,35 @@ class Pusher:
             else:
                 self.notes.queue(s, feed, urgent=False, now=now)
 
-    def _drain(self, s: Session, out: list[tuple[PeerId, bytes]]) -> None:
+    def _resend(self, s: Session, out: list[tuple[PeerId, bytes]], now: float | None) -> None:
+        """Single entries a lossy peer named as missing (``Repair.on_ack``)."""
+        sent_at = UNDATED if now is None else now
+        for feed, seq in list(s.flow.resend.items()):
+            del s.flow.resend[feed]
+            head = self.host.store.head(feed)
+            remote = s.memory.remote.get(feed)
+            if head is None or remote is None or not head.first <= seq <= head.latest:
+                continue
+            frame = self._entry_frame(s, feed, seq, short=remote.latest == seq - 1)
+            self._count(s, frame)
+            out.append((s.peer, frame))
+            highest = s.flow.sent[feed][0] if feed in s.flow.sent else seq
+            s.flow.sent[feed] = (highest, sent_at)  # what follows it may be on its way too
+            s.repair.unacked[feed] = sent_at + s.rtt.ack_wait_s(self.config.note_delay_s)
+
+    @staticmethod
+    def _count(s: Session, frame: bytes) -> None:
+        s.flow.in_flight += len(frame)
+        s.traffic.entry_bytes += len(frame)
+        s.traffic.entries += 1
+
+    def _drain(self, s: Session, out: list[tuple[PeerId, bytes]], now: float | None) -> None:
         store = self.host.store
-        flow, memory, traffic = s.flow, s.memory, s.traffic
+        flow, memory = s.flow, s.memory
         push = flow.push
         window_bytes = self.config.window_bytes
+        sent_at = UNDATED if now is None else now
+        ack_due = sent_at + s.rtt.ack_wait_s(self.config.note_delay_s)
         while push and flow.in_flight < window_bytes:
             feed, seq = next(iter(push.items()))
             del push[feed]
@@ -93,16 +138,22 @@ class Pusher:
                 continue
             seq = max(seq, remote.push_from if remote.start >= 0 else seq)
             if seq < head.first:
-                if remote.latest > 0:
-                    continue  # we are capped and lack its next entry: it asks someone else
+                if remote.latest > 0 or remote.start <= 1:
+                    # We are capped and lack its next entry, or it did not ask for a tail
+                    # (it keeps the whole feed, and could never fill in what comes before
+                    # our first): it asks someone else.
+                    continue
                 seq = head.first
             if seq > head.latest:
                 continue
-            frame = self._entry_frame(s, feed, seq)
-            flow.in_flight += len(frame)
-            traffic.entry_bytes += len(frame)
-            traffic.entries += 1
+            assumed = flow.assumed.get(feed, remote.latest)
+            frame = self._entry_frame(s, feed, seq, short=assumed == seq - 1)
+            self._count(s, frame)
             out.append((s.peer, frame))
+            if not s.reliable:  # for reading its acks (Repair.on_ack)
+                highest = flow.sent[feed][0] if feed in flow.sent else 0
+                flow.sent[feed] = (max(highest, seq), sent_at)
+                s.repair.unacked[feed] = ack_due
             flow.assumed[feed] = max(flow.assumed.get(feed, 0), seq)
             memory.pushed[feed] = max(memory.pushed.get(feed, 0), seq)
             flow.pushed_now[feed] = seq
@@ -110,10 +161,9 @@ class Pusher:
             if seq < head.latest:
                 push[feed] = seq + 1  # re-queued at the back: round-robin across feeds
 
-    def _entry_frame(self, s: Session, feed: FeedId, seq: int) -> bytes:
+    def _entry_frame(self, s: Session, feed: FeedId, seq: int, *, short: bool) -> bytes:
+        """The entry as an ENTRY frame: short when the peer holds the one before it."""
         raw = self.host.store.get(feed, Seq(seq))
-        if s.flow.assumed.get(feed, s.memory.remote[feed].latest) == seq - 1 and seq > 1:
-            entry = decode_entry(raw, max_content_bytes=_MAX_STORED_CONTENT_BYTES)
-            ref = self.names.ref(s, feed)
-            return encode_entry_frame(ref, seq, encode_short_entry(entry))
+        if short and seq > 1:  # stored entries were decoded when they came: no need again
+            return encode_entry_frame(self.names.ref(s, feed), seq, short_form(raw, seq))
         return encode_entry_frame(None, 0, raw)

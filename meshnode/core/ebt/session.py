@@ -38,6 +38,7 @@ __all__ = [
     "MAX_UNKNOWN_FEEDS",
     "PEER_MEMORY_CAP_BYTES",
     "TRANSITIONS",
+    "UNDATED",
     "FeedIndexes",
     "HelloState",
     "Host",
@@ -48,6 +49,7 @@ __all__ = [
     "PushState",
     "RepairState",
     "ReplicationConfig",
+    "RoundTrip",
     "Session",
     "Signal",
     "TrafficStats",
@@ -55,6 +57,10 @@ __all__ = [
 ]
 
 
+UNDATED = float("inf")  # a push made when the time was not known (dated at the next input)
+_SLACK_S = 0.05  # scheduling and serialisation beyond the measured round trip
+# A note unanswered this long measures nothing (the peer had nothing to push, or it was lost).
+_PROBE_GIVEUP_S = 30.0
 # A peer's names for feeds we do not keep cost ~100 B of RAM each: 10,000 is ~1 MB per
 # link, and several times the feeds a village box's neighbour keeps that it does not.
 MAX_UNKNOWN_FEEDS = 10_000
@@ -113,8 +119,10 @@ class Host(Protocol):
         """How much of ``feed`` the policy wants, or None."""
         ...
 
-    def ingest_entry(self, entry: Entry, source: PeerId | None = None) -> IngestResult:
-        """Verify and store an entry already decoded."""
+    def ingest_entry(
+        self, entry: Entry, source: PeerId | None = None, *, signature_ok: bool | None = None
+    ) -> IngestResult:
+        """Verify (unless ``signature_ok`` says) and store an entry already decoded."""
         ...
 
     @property
@@ -204,13 +212,64 @@ class PushState:
     count_at_connect: int = 0
     last_pushed: dict[FeedId, int] = field(default_factory=dict)
     pushed_now: dict[FeedId, int] = field(default_factory=dict)
+    # Lossy links: the highest seq pushed this session and when the feed was last pushed,
+    # and single entries to send again (a gap the peer named), ahead of other pushes.
+    sent: dict[FeedId, tuple[int, float]] = field(default_factory=dict)
+    resend: dict[FeedId, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RoundTrip:
+    """The link's round-trip time, measured: from the HELLOs, then from a note that asks
+    for an entry (a new upstream's, a resend request) to that entry's arrival."""
+
+    srtt_s: float | None = None  # smoothed, as TCP's SRTT (RFC 6298)
+    probe: tuple[FeedId, int, float] | None = None  # the note timed: feed, seq asked, when
+
+    def sample(self, rtt_s: float) -> None:
+        """Fold one measured round trip into the estimate."""
+        rtt_s = max(0.0, rtt_s)
+        self.srtt_s = rtt_s if self.srtt_s is None else 0.875 * self.srtt_s + 0.125 * rtt_s
+
+    def start(self, feed: FeedId, seq: int, now: float) -> None:
+        """Time the note going out now that asks for entry ``seq`` of ``feed`` (one at a
+        time: entries already on their way would answer a second one too soon)."""
+        if self.probe is None or now - self.probe[2] > _PROBE_GIVEUP_S:
+            self.probe = (feed, seq, now)
+
+    def answered(self, feed: FeedId, seq: int, now: float) -> None:
+        """Entry ``seq`` of ``feed`` arrived: the timed note, if it asked for it, is answered."""
+        if self.probe is not None and self.probe[:2] == (feed, seq):
+            if now - self.probe[2] <= _PROBE_GIVEUP_S:
+                self.sample(now - self.probe[2])
+            self.probe = None
+
+    def estimate(self, default_s: float) -> float:
+        """The estimate, or ``default_s`` before anything was measured."""
+        return default_s if self.srtt_s is None else self.srtt_s
+
+    def settle_s(self, default_s: float) -> float:
+        """How long after a frame went out its effect is surely seen at the peer, and
+        the peer's answer back (the estimate with room for jitter)."""
+        return 1.5 * self.estimate(default_s) + _SLACK_S
+
+    def ack_wait_s(self, note_delay_s: float) -> float:
+        """How long a push waits for its ack: acks are batched for up to 1.5 note delays,
+        then take a round trip to come back."""
+        return 1.5 * note_delay_s + self.settle_s(note_delay_s)
 
 
 @dataclass(slots=True)
 class RepairState:
     """Lossy-link repair: resend requests, resyncs, and forgiven bad frames."""
 
-    asked: dict[FeedId, tuple[int, float]] = field(default_factory=dict)  # resend requests
+    # Resend requests: feed -> (latest then, when to ask again, times asked for that gap).
+    asked: dict[FeedId, tuple[int, float, int]] = field(default_factory=dict)
+    resent: dict[FeedId, tuple[int, float]] = field(default_factory=dict)  # seq, when
+    # Entries that came before the one they follow, kept until it arrives: feed -> seq -> frame.
+    early: dict[FeedId, dict[int, bytes]] = field(default_factory=dict)
+    early_count: int = 0
+    unacked: dict[FeedId, float] = field(default_factory=dict)  # pushes: when to ask for an ack
     resync_at: float | None = None
     resyncs: int = 0
     resync_backoff: int = 1
@@ -235,6 +294,7 @@ class Session:
     clock: NoteState = field(default_factory=NoteState)
     flow: PushState = field(default_factory=PushState)
     repair: RepairState = field(default_factory=RepairState)
+    rtt: RoundTrip = field(default_factory=RoundTrip)
     added: int = 0  # entries this peer gave us that we stored, this session
 
     @classmethod

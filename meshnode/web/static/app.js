@@ -25,6 +25,7 @@ const KEY = "meshnode.seed"; // this phone's secret seed, hex; it never leaves t
 const HEAD = "meshnode.head"; // { seq, id } of our own latest entry, as this phone made it
 const OUTBOX = "meshnode.outbox"; // signed entries (hex) waiting for the box
 const BACKED_UP = "meshnode.backed-up"; // the backup was shown once: no more reminders
+const INBOX_USED = "meshnode.inbox-used"; // this phone opened its inbox: keep its key published
 const shown = new Set();
 const names = new Map(); // feed id -> the name its owner gave
 const loaded = new Map(); // entry id -> the entry as the box described it
@@ -56,6 +57,8 @@ const CONTACT_WORDS = {
 
 function describe(entry) {
   if (entry.type === "post") return entry.text;
+  if (entry.type === "private") return t("timeline.private");
+  if (entry.type === "enckey") return t("timeline.enckey");
   if (entry.type === "reply") return entry.text;
   if (entry.type === "about") return t("timeline.about", { name: entry.about.name });
   if (entry.type === "contact") {
@@ -366,9 +369,13 @@ function offerRestoreFromLink() {
 
 let viewNext = null; // the next page of a person's entries (a seq), or null
 
+const SECTION_OF = { person: "view", thread: "view", inbox: "inbox", dm: "dm" }; // views
+
 function viewOf(hash) {
-  const [kind, value] = hash.replace(/^#/, "").split("=", 2);
-  if (!value || (kind !== "person" && kind !== "thread")) return null;
+  const text = hash.replace(/^#/, "");
+  if (text === "inbox") return { kind: "inbox", value: "" };
+  const [kind, value] = text.split("=", 2);
+  if (!value || !Object.hasOwn(SECTION_OF, kind) || kind === "inbox") return null;
   try {
     return { kind, value: decodeURIComponent(value) };
   } catch {
@@ -378,10 +385,17 @@ function viewOf(hash) {
 
 async function showView() {
   const view = viewOf(location.hash);
+  const open = view ? SECTION_OF[view.kind] : null;
+  const views = new Set(Object.values(SECTION_OF));
   for (const section of document.querySelectorAll("main > section")) {
-    section.hidden = view ? section.id !== "view" : section.id === "view";
+    section.hidden = open ? section.id !== open : views.has(section.id);
   }
   if (!view) return;
+  if (view.kind === "inbox" || view.kind === "dm") {
+    window.scrollTo(0, 0);
+    await showInbox(view);
+    return;
+  }
   $("view-list").replaceChildren();
   $("view-about").textContent = "";
   $("view-more").hidden = true;
@@ -420,6 +434,40 @@ async function showThread(id) {
 function morePerson() {
   const view = viewOf(location.hash);
   if (view && view.kind === "person" && viewNext) showPerson(view.value, viewNext).catch(() => {});
+}
+
+// -- private messages: inbox.js, loaded when the inbox is first opened ------------------------
+
+let inbox = null; // the inbox module once started
+
+async function loadInbox() {
+  if (!inbox) {
+    const module = await import("./inbox.js");
+    await module.start({
+      box,
+      seed: unhex(localStorage.getItem(KEY)),
+      me: formatFeedId(keys.publicKey),
+      getJson,
+      publish,
+      flush: flushOutbox,
+      nameOf,
+      outbox,
+    });
+    inbox = module;
+    localStorage.setItem(INBOX_USED, "1");
+  }
+  return inbox;
+}
+
+async function showInbox(view) {
+  const title = view.kind === "inbox" ? $("inbox-title") : $("dm-title");
+  title.focus();
+  if (!box) return; // the box was never reached: nothing to read or write with yet
+  try {
+    await (await loadInbox()).show(view);
+  } catch (error) {
+    $("inbox-status").textContent = t("inbox.failed", { reason: error.message });
+  }
 }
 
 // -- operator ----------------------------------------------------------------------------
@@ -527,7 +575,9 @@ async function hide(id) {
 
 function follow() {
   const events = new EventSource("/api/events");
-  events.addEventListener("entries", () => Promise.all([refresh(), loadPeople()]).catch(() => {}));
+  events.addEventListener("entries", () => {
+    Promise.all([refresh(), loadPeople(), inbox?.refresh()]).catch(() => {});
+  });
   events.onopen = () => {
     $("box-status").textContent = t("status.connected");
     flushOutbox().then(refresh).catch(showOutbox);
@@ -565,6 +615,8 @@ async function start() {
     await loadPage(null);
     $("box-status").textContent = t("status.connected");
     await showView();
+    // A phone that uses its inbox keeps its key published and this box among its homes.
+    if (localStorage.getItem(INBOX_USED)) loadInbox().catch(() => {});
   } catch (error) {
     $("box-status").textContent = t("status.away");
   }

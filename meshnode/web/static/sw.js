@@ -10,11 +10,11 @@
 // the whole page (a worker controls only the paths under its own folder).
 
 const PREFIX = "meshnode-page-";
-const CACHE = `${PREFIX}v3`; // a new version when SHELL changes; the older copies go
+const CACHE = `${PREFIX}v4`; // a new version when SHELL changes; the older copies go
 const NETWORK_WAIT_MS = 4000; // then the copy: a box that is away may never refuse
 
-// The page, every module it imports at start, and the backup's modules (imported when the
-// backup is opened, which may be while the box is away). tests/web/test_tls.py checks
+// The page, every module it imports at start, and the backup's and the inbox's modules
+// (imported when the backup or the inbox is opened, which may be while the box is away). tests/web/test_tls.py checks
 // that every module the page imports is here.
 const SHELL = [
   "/",
@@ -27,11 +27,17 @@ const SHELL = [
   "/static/i18n/fr.json",
   "/static/i18n/es.json",
   "/static/backup.js",
+  "/static/inbox.js",
+  "/static/opener.js",
+  "/static/pins.js",
+  "/static/private.js",
   "/static/vendor/tweetnacl/nacl-fast.min.js",
   "/static/vendor/noble-hashes/sha2.js",
   "/static/vendor/noble-hashes/_md.js",
   "/static/vendor/noble-hashes/_u64.js",
   "/static/vendor/noble-hashes/utils.js",
+  "/static/vendor/noble-hashes/blake2.js",
+  "/static/vendor/noble-hashes/_blake.js",
   "/static/vendor/scure-bip39/english.js",
   "/static/vendor/qrcode-generator/qrcode.mjs",
 ];

@@ -352,9 +352,9 @@ class Node:
             self.replicator.policy_changed()
         if entry.author != self.feed_id:  # our own feed is never evicted: no need to keep
             private = entry.content_type == ContentType.PRIVATE
-            size, now_ms = len(entry.raw), self.now_ms()
+            now_ms = self.now_ms() if private else 0  # only a kept entry needs the clock
             released = self.mailbox.stored(
-                entry.author, entry.seq, size, private=private, now_ms=now_ms
+                entry.author, entry.seq, len(entry.raw), private=private, now_ms=now_ms
             )
             if released:  # rare: skip the sets and sorting for every entry stored
                 self._released(released, skip=entry.author)
